@@ -1,0 +1,262 @@
+"""Layers: Dense, ReLU, Sigmoid, Softmax, each with a forward and a backward pass.
+
+The protocol every layer follows:
+
+* ``forward(x)`` (also ``layer(x)``) computes the output and keeps what the
+  backward pass will need. It never modifies ``x``.
+* ``backward(grad_out)`` takes dL/dy, the gradient of the loss with respect to
+  the layer's output (same shape as y), and returns dL/dx, the gradient with
+  respect to its input. Layers with parameters also *set* (overwrite, never
+  accumulate) each ``Parameter.grad``.
+* ``parameters()`` lists the layer's Parameters (an empty list for activations).
+
+Shapes: inputs are batches ``(N, features)``; N is the batch size.
+All math goes through ``xp``, the array module of the input (NumPy or CuPy),
+so one code path serves the CPU and the GPU.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from .backend import get_array_module, to_device
+from .parameter import Parameter
+
+__all__ = ["Layer", "Dense", "ReLU", "Sigmoid", "Softmax"]
+
+
+class Layer:
+    """Base class: the protocol above, plus a ``name`` used in error messages."""
+
+    def __init__(self):
+        self.name = repr(self)
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, grad_out):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def parameters(self) -> list[Parameter]:
+        return []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # -- shared checks -------------------------------------------------------
+    def _check_backward(self, grad_out, cached):
+        """grad_out must match the cached forward output; a clear error if not."""
+        if cached is None:
+            raise RuntimeError(f"{self.name}: backward() called before forward()")
+        if grad_out.shape != cached.shape:
+            raise ValueError(
+                f"{self.name}: backward expected grad_out of shape {tuple(cached.shape)} "
+                f"(the forward output), got {tuple(grad_out.shape)}"
+            )
+        if grad_out.dtype != cached.dtype:
+            raise TypeError(
+                f"{self.name}: backward expected grad_out of dtype {cached.dtype}, "
+                f"got {grad_out.dtype}"
+            )
+
+
+def _check_float(layer, x):
+    """Activations accept any floating array; integers are a mistake worth naming."""
+    if not hasattr(x, "dtype") or x.dtype.kind != "f":
+        found = getattr(x, "dtype", type(x).__name__)
+        raise TypeError(f"{layer.name}: expected a floating-point array, got {found}")
+
+
+class Dense(Layer):
+    """Fully connected layer: ``y = x @ W + b``.
+
+    Shapes: x ``(N, in)``, W ``(in, out)``, b ``(out,)``, y ``(N, out)``.
+
+    Backward, for g = dL/dy of shape ``(N, out)``::
+
+        dL/dW = x^T @ g         (in, N) @ (N, out) -> (in, out)
+        dL/db = sum_n g[n, :]   (out,)
+        dL/dx = g @ W^T         (N, out) @ (out, in) -> (N, in)
+
+    Initialisation: W ~ Normal(0, sqrt(2 / in)) (He et al., 2015: keeps the
+    variance of ReLU activations steady from layer to layer), or
+    ``init="glorot"`` for Normal(0, sqrt(2 / (in + out))); b = 0. The weights
+    are drawn on the host from a NumPy Generator (``rng``: a Generator or an
+    int seed) and then moved to the active backend, so a seeded model starts
+    from the same numbers on the CPU and on the GPU.
+
+    The input must have the layer's dtype (float32 by default): a float64 or
+    integer batch into a float32 layer is an error rather than a silent cast,
+    because a silent cast either costs a copy every step or leaks float64 into
+    the whole model.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, dtype=numpy.float32,
+                 rng=None, init: str = "he"):
+        if int(in_features) < 1 or int(out_features) < 1:
+            raise ValueError(f"Dense: sizes must be positive, got ({in_features}, {out_features})")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.dtype = numpy.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise TypeError(f"Dense: dtype must be floating point, got {self.dtype}")
+        super().__init__()
+        fan = {"he": in_features, "glorot": (in_features + out_features) / 2}
+        if init not in fan:
+            raise ValueError(f"Dense: init must be 'he' or 'glorot', got {init!r}")
+        rng = numpy.random.default_rng(rng)
+        w = rng.normal(0.0, numpy.sqrt(2.0 / fan[init]), size=(in_features, out_features))
+        self.W = Parameter(to_device(w.astype(self.dtype)), name="W")
+        self.b = Parameter(to_device(numpy.zeros(out_features, dtype=self.dtype)), name="b")
+        self._x = None
+
+    def __repr__(self) -> str:
+        return f"Dense({self.in_features}, {self.out_features})"
+
+    def parameters(self) -> list[Parameter]:
+        return [self.W, self.b]
+
+    def forward(self, x):
+        self._check_input(x)
+        xp = get_array_module(x)
+        self._x = x
+        y = xp.matmul(x, self.W.data)  # (N, in) @ (in, out) -> (N, out)
+        y += self.b.data  # in place: y is ours, a second pass would allocate
+        return y
+
+    def backward(self, grad_out, *, input_grad: bool = True):
+        """Set W.grad and b.grad; return dL/dx (or None when ``input_grad`` is False).
+
+        ``input_grad=False`` skips the ``g @ W^T`` product: the first layer of
+        a network never needs the gradient with respect to the data, and for a
+        784-wide input that product is a sixth of the work of a training step.
+        """
+        if self._x is None:
+            raise RuntimeError(f"{self.name}: backward() called before forward()")
+        n, out = self._x.shape[0], self.out_features
+        if grad_out.shape != (n, out):
+            raise ValueError(
+                f"{self.name}: backward expected grad_out of shape {(n, out)}, "
+                f"got {tuple(grad_out.shape)}"
+            )
+        if grad_out.dtype != self.dtype:
+            raise TypeError(f"{self.name}: backward expected grad_out of dtype {self.dtype}, "
+                            f"got {grad_out.dtype}")
+        xp = get_array_module(grad_out)
+        # Written in place (out=): grad may be a view into the model's flat buffer.
+        xp.matmul(self._x.T, grad_out, out=self.W.grad)  # (in, N) @ (N, out)
+        grad_out.sum(axis=0, out=self.b.grad)
+        if not input_grad:
+            return None
+        return xp.matmul(grad_out, self.W.data.T)  # (N, out) @ (out, in)
+
+    def _check_input(self, x):
+        shape = getattr(x, "shape", None)
+        if shape is None or len(shape) != 2 or shape[1] != self.in_features:
+            found = tuple(shape) if shape is not None else type(x).__name__
+            hint = ""
+            if shape is not None and len(shape) > 2 and numpy.prod(shape[1:]) == self.in_features:
+                hint = "; flatten it first: x.reshape(len(x), -1)"
+            raise ValueError(
+                f"{self.name}: expected input of shape (N, {self.in_features}), got {found}{hint}"
+            )
+        if x.dtype != self.dtype:
+            raise TypeError(
+                f"{self.name}: expected input of dtype {self.dtype}, got {x.dtype}; "
+                f"convert once, outside the training loop: x.astype({self.dtype.name})"
+            )
+        if shape[0] == 0:
+            raise ValueError(f"{self.name}: got an empty batch, shape {tuple(shape)}")
+
+
+class ReLU(Layer):
+    """Rectified linear unit: ``y = max(x, 0)``, elementwise.
+
+    Backward: ``dL/dx = g * [y > 0]``. At x = 0 exactly the derivative is taken
+    to be 0 (a subgradient). Keeps its output, not its input: y > 0 exactly
+    where x > 0, and the output is what the next layer holds anyway.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._y = None
+
+    def forward(self, x):
+        _check_float(self, x)
+        xp = get_array_module(x)
+        self._y = xp.maximum(x, 0)  # a new array: x stays untouched
+        return self._y
+
+    def backward(self, grad_out):
+        self._check_backward(grad_out, self._y)
+        xp = get_array_module(grad_out)
+        return xp.multiply(grad_out, self._y > 0)
+
+
+class Sigmoid(Layer):
+    """Logistic function: ``y = 1 / (1 + exp(-x))``, elementwise.
+
+    Computed as ``(1 + tanh(x / 2)) / 2``, the same function written without
+    ``exp(-x)``: it cannot overflow (no warnings at x = -1e4), and tanh is a
+    fast vectorised kernel.
+
+    Backward: ``dL/dx = g * y * (1 - y)``.
+
+    Followed by ``BinaryCrossEntropy``, prefer the fused gradient with respect
+    to x, ``(y - t) / count`` (see ``losses.BinaryCrossEntropy.logits_grad``):
+    it is exact where ``y * (1 - y)`` has underflowed to 0.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._y = None
+
+    def forward(self, x):
+        _check_float(self, x)
+        xp = get_array_module(x)
+        y = xp.tanh(x * 0.5)
+        y += 1
+        y *= 0.5
+        self._y = y
+        return y
+
+    def backward(self, grad_out):
+        self._check_backward(grad_out, self._y)
+        y = self._y
+        return grad_out * y * (1 - y)
+
+
+class Softmax(Layer):
+    """Softmax over the last axis: ``y_i = exp(x_i - m) / sum_j exp(x_j - m)``.
+
+    Subtracting the row maximum m changes nothing mathematically and keeps
+    every exponent <= 0, so logits of 1e4 cannot overflow.
+
+    Backward is the Jacobian-vector product, with no per-sample Jacobian:
+    ``dy_i/dx_k = y_i (delta_ik - y_k)``, so
+
+        dL/dx = y * (g - sum_i g_i y_i)     (the sum over the last axis, per row)
+
+    Followed by ``CrossEntropy``, prefer the fused gradient with respect to x,
+    ``(y - onehot(labels)) / N`` (see ``losses.CrossEntropy.logits_grad``).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._y = None
+
+    def forward(self, x):
+        _check_float(self, x)
+        xp = get_array_module(x)
+        z = x - x.max(axis=-1, keepdims=True)
+        xp.exp(z, out=z)
+        z /= z.sum(axis=-1, keepdims=True)
+        self._y = z
+        return z
+
+    def backward(self, grad_out):
+        self._check_backward(grad_out, self._y)
+        y = self._y
+        return y * (grad_out - (grad_out * y).sum(axis=-1, keepdims=True))

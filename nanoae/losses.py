@@ -1,0 +1,210 @@
+"""Losses: binary cross-entropy and cross-entropy, with stable and fused gradients.
+
+A loss follows the layer protocol with two inputs:
+
+* ``forward(pred, target)`` returns the mean loss (a 0-d array, left on the
+  device: reading it with ``float()`` waits for the GPU, so do that once per
+  epoch, not per batch) and keeps what backward needs;
+* ``backward()`` returns dL/dpred, the gradient with respect to the prediction.
+
+Fused gradients. A sigmoid output trained with BCE, or a softmax output trained
+with cross-entropy, has a famously simple gradient with respect to the *logits*
+z (the input of the last activation):
+
+    Sigmoid + BinaryCrossEntropy:  dL/dz = (sigmoid(z) - t) / count
+    Softmax + CrossEntropy:        dL/dz = (softmax(z) - onehot(labels)) / N
+
+``loss.logits_grad()`` returns it, and ``loss.fuses_with(layer)`` says whether
+``layer`` is the activation it belongs to; ``Sequential.backward_from_loss``
+uses both. Going through dL/dpred instead divides by p (1 - p), which underflows
+to 0 for saturated outputs; the fused form is exact there and costs fewer passes.
+
+Stability. log(p) is taken of max(p, tiny) and clamped at -100 (the clamp that
+``torch.nn.BCELoss`` applies), so p = 0 or 1 gives a finite loss without
+warnings; the unfused backward clips p to [eps, 1 - eps] (eps of the array's own
+dtype, not float64's) so it stays finite too.
+
+Checks. Shapes and dtypes are always checked (free). Value checks (labels in
+range, a non-finite loss explained) need a pass over the data and, on a GPU, a
+device sync; ``check=None`` (the default) runs them only for NumPy arrays,
+``True`` always, ``False`` never (``fit`` validates the whole dataset once and
+then turns them off).
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from .backend import get_array_module
+from .layers import Sigmoid, Softmax
+
+__all__ = ["Loss", "BinaryCrossEntropy", "CrossEntropy"]
+
+_LOG_FLOOR = -100.0  # as torch.nn.BCELoss: log terms are clamped at -100
+
+
+def _safe_log(xp, p):
+    """log(p) for p in [0, 1], never -inf and never a warning: >= max(-100, log(tiny))."""
+    out = xp.log(xp.maximum(p, numpy.finfo(p.dtype).tiny))
+    return xp.maximum(out, _LOG_FLOOR, out=out)
+
+
+class Loss:
+    """Base class of the losses: calling, the fused-pair test, and the check policy."""
+
+    #: The activation whose input gradient this loss can supply directly (or None).
+    fused_layer: type | None = None
+
+    def __init__(self, *, check: bool | None = None):
+        self.check = check
+
+    def __call__(self, pred, target):
+        return self.forward(pred, target)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def fuses_with(self, layer) -> bool:
+        """True when ``layer`` is the activation whose fused gradient ``logits_grad`` gives."""
+        return self.fused_layer is not None and isinstance(layer, self.fused_layer)
+
+    def _checking(self, xp) -> bool:
+        return self.check if self.check is not None else xp is numpy
+
+    def _explain_nonfinite(self, loss, xp, **arrays):
+        """Raise a clear error when ``loss`` is not finite (only when checks are on)."""
+        if not self._checking(xp) or bool(xp.isfinite(loss)):
+            return
+        for name, a in arrays.items():
+            if a.dtype.kind == "f" and not bool(xp.isfinite(a).all()):
+                bad = int((~xp.isfinite(a)).sum())
+                raise ValueError(f"{self!r}: {name} contains {bad} non-finite value(s) (NaN or inf)")
+        raise ValueError(f"{self!r}: the loss is not finite although its inputs are")
+
+    def _need(self, attr):
+        value = getattr(self, attr, None)
+        if value is None:
+            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        return value
+
+
+class BinaryCrossEntropy(Loss):
+    """Binary cross-entropy, the mean over *all* elements (as PyTorch and Keras):
+
+        L = -(1 / count) * sum( t * log(p) + (1 - t) * log(1 - p) )
+
+    pred p and target t: same shape, same floating dtype, t in [0, 1]
+    (grey levels are fine: the loss then cannot reach 0, its floor is the
+    targets' own entropy). count = p.size.
+
+    Backward:  dL/dp = (p - t) / (p * (1 - p)) / count   (p clipped to [eps, 1 - eps])
+    Fused with Sigmoid (``logits_grad``):  dL/dz = (p - t) / count
+    """
+
+    fused_layer = Sigmoid
+
+    def forward(self, pred, target):
+        _check_same(self, pred, target)
+        xp = get_array_module(pred)
+        if self._checking(xp) and target.size and (float(target.min()) < 0 or float(target.max()) > 1):
+            raise ValueError(f"{self!r}: target values must lie in [0, 1], got "
+                             f"[{float(target.min())}, {float(target.max())}]")
+        self._p, self._t = pred, target
+        log_p = _safe_log(xp, pred)
+        log_q = _safe_log(xp, 1 - pred)
+        # t*log p + (1-t)*log q  ==  log q + t*(log p - log q): one product fewer
+        log_p -= log_q
+        log_p *= target
+        log_p += log_q
+        loss = -log_p.mean()
+        self._explain_nonfinite(loss, xp, pred=pred, target=target)
+        return loss
+
+    def backward(self):
+        p, t = self._need("_p"), self._t
+        xp = get_array_module(p)
+        eps = numpy.finfo(p.dtype).eps
+        p = xp.clip(p, eps, 1 - eps)
+        return (p - t) / (p * (1 - p)) * (1.0 / p.size)
+
+    def logits_grad(self):
+        """dL/dz for z the input of the preceding Sigmoid: ``(p - t) / count``."""
+        p, t = self._need("_p"), self._t
+        g = p - t
+        g *= 1.0 / p.size
+        return g
+
+
+class CrossEntropy(Loss):
+    """Cross-entropy of class probabilities against integer labels, mean over the batch:
+
+        L = -(1 / N) * sum_n log(p[n, labels[n]])
+
+    probs p: ``(N, C)`` floating, rows summing to 1; labels: ``(N,)`` integers in 0..C-1.
+
+    Backward:  dL/dp[n, c] = -1 / (N * p[n, c]) where c == labels[n], else 0
+               (p clipped below at eps)
+    Fused with Softmax (``logits_grad``):  dL/dz = (p - onehot(labels)) / N
+    """
+
+    fused_layer = Softmax
+
+    def forward(self, probs, labels):
+        if getattr(probs, "ndim", None) != 2:
+            raise ValueError(f"{self!r}: expected probs of shape (N, C), got "
+                             f"{tuple(getattr(probs, 'shape', ()))}")
+        if probs.dtype.kind != "f":
+            raise TypeError(f"{self!r}: expected floating probs, got {probs.dtype}")
+        n, c = probs.shape
+        if getattr(labels, "shape", None) != (n,):
+            raise ValueError(f"{self!r}: expected labels of shape ({n},) for probs of shape "
+                             f"{(n, c)}, got {tuple(getattr(labels, 'shape', ()))}")
+        if labels.dtype.kind not in "iu":
+            raise TypeError(f"{self!r}: labels must be integers (class indices), got {labels.dtype}")
+        if n == 0:
+            raise ValueError(f"{self!r}: got an empty batch")
+        xp = get_array_module(probs)
+        if self._checking(xp):
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi >= c:
+                raise ValueError(f"{self!r}: labels must lie in 0..{c - 1}, got values in {lo}..{hi}")
+        self._p, self._labels = probs, labels
+        picked = probs[xp.arange(n), labels]  # (N,): the probability of the true class
+        loss = -_safe_log(xp, picked).mean()
+        self._explain_nonfinite(loss, xp, probs=probs)
+        return loss
+
+    def backward(self):
+        p, labels = self._need("_p"), self._labels
+        xp = get_array_module(p)
+        n = p.shape[0]
+        rows = xp.arange(n)
+        g = xp.zeros_like(p)
+        picked = xp.maximum(p[rows, labels], numpy.finfo(p.dtype).eps)
+        g[rows, labels] = -1.0 / (n * picked)
+        return g
+
+    def logits_grad(self):
+        """dL/dz for z the input of the preceding Softmax: ``(p - onehot) / N``."""
+        p, labels = self._need("_p"), self._labels
+        xp = get_array_module(p)
+        n = p.shape[0]
+        g = p.copy()
+        g[xp.arange(n), labels] -= 1
+        g *= 1.0 / n
+        return g
+
+
+def _check_same(loss, pred, target):
+    for name, a in (("pred", pred), ("target", target)):
+        if getattr(a, "dtype", None) is None or a.dtype.kind != "f":
+            raise TypeError(f"{loss!r}: {name} must be a floating-point array, got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")
+    if pred.shape != target.shape:
+        raise ValueError(f"{loss!r}: pred and target must have the same shape, got "
+                         f"{tuple(pred.shape)} and {tuple(target.shape)}")
+    if pred.dtype != target.dtype:
+        raise TypeError(f"{loss!r}: pred and target must have the same dtype, got "
+                        f"{pred.dtype} and {target.dtype}")
+    if pred.size == 0:
+        raise ValueError(f"{loss!r}: got an empty batch")

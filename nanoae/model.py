@@ -1,0 +1,134 @@
+"""Sequential: layers applied one after another, and the chain rule run backwards.
+
+Forward:  y = f_k(... f_2(f_1(x)))
+Backward: g_k = dL/dy; for each layer from last to first, g_{i-1} = layer_i.backward(g_i).
+
+That loop *is* backpropagation: each layer turns the gradient with respect to
+its output into the gradient with respect to its input, and sets the gradients
+of its own parameters on the way.
+"""
+
+from __future__ import annotations
+
+from .backend import to_numpy, to_device
+from .layers import Dense, Layer
+from .parameter import Parameter
+
+__all__ = ["Sequential"]
+
+
+class Sequential(Layer):
+    """A chain of layers. ``Sequential(Dense(4, 3), ReLU(), Dense(3, 2))``.
+
+    Supports ``len(model)``, ``model[i]`` (a layer; a slice gives a new
+    Sequential sharing the same layer objects), iteration and ``model.layers``.
+    """
+
+    def __init__(self, *layers: Layer):
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Layer")
+        self.layers = list(layers)
+        super().__init__()
+        # Name each layer by its position so an error deep inside says where it is.
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Sequential):
+                layer.name = f"layer {i} {layer!r}"
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in getattr(self, "layers", []))
+        return f"Sequential({inner})"
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(*self.layers[index])
+        return self.layers[index]
+
+    def parameters(self) -> list[Parameter]:
+        """All parameters, in layer order (W then b for each Dense)."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_out, *, input_grad: bool = True):
+        """Backpropagate dL/dy through every layer; returns dL/dx.
+
+        With ``input_grad=False`` the first layer skips computing dL/dx (nobody
+        needs the gradient with respect to the data) and None is returned.
+        """
+        return self._backward_layers(self.layers, grad_out, input_grad)
+
+    def backward_from_loss(self, loss, *, input_grad: bool = True):
+        """Backpropagate from a loss whose ``forward`` was just called on this model's output.
+
+        When the last layer and the loss form a fused pair (Sigmoid then
+        BinaryCrossEntropy, Softmax then CrossEntropy; ``loss.fuses_with(layer)``
+        says), the last layer's backward is skipped and the loss supplies the
+        gradient with respect to that layer's *input* directly
+        (``loss.logits_grad()``: ``(y - t) / count``). It is the same gradient,
+        computed stably and with fewer passes. Otherwise this is
+        ``self.backward(loss.backward())``.
+        Returns dL/dx (None with ``input_grad=False``).
+        """
+        head, last = self.layers[:-1], self.layers[-1]
+        if isinstance(last, Sequential):  # e.g. an autoencoder = Sequential(encoder, decoder)
+            grad = last.backward_from_loss(loss, input_grad=input_grad or bool(head))
+        elif loss.fuses_with(last):
+            grad = loss.logits_grad()
+        else:
+            return self.backward(loss.backward(), input_grad=input_grad)
+        return self._backward_layers(head, grad, input_grad) if head else grad
+
+    @staticmethod
+    def _backward_layers(layers, grad, input_grad):
+        for i in range(len(layers) - 1, -1, -1):
+            layer = layers[i]
+            if i == 0 and not input_grad and isinstance(layer, (Dense, Sequential)):
+                return layer.backward(grad, input_grad=False)
+            grad = layer.backward(grad)
+        return grad
+
+    # -- saving and loading ---------------------------------------------------
+    def state_dict(self) -> dict:
+        """Host (NumPy) copies of every parameter, keyed ``"<layer>.<name>"`` (e.g. ``"0.W"``)."""
+        return {key: to_numpy(p.data).copy() for key, p in self._named_parameters()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy arrays from ``state`` into the parameters, in place, after checking them all.
+
+        Every key, shape and dtype is checked before anything is written, so a
+        mismatch leaves the model as it was.
+        """
+        named = dict(self._named_parameters())
+        missing = sorted(set(named) - set(state))
+        unexpected = sorted(set(state) - set(named))
+        if missing or unexpected:
+            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for key, p in named.items():
+            value = state[key]
+            if tuple(value.shape) != tuple(p.data.shape) or value.dtype != p.data.dtype:
+                raise ValueError(
+                    f"load_state_dict: {key} expected shape {tuple(p.data.shape)} dtype "
+                    f"{p.data.dtype}, got shape {tuple(value.shape)} dtype {value.dtype}"
+                )
+        for key, p in named.items():
+            p.data[...] = to_device(state[key])  # in place: keeps flat-buffer views valid
+
+    def _named_parameters(self, prefix=""):
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Sequential):
+                yield from layer._named_parameters(f"{prefix}{i}.")
+            else:
+                for p in layer.parameters():
+                    yield f"{prefix}{i}.{p.name}", p

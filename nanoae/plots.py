@@ -1,0 +1,269 @@
+"""Figures for the Fashion-MNIST autoencoder + classifier report.
+
+Every function takes host NumPy arrays, writes one PNG (parent folders are
+created), closes its figure and returns the :class:`~pathlib.Path`.
+
+* :func:`plot_reconstructions` -- one column per class; rows alternate the
+  original image and the autoencoder's reconstruction of it. Blurry but
+  recognisable shapes are normal for a small dense code; a column where the
+  reconstruction looks like another class shows what the code cannot tell apart.
+* :func:`plot_curves` -- one panel per training stage: loss on the left axis
+  (train solid, validation dashed) and, where recorded, accuracy in % on the
+  right axis. Validation loss rising while train loss falls means overfitting.
+* :func:`plot_confusion` -- row-normalised confusion matrix: row = true class,
+  column = predicted class, each row sums to 100 %. The diagonal is per-class
+  recall; bright off-diagonal cells are the classes that get mixed up
+  (on Fashion-MNIST typically shirt / T-shirt / pullover / coat).
+* :func:`plot_tsne` -- 2-D t-SNE map of the codes, coloured by class, class
+  names at the median of their points. Only neighbourhoods are meaningful:
+  the axes, distances between clusters and cluster sizes are not.
+* :func:`plot_codes_activity` -- per code unit, the fraction of images on which
+  it is non-zero and its standard deviation; units at zero are dead ReLUs that
+  carry no information.
+
+Only the object API (:class:`matplotlib.figure.Figure`) is used: it needs no
+backend selection, never opens a window, and nothing is left in pyplot's
+figure registry, so there is nothing to leak.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib import patheffects
+from matplotlib.figure import Figure
+
+DPI = 110
+_OUTLINE = [patheffects.withStroke(linewidth=3, foreground="white")]
+
+
+def _save(fig: Figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # No pyplot, so no registry holds the figure: it is freed once the caller's
+    # frame drops it (an explicit fig.clear() only costs time).
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def _as_images(x) -> np.ndarray:
+    """(N, 784) or (N, 28, 28), uint8 0..255 or float 0..1 -> float (N, side, side) in [0, 1]."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        side = int(round(np.sqrt(x.shape[1])))
+        if side * side != x.shape[1]:
+            raise ValueError(f"expected square images, got rows of {x.shape[1]} pixels")
+        x = x.reshape(len(x), side, side)
+    if x.ndim != 3:
+        raise ValueError(f"expected images of shape (N, 784) or (N, 28, 28), got {x.shape}")
+    # Integer pixels, or floats that were never divided by 255, are on the 0..255 scale.
+    if not np.issubdtype(x.dtype, np.floating) or (x.size and np.nanmax(x) > 1.5):
+        x = x.astype(np.float64) / 255.0
+    return np.clip(x, 0.0, 1.0)
+
+
+def plot_reconstructions(originals, reconstructions, labels, class_names, path,
+                         per_class=1, title=None) -> Path:
+    """Grid: one column per class, rows alternate original / reconstruction."""
+    orig, rec = _as_images(originals), _as_images(reconstructions)
+    labels = np.asarray(labels).astype(int).ravel()
+    if not len(orig) == len(rec) == len(labels):
+        raise ValueError(f"originals, reconstructions and labels differ in length: "
+                         f"{len(orig)}, {len(rec)}, {len(labels)}")
+    per_class = int(per_class)
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    k = len(class_names)
+    nrows = 2 * per_class
+    fig = Figure(figsize=(1.05 * k + 0.9, 1.1 * nrows + 0.8))
+    axes = fig.subplots(nrows, k, squeeze=False)
+    for c in range(k):
+        picks = np.flatnonzero(labels == c)[:per_class]  # first ones: deterministic
+        for j in range(per_class):
+            for r, (imgs, name) in enumerate(((orig, "original"), (rec, "reconstruction"))):
+                ax = axes[2 * j + r, c]
+                # Hide ticks but keep the axes, so the row label (ylabel) stays visible.
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j < len(picks):
+                    ax.imshow(imgs[picks[j]], cmap="gray", vmin=0.0, vmax=1.0)
+                else:  # class absent from the sample: leave the cell empty
+                    for s in ax.spines.values():
+                        s.set_visible(False)
+                if c == 0:
+                    ax.set_ylabel(name, fontsize=8)
+        axes[0, c].set_title(class_names[c], fontsize=8)
+    fig.suptitle(title or "Autoencoder reconstructions", fontsize=11)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.02, top=1 - 0.6 / fig.get_figheight(),
+                        wspace=0.05, hspace=0.08)
+    return _save(fig, path)
+
+
+def _series(history: dict, *keys) -> np.ndarray:
+    for key in keys:
+        v = history.get(key)
+        if v is not None and len(v):
+            return np.asarray(v, dtype=float).ravel()
+    return np.empty(0)
+
+
+def plot_curves(histories, path, title=None) -> Path:
+    """One panel per stage: loss (left axis) and accuracy in % (right axis) per epoch."""
+    histories = dict(histories)
+    if not histories:
+        raise ValueError("histories is empty: nothing to plot")
+    n = len(histories)
+    fig = Figure(figsize=(4.4 * n, 4.0), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, (stage, hist) in zip(axes, histories.items()):
+        hist = hist or {}
+        ax.set_title(stage, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        handles = []
+        for key, style, label in (("train_loss", "-", "train loss"), ("val_loss", "--", "val loss")):
+            y = _series(hist, key)
+            if y.size:
+                handles += ax.plot(np.arange(1, y.size + 1), y, style, color="tab:blue",
+                                   marker="." if y.size < 30 else None, label=label)
+        accs = [(_series(hist, f"{s}_accuracy", f"{s}_acc"), s) for s in ("train", "val")]
+        if any(a.size for a, _ in accs):
+            ax2 = ax.twinx()
+            ax2.set_ylabel("accuracy (%)", color="tab:orange")
+            for y, s in accs:
+                if y.size:
+                    # Histories may store fractions or percentages; show percent either way.
+                    y = y * 100.0 if np.nanmax(np.abs(y), initial=0.0) <= 1.0 else y
+                    handles += ax2.plot(np.arange(1, y.size + 1), y,
+                                        "-" if s == "train" else "--", color="tab:orange",
+                                        marker="." if y.size < 30 else None,
+                                        label=f"{s} accuracy")
+        if handles:
+            # Below the panel: inside it would cover curves on one of the two axes.
+            ax.legend(handles=handles, fontsize=8, loc="upper center", ncol=2,
+                      bbox_to_anchor=(0.5, -0.2), frameon=False)
+            # Epochs are whole numbers: avoid ticks at 1.5, 2.5, ...
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        else:
+            ax.text(0.5, 0.5, "no history recorded", ha="center", va="center",
+                    transform=ax.transAxes, color="grey")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "Training curves", fontsize=12)
+    return _save(fig, path)
+
+
+def plot_confusion(cm, class_names, path, title=None, normalize=True) -> Path:
+    """Heat map of the confusion matrix (rows true, columns predicted), values in each cell."""
+    cm = np.asarray(cm)
+    k = len(class_names)
+    if cm.shape != (k, k):
+        raise ValueError(f"confusion matrix must be ({k}, {k}) for {k} classes, got {cm.shape}")
+    counts = cm.astype(np.float64)
+    total = counts.sum()
+    acc = f"{100.0 * np.trace(counts) / total:.2f} %" if total > 0 else "n/a"
+    if normalize:
+        rows = counts.sum(axis=1, keepdims=True)
+        # A class with no test images gives a zero row: show 0 instead of dividing by zero.
+        values = np.divide(100.0 * counts, rows, out=np.zeros_like(counts), where=rows > 0)
+        vmax, label = 100.0, "% of true class"
+    else:
+        values, vmax, label = counts, max(counts.max(initial=0.0), 1.0), "count"
+    fig = Figure(figsize=(7.6, 6.6), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax)
+    fig.colorbar(im, ax=ax, shrink=0.85, label=label)
+    for i in range(k):
+        for j in range(k):
+            v = values[i, j]
+            text = (f"{v:.1f}" if v < 10 else f"{v:.0f}") if normalize else f"{int(v)}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if v > 0.55 * vmax else "black")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right", rotation_mode="anchor",
+                  fontsize=8)
+    ax.set_yticks(range(k), class_names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{title or 'Confusion matrix'} (accuracy {acc})", fontsize=11)
+    return _save(fig, path)
+
+
+def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
+              max_points=20000) -> Path:
+    """2-D scatter of a t-SNE embedding coloured by class, names at class medians.
+
+    At most ``max_points`` points are drawn (a fixed random subset, said in the
+    caption): more only overplot, and the PNG's noise of translucent dots would
+    grow past a few hundred KB. Class medians always use every point.
+    """
+    emb = np.asarray(embedding, dtype=float)
+    labels = np.asarray(labels).astype(int).ravel()
+    if emb.ndim != 2 or emb.shape[1] != 2 or len(emb) != len(labels):
+        raise ValueError(f"expected embedding (N, 2) and labels (N,), got {emb.shape} "
+                         f"and {labels.shape}")
+    shown = np.ones(len(emb), dtype=bool)
+    if max_points is not None and len(emb) > max_points:
+        shown[:] = False
+        shown[np.random.default_rng(0).choice(len(emb), int(max_points), replace=False)] = True
+    colors = matplotlib.colormaps["tab10"].colors  # qualitative: classes have no order
+    fig = Figure(figsize=(8.2, 6.6), layout="constrained")
+    ax = fig.subplots()
+    for c, name in enumerate(class_names):
+        pts = emb[labels == c]
+        if not len(pts):
+            continue
+        col = colors[c % len(colors)]
+        drawn = emb[(labels == c) & shown]
+        # Rasterized: tens of thousands of points would bloat a vector file and slow drawing.
+        ax.scatter(drawn[:, 0], drawn[:, 1], s=2.5, alpha=0.6, color=col, linewidths=0,
+                   rasterized=True, label=name)
+        mx, my = np.median(pts, axis=0)
+        ax.text(mx, my, name, ha="center", va="center", fontsize=9, weight="bold",
+                color=col, path_effects=_OUTLINE)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    caption = "t-SNE axes have no units: only neighbourhoods are meaningful"
+    if not shown.all():
+        caption += f"; {int(shown.sum())} of {len(emb)} points drawn"
+    ax.set_xlabel(caption, fontsize=8, color="grey")
+    if ax.collections:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, markerscale=5,
+                  frameon=False, scatterpoints=1)
+        leg = ax.get_legend()
+        # legend_handles is the matplotlib >= 3.7 name; legendHandles the older one.
+        for h in getattr(leg, "legend_handles", None) or leg.legendHandles:
+            h.set_alpha(1.0)  # legend swatches opaque, unlike the points
+    fig.suptitle(title or "t-SNE of the codes", fontsize=12)
+    if subtitle:
+        ax.set_title(subtitle, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_codes_activity(codes, path, title=None) -> Path:
+    """Per code unit: fraction of images where it is non-zero (top) and its std (bottom)."""
+    codes = np.asarray(codes, dtype=float)
+    if codes.ndim != 2 or len(codes) == 0:
+        raise ValueError(f"expected a non-empty (N, code_dim) array, got {codes.shape}")
+    d = codes.shape[1]
+    active = (codes != 0).mean(axis=0)
+    std = codes.std(axis=0)
+    dead = active == 0
+    x = np.arange(d)
+    fig = Figure(figsize=(min(max(6.0, 0.12 * d + 1.5), 16.0), 5.0), layout="constrained")
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    ax1.bar(x, 100.0 * active, color="tab:blue", width=0.85)
+    ax1.set_ylabel("non-zero on\n% of images")
+    ax1.set_ylim(0, 105)
+    ax2.bar(x, std, color="tab:blue", width=0.85)
+    ax2.set_ylabel("std over images")
+    ax2.set_xlabel("code unit (red band = dead: zero on every image)")
+    ax2.set_xlim(-0.6, d - 0.4)
+    for ax in (ax1, ax2):
+        ax.grid(axis="y", alpha=0.3)
+        # A dead unit has a zero-height bar, i.e. nothing to see: mark its slot instead.
+        for i in np.flatnonzero(dead):
+            ax.axvspan(i - 0.5, i + 0.5, color="tab:red", alpha=0.25, linewidth=0)
+    fig.suptitle(f"{title or 'Code unit activity'} ({int(dead.sum())} of {d} units dead)",
+                 fontsize=12)
+    return _save(fig, path)

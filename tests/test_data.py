@@ -1,0 +1,402 @@
+"""Tests of nanoae.data: IDX parsing, the search order, verification and downloads.
+
+No test touches the network: an autouse fixture replaces the module's URL opener with one
+that fails the test, and points the user cache and the system directory into tmp_path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from idx_helpers import FAKE_NAMES, idx_bytes, make_fake_fashion, write_idx
+from nanoae import data
+from nanoae.errors import DatasetError
+
+REAL_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _no_network(url, timeout=None):
+    raise AssertionError(f"a test tried to open {url}")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Keep the real user cache, /usr/share and the network out of every test."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("NANOAE_DATA_DIR", raising=False)
+    monkeypatch.setattr(data, "SYSTEM_DIR", str(tmp_path / "system"))
+    monkeypatch.setattr(data, "_urlopen", _no_network)
+    return tmp_path
+
+
+class FakeResponse(io.BytesIO):
+    """A urlopen() result serving ``payload``; raises ``exc`` once ``fail_after`` bytes are read."""
+
+    def __init__(self, payload: bytes, fail_after: int | None = None, exc: BaseException | None = None):
+        super().__init__(payload)
+        self.headers = {"Content-Length": str(len(payload))}
+        self.fail_after, self.exc = fail_after, exc
+
+    def read(self, n=-1):
+        if self.fail_after is not None and self.tell() >= self.fail_after:
+            raise self.exc
+        limit = n if self.fail_after is None else min(n, self.fail_after - self.tell())
+        return super().read(limit)
+
+
+def fake_opener(payloads: dict[str, bytes], calls: list | None = None, **kw):
+    """urlopen stand-in: serves payloads[url]; unknown URLs fail like a 404."""
+    def opener(url, timeout=None):
+        assert timeout is not None, "downloads must use a timeout"
+        if calls is not None:
+            calls.append(url)
+        if url not in payloads:
+            raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
+        return FakeResponse(payloads[url], **kw)
+    return opener
+
+
+def _labels_gz(n=10, seed=1):
+    raw = idx_bytes(np.random.default_rng(seed).integers(0, 10, n, dtype=np.uint8))
+    return raw, gzip.compress(raw)
+
+
+# --- constants -----------------------------------------------------------------------
+
+def test_public_constants():
+    assert data.CLASS_NAMES[0] == "T-shirt/top" and data.CLASS_NAMES[9] == "Ankle boot"
+    assert len(data.CLASS_NAMES) == 10
+    assert data.FILES["test"] == ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    assert data.MIRRORS[0] == "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+    assert "googleapis" in data.MIRRORS[1] and "githubusercontent" in data.MIRRORS[2]
+    assert data.CHECKSUMS["t10k-labels-idx1-ubyte"][0] == 10008
+    assert data.COUNTS == {"train": 60000, "test": 10000}
+
+
+# --- loading synthetic files ---------------------------------------------------------
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_round_trip(tmp_path, split, gz):
+    written = make_fake_fashion(tmp_path / "d", gz=gz)
+    images, labels = data.load_fashion_mnist(split, tmp_path / "d", download=False, verify=False)
+    want_x, want_y = written[split]
+    assert images.dtype == np.uint8 and labels.dtype == np.uint8
+    assert images.shape == (len(want_y), 28, 28) and labels.shape == (len(want_y),)
+    assert images.flags.c_contiguous and labels.flags.c_contiguous
+    np.testing.assert_array_equal(images, want_x)
+    np.testing.assert_array_equal(labels, want_y)
+
+
+def test_load_idx_pair_custom_names_are_not_checksummed(tmp_path):
+    x = np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28)
+    y = np.array([0, 9, 4], dtype=np.uint8)
+    images, labels = data.load_idx_pair(write_idx(tmp_path / "x.gz", x), write_idx(tmp_path / "y", y, gz=False),
+                                        expect_count=3)
+    np.testing.assert_array_equal(images, x)
+    np.testing.assert_array_equal(labels, y)
+    images[0, 0, 0] = 7  # callers may normalise in place
+
+
+def test_invalid_split():
+    with pytest.raises(ValueError, match="validation"):
+        data.load_fashion_mnist("validation", download=False)
+
+
+# --- broken files --------------------------------------------------------------------
+
+def _load_test(d, **kw):
+    return data.load_fashion_mnist("test", d, download=False, verify=False, **kw)
+
+
+def test_truncated_gz(tmp_path):
+    make_fake_fashion(tmp_path)
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(DatasetError, match="truncated or corrupt gzip") as err:
+        _load_test(tmp_path)
+    assert str(path) in str(err.value)
+
+
+def test_truncated_raw_payload(tmp_path):
+    make_fake_fashion(tmp_path, n_test=10, gz=False)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DatasetError, match=r"truncated: expected 7840 bytes of data, found 7740") as err:
+        _load_test(tmp_path)
+    assert str(path) in str(err.value)
+
+
+def test_wrong_magic(tmp_path):
+    make_fake_fashion(tmp_path)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros(10, np.uint8))  # a labels file
+    with pytest.raises(DatasetError, match=r"wrong magic number: expected 2051.*found 2049"):
+        _load_test(tmp_path)
+
+
+def test_wrong_item_shape(tmp_path):
+    make_fake_fashion(tmp_path)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((10, 27, 28), np.uint8))
+    with pytest.raises(DatasetError, match=r"expected items of shape \(28, 28\), found \(27, 28\)"):
+        _load_test(tmp_path)
+
+
+def test_count_mismatch_names_both_files(tmp_path):
+    make_fake_fashion(tmp_path, n_test=10)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(9, np.uint8))
+    with pytest.raises(DatasetError, match="10 images") as err:
+        _load_test(tmp_path)
+    msg = str(err.value)
+    assert "9 labels" in msg and "t10k-images-idx3-ubyte.gz" in msg and "t10k-labels-idx1-ubyte.gz" in msg
+
+
+def test_label_out_of_range(tmp_path):
+    make_fake_fashion(tmp_path, n_test=10)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([1, 2, 3, 12, 0, 0, 0, 0, 10, 0], np.uint8))
+    with pytest.raises(DatasetError, match=r"expected labels 0\.\.9, found 2 out of range \(first: 12 at index 3\)"):
+        _load_test(tmp_path)
+
+
+def test_checksum_mismatch_with_verify(tmp_path):
+    make_fake_fashion(tmp_path)
+    with pytest.raises(DatasetError) as err:
+        data.load_fashion_mnist("test", tmp_path, download=False)  # verify=True is the default
+    msg = str(err.value)
+    expected_size, expected_sha = data.CHECKSUMS["t10k-images-idx3-ubyte"]
+    found_sha = hashlib.sha256(gzip.decompress((tmp_path / "t10k-images-idx3-ubyte.gz").read_bytes())).hexdigest()
+    assert str(tmp_path / "t10k-images-idx3-ubyte.gz") in msg
+    assert expected_sha in msg and found_sha in msg and str(expected_size) in msg
+
+
+# --- parse_idx -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("blob, kw, pattern", [
+    (b"\x00\x00", {}, "expected at least 4 bytes, found 2"),
+    (b"\x1f\x8b\x08\x00rest", {}, "looks like gzip"),
+    (b"\x00\x00\x0d\x01" + bytes(8), {}, r"expected 0x08 \(unsigned byte\), found 0x0d"),
+    (b"\x00\x00\x08\x00", {}, "expected 1 to 4 dimensions.*found 0"),
+    (b"\x00\x00\x08\x05" + bytes(20), {}, "expected 1 to 4 dimensions.*found 5"),
+    (b"\x00\x00\x08\x03\x00\x00\x00\x02", {}, "truncated header: 3 dims need 16 bytes, found 8"),
+    (idx_bytes(np.zeros(3, np.uint8)) + b"xy", {}, "2 trailing bytes after the expected 3 bytes"),
+    (idx_bytes(np.zeros(3, np.uint8)), {"expect_count": 4}, "expected 4 items, found 3"),
+])
+def test_parse_idx_errors_name_the_file(blob, kw, pattern):
+    with pytest.raises(DatasetError, match=pattern) as err:
+        data.parse_idx(blob, name="some-file", **kw)
+    assert str(err.value).startswith("some-file: ")
+
+
+def test_parse_idx_accepts_empty_and_4d():
+    assert data.parse_idx(idx_bytes(np.zeros((0, 28, 28), np.uint8)), name="e").shape == (0, 28, 28)
+    x = np.arange(120, dtype=np.uint8).reshape(2, 3, 4, 5)
+    np.testing.assert_array_equal(data.parse_idx(memoryview(idx_bytes(x)), name="x"), x)
+
+
+def test_parse_idx_fuzz():
+    rng = np.random.default_rng(1234)
+    for _ in range(300):
+        blob = rng.integers(0, 256, rng.integers(0, 64), dtype=np.uint8).tobytes()
+        if rng.random() < 0.5 and len(blob) >= 4:  # make the header plausible more often
+            blob = b"\x00\x00\x08" + bytes([int(rng.integers(0, 6))]) + blob[4:]
+        try:
+            data.parse_idx(blob, name="fuzz", expect_magic=0x0803, expect_shape=(28, 28))
+        except DatasetError:
+            pass
+    valid = idx_bytes(rng.integers(0, 256, (5, 28, 28), dtype=np.uint8))
+    for cut in rng.integers(0, len(valid), 200):
+        with pytest.raises(DatasetError):
+            data.parse_idx(valid[:cut], name="cut", expect_magic=0x0803)
+
+
+# --- search order --------------------------------------------------------------------
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    assert data.default_cache_dir() == tmp_path / "xdg" / "nanoae" / "fashion-mnist"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data.default_cache_dir() == tmp_path / "home" / ".cache" / "nanoae" / "fashion-mnist"
+
+
+def test_search_dirs_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("NANOAE_DATA_DIR", str(tmp_path / "env"))
+    cache, system = data.default_cache_dir(), Path(data.SYSTEM_DIR)
+    assert data.search_dirs(tmp_path / "x") == [tmp_path / "x", tmp_path / "env", cache, system]
+    assert data.search_dirs() == [tmp_path / "env", cache, system]
+    assert data.search_dirs(tmp_path / "env") == [tmp_path / "env", cache, system]  # no duplicates
+
+
+def test_env_dir_honoured(monkeypatch, tmp_path):
+    written = make_fake_fashion(tmp_path / "env", seed=3)
+    monkeypatch.setenv("NANOAE_DATA_DIR", str(tmp_path / "env"))
+    _, labels = data.load_fashion_mnist("test", download=False, verify=False)
+    np.testing.assert_array_equal(labels, written["test"][1])
+
+
+def test_explicit_dir_beats_env(monkeypatch, tmp_path):
+    make_fake_fashion(tmp_path / "env", seed=3)
+    explicit = make_fake_fashion(tmp_path / "explicit", seed=4)
+    monkeypatch.setenv("NANOAE_DATA_DIR", str(tmp_path / "env"))
+    images, _ = data.load_fashion_mnist("test", tmp_path / "explicit", download=False, verify=False)
+    np.testing.assert_array_equal(images, explicit["test"][0])
+
+
+def test_system_dir_is_searched_last(tmp_path):
+    system = make_fake_fashion(tmp_path / "system", seed=5)
+    cached = make_fake_fashion(data.default_cache_dir(), seed=6)
+    images, _ = data.load_fashion_mnist("train", download=False, verify=False)
+    np.testing.assert_array_equal(images, cached["train"][0])
+    for f in data.default_cache_dir().iterdir():
+        f.unlink()
+    images, _ = data.load_fashion_mnist("train", download=False, verify=False)
+    np.testing.assert_array_equal(images, system["train"][0])
+
+
+def test_corrupt_first_copy_falls_through_to_good_one(tmp_path):
+    make_fake_fashion(tmp_path / "first", seed=7)
+    bad = tmp_path / "first" / "t10k-images-idx3-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:50])
+    good = make_fake_fashion(tmp_path / "system", seed=7)
+    with pytest.warns(UserWarning, match="ignored invalid copies") as rec:
+        images, labels = data.load_fashion_mnist("test", tmp_path / "first", download=False, verify=False)
+    assert str(bad) in str(rec[0].message)
+    np.testing.assert_array_equal(images, good["test"][0])
+    np.testing.assert_array_equal(labels, good["test"][1])
+
+
+def test_missing_everywhere_without_download(monkeypatch, tmp_path):
+    monkeypatch.setenv("NANOAE_DATA_DIR", str(tmp_path / "env"))
+    (tmp_path / "env").mkdir()
+    with pytest.raises(DatasetError) as err:
+        data.load_fashion_mnist("test", tmp_path / "explicit", download=False)
+    msg = str(err.value)
+    for place in (tmp_path / "explicit", tmp_path / "env", data.default_cache_dir(), tmp_path / "system"):
+        assert f"{place}: " in msg
+    assert "no such directory" in msg and "no t10k-images-idx3-ubyte.gz or t10k-images-idx3-ubyte" in msg
+    assert "download: disabled" in msg and "apt-get install dataset-fashion-mnist" in msg
+    assert "NANOAE_DATA_DIR" in msg and "--data-dir" in msg
+
+
+def test_bad_cached_file_is_named_in_the_fix(tmp_path):
+    cache = data.default_cache_dir()
+    make_fake_fashion(cache)
+    (cache / "t10k-images-idx3-ubyte.gz").write_bytes(b"not gzip")
+    with pytest.raises(DatasetError, match="remove or replace the invalid file") as err:
+        data.load_fashion_mnist("test", download=False, verify=False)
+    assert f"remove or replace the invalid file(s): {cache / 't10k-images-idx3-ubyte.gz'}" in str(err.value)
+
+
+# --- downloads -----------------------------------------------------------------------
+
+def test_download_file_success(monkeypatch, tmp_path):
+    raw, gz = _labels_gz()
+    monkeypatch.setattr(data, "_urlopen", fake_opener({"http://m/f.gz": gz}))
+    dest = tmp_path / "cache" / "sub" / "f.gz"
+    out = data.download_file("http://m/f.gz", dest, expected_sha256=hashlib.sha256(raw).hexdigest(),
+                             expected_size=len(raw), progress=False)
+    assert out == dest and dest.read_bytes() == gz
+    assert os.listdir(dest.parent) == ["f.gz"]
+
+
+@pytest.mark.parametrize("exc", [ConnectionResetError("connection reset by peer"), KeyboardInterrupt()],
+                         ids=["network", "ctrl-c"])
+def test_download_failing_halfway_leaves_nothing(monkeypatch, tmp_path, exc):
+    raw, gz = _labels_gz(n=5000)
+    monkeypatch.setattr(data, "_urlopen", fake_opener({"http://m/f.gz": gz}, fail_after=len(gz) // 2, exc=exc))
+    dest = tmp_path / "cache" / "f.gz"
+    with pytest.raises((DatasetError, KeyboardInterrupt)) as err:
+        data.download_file("http://m/f.gz", dest, expected_sha256=hashlib.sha256(raw).hexdigest())
+    assert isinstance(err.value, type(exc) if isinstance(exc, KeyboardInterrupt) else DatasetError)
+    assert os.listdir(dest.parent) == []
+
+
+def test_download_checksum_mismatch_leaves_nothing(monkeypatch, tmp_path):
+    raw, gz = _labels_gz()
+    monkeypatch.setattr(data, "_urlopen", fake_opener({"http://m/f.gz": gz}))
+    dest = tmp_path / "cache" / "f.gz"
+    with pytest.raises(DatasetError, match="does not match") as err:
+        data.download_file("http://m/f.gz", dest, expected_sha256="0" * 64, expected_size=len(raw))
+    assert "0" * 64 in str(err.value) and hashlib.sha256(raw).hexdigest() in str(err.value)
+    assert os.listdir(dest.parent) == []
+
+
+def test_download_truncated_gzip_leaves_nothing(monkeypatch, tmp_path):
+    _, gz = _labels_gz(n=5000)
+    monkeypatch.setattr(data, "_urlopen", fake_opener({"http://m/f.gz": gz[:-30]}))
+    with pytest.raises(DatasetError, match="http://m/f.gz: truncated or corrupt gzip"):
+        data.download_file("http://m/f.gz", tmp_path / "f.gz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_unwritable_cache_dir_is_reported(tmp_path):
+    (tmp_path / "file").write_text("a file where a directory should be")
+    with pytest.raises(DatasetError, match="cannot create the cache directory"):
+        data.download_file("http://m/f.gz", tmp_path / "file" / "cache" / "f.gz")
+
+
+def _serve_fake_fashion(monkeypatch, tmp_path, mirror):
+    """Fake files on one mirror, with CHECKSUMS patched to their content."""
+    make_fake_fashion(tmp_path / "src")
+    payloads = {}
+    for name in FAKE_NAMES["test"]:
+        gz = (tmp_path / "src" / (name + ".gz")).read_bytes()
+        raw = gzip.decompress(gz)
+        monkeypatch.setitem(data.CHECKSUMS, name, (len(raw), hashlib.sha256(raw).hexdigest()))
+        payloads[mirror + name + ".gz"] = gz
+    return payloads
+
+
+def test_load_downloads_into_cache_then_reuses_it(monkeypatch, tmp_path):
+    payloads = _serve_fake_fashion(monkeypatch, tmp_path, data.MIRRORS[1])
+    calls = []
+    monkeypatch.setattr(data, "_urlopen", fake_opener(payloads, calls))  # mirror 0 answers 404
+    images, labels = data.load_fashion_mnist("test", progress=False)
+    assert images.shape == (10, 28, 28) and labels.shape == (10,)
+    assert calls[:2] == [data.MIRRORS[0] + "t10k-images-idx3-ubyte.gz", data.MIRRORS[1] + "t10k-images-idx3-ubyte.gz"]
+    assert sorted(os.listdir(data.default_cache_dir())) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    monkeypatch.setattr(data, "_urlopen", _no_network)
+    again, _ = data.load_fashion_mnist("test")
+    np.testing.assert_array_equal(again, images)
+
+
+def test_download_replaces_corrupt_cached_copy(monkeypatch, tmp_path):
+    payloads = _serve_fake_fashion(monkeypatch, tmp_path, data.MIRRORS[0])
+    monkeypatch.setattr(data, "_urlopen", fake_opener(payloads))
+    cache = data.default_cache_dir()
+    cache.mkdir(parents=True)
+    (cache / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    with pytest.warns(UserWarning, match="ignored invalid copies"):
+        images, _ = data.load_fashion_mnist("test")
+    assert images.shape == (10, 28, 28)
+    assert (cache / "t10k-images-idx3-ubyte.gz").read_bytes() == payloads[data.MIRRORS[0] + "t10k-images-idx3-ubyte.gz"]
+
+
+def test_all_mirrors_fail(monkeypatch, tmp_path):
+    def opener(url, timeout=None):
+        raise urllib.error.URLError("Name or service not known")
+    monkeypatch.setattr(data, "_urlopen", opener)
+    with pytest.raises(DatasetError) as err:
+        data.load_fashion_mnist("train")
+    msg = str(err.value)
+    for mirror in data.MIRRORS:
+        assert f"download from {mirror}train-images-idx3-ubyte.gz: download failed" in msg
+    assert "Name or service not known" in msg and "apt-get install dataset-fashion-mnist" in msg
+    assert os.listdir(data.default_cache_dir()) == []
+
+
+# --- the real data -------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_real_test_split():
+    if not all((REAL_DIR / n).is_file() for n in data.FILES["test"]):
+        pytest.skip(f"{REAL_DIR} lacks the Fashion-MNIST test files (apt-get install dataset-fashion-mnist)")
+    images, labels = data.load_fashion_mnist("test", REAL_DIR, download=False, verify=True)
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert np.bincount(labels, minlength=10).tolist() == [1000] * 10

@@ -1,0 +1,147 @@
+"""Layers: forward against naive references, gradient checks, dtypes, errors."""
+
+import numpy
+import pytest
+
+import nanoae as nn
+from nanoae.backend import to_numpy
+
+F64 = numpy.float64
+
+
+def away_from_zero(rng, shape, margin=0.1):
+    """Standard normal values pushed at least ``margin`` away from 0 (ReLU's kink)."""
+    a = rng.standard_normal(shape)
+    return numpy.where(a >= 0, a + margin, a - margin)
+
+
+# -- forward against obviously correct references -----------------------------
+
+def test_dense_forward_matches_reference(xp, rng):
+    layer = nn.Dense(5, 3, dtype=F64, rng=0)
+    x = rng.standard_normal((4, 5))
+    y = to_numpy(layer(xp.asarray(x)))
+    W, b = to_numpy(layer.W.data), to_numpy(layer.b.data)
+    expected = numpy.array([[sum(x[n, i] * W[i, o] for i in range(5)) + b[o] for o in range(3)]
+                            for n in range(4)])
+    numpy.testing.assert_allclose(y, expected, rtol=1e-12)
+
+
+def test_dense_init_is_seeded_he_normal():
+    a, b = nn.Dense(400, 300, rng=7), nn.Dense(400, 300, rng=7)
+    numpy.testing.assert_array_equal(to_numpy(a.W.data), to_numpy(b.W.data))
+    assert abs(float(to_numpy(a.W.data).std()) - (2 / 400) ** 0.5) < 0.002
+    assert not to_numpy(a.b.data).any()
+    assert not numpy.array_equal(to_numpy(a.W.data), to_numpy(nn.Dense(400, 300, rng=8).W.data))
+
+
+def test_relu_sigmoid_softmax_forward(xp):
+    x = numpy.array([[-2.0, -0.5, 0.0, 0.5, 3.0]])
+    numpy.testing.assert_array_equal(to_numpy(nn.ReLU()(xp.asarray(x))), [[0, 0, 0, 0.5, 3.0]])
+    numpy.testing.assert_allclose(to_numpy(nn.Sigmoid()(xp.asarray(x))), 1 / (1 + numpy.exp(-x)),
+                                  rtol=1e-14)
+    e = numpy.exp(x)
+    numpy.testing.assert_allclose(to_numpy(nn.Softmax()(xp.asarray(x))), e / e.sum(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_stability_rows(xp, dtype):
+    x = xp.asarray(numpy.array([[1e4, 0.0, -1e4], [-1000.0, 1.0, -1000.0], [5.0, 5.0, 5.0]],
+                               dtype=dtype))
+    p = to_numpy(nn.Softmax()(x))
+    assert numpy.isfinite(p).all()
+    numpy.testing.assert_allclose(p, [[1, 0, 0], [0, 1, 0], [1 / 3, 1 / 3, 1 / 3]], atol=1e-6)
+    s = to_numpy(nn.Sigmoid()(xp.asarray(numpy.array([[-1e4, 0.0, 1e4]], dtype=dtype))))
+    numpy.testing.assert_array_equal(s, [[0.0, 0.5, 1.0]])  # RuntimeWarnings are errors here
+
+
+# -- gradient checks (float64, random upstream gradient) ----------------------
+
+def test_gradcheck_dense(xp, rng):
+    nn.gradcheck(nn.Dense(5, 4, dtype=F64, rng=1), xp.asarray(rng.standard_normal((3, 5))))
+
+
+def test_gradcheck_relu(xp, rng):
+    nn.gradcheck(nn.ReLU(), xp.asarray(away_from_zero(rng, (4, 5))))
+
+
+def test_gradcheck_sigmoid(xp, rng):
+    nn.gradcheck(nn.Sigmoid(), xp.asarray(3 * rng.standard_normal((4, 5))))
+
+
+def test_gradcheck_softmax(xp, rng):
+    nn.gradcheck(nn.Softmax(), xp.asarray(2 * rng.standard_normal((4, 6))))
+
+
+# -- contracts every layer keeps ----------------------------------------------
+
+def all_layers(dtype):
+    return [nn.Dense(6, 4, dtype=dtype, rng=0), nn.ReLU(), nn.Sigmoid(), nn.Softmax()]
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_dtype_discipline(xp, rng, dtype):
+    for layer in all_layers(dtype):
+        x = xp.asarray(away_from_zero(rng, (3, 6)).astype(dtype))
+        y = layer(x)
+        assert y.dtype == dtype, layer
+        g = layer.backward(xp.asarray(rng.standard_normal(y.shape).astype(dtype)))
+        assert g.dtype == dtype, layer
+        for p in layer.parameters():
+            assert p.data.dtype == dtype and p.grad.dtype == dtype, (layer, p)
+
+
+def test_forward_does_not_modify_input(xp, rng):
+    for layer in all_layers(F64):
+        x_host = rng.standard_normal((3, 6))
+        x = xp.asarray(x_host)
+        y = layer(x)
+        layer.backward(xp.asarray(rng.standard_normal(y.shape)))
+        numpy.testing.assert_array_equal(to_numpy(x), x_host, err_msg=repr(layer))
+
+
+def test_backward_twice_gives_same_grads(xp, rng):
+    for layer in all_layers(F64):
+        x = xp.asarray(away_from_zero(rng, (3, 6)))
+        g = xp.asarray(rng.standard_normal(layer(x).shape))
+        first = to_numpy(layer.backward(g)).copy()
+        pgrads = [to_numpy(p.grad).copy() for p in layer.parameters()]
+        numpy.testing.assert_array_equal(to_numpy(layer.backward(g)), first)
+        for p, before in zip(layer.parameters(), pgrads):
+            numpy.testing.assert_array_equal(to_numpy(p.grad), before)  # set, not accumulated
+
+
+# -- errors that name the layer and the shapes --------------------------------
+
+def test_dense_wrong_width_names_layer_and_shapes(xp):
+    layer = nn.Dense(784, 128)
+    with pytest.raises(ValueError, match=r"Dense\(784, 128\).*\(N, 784\).*\(2, 783\)"):
+        layer(xp.zeros((2, 783), dtype=numpy.float32))
+
+
+def test_model_fed_images_is_told_to_flatten(xp):
+    model = nn.Sequential(nn.Dense(784, 10), nn.Softmax())
+    with pytest.raises(ValueError, match=r"layer 0 Dense\(784, 10\).*\(5, 28, 28\).*reshape"):
+        model(xp.zeros((5, 28, 28), dtype=numpy.float32))
+
+
+@pytest.mark.parametrize("bad", [numpy.float64, numpy.int64, numpy.uint8])
+def test_dense_wrong_dtype(xp, bad):
+    with pytest.raises(TypeError, match=r"Dense\(4, 2\).*float32.*" + numpy.dtype(bad).name):
+        nn.Dense(4, 2)(xp.zeros((3, 4), dtype=bad))
+
+
+def test_empty_batch_and_backward_before_forward(xp):
+    with pytest.raises(ValueError, match="empty batch"):
+        nn.Dense(4, 2)(xp.zeros((0, 4), dtype=numpy.float32))
+    with pytest.raises(RuntimeError, match="before forward"):
+        nn.ReLU().backward(xp.zeros((2, 2)))
+    with pytest.raises(TypeError, match="ReLU.*floating"):
+        nn.ReLU()(xp.zeros((2, 2), dtype=numpy.int32))
+
+
+def test_backward_shape_mismatch(xp):
+    layer = nn.Dense(4, 2, dtype=F64)
+    layer(xp.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"Dense\(4, 2\).*\(3, 2\).*\(3, 3\)"):
+        layer.backward(xp.zeros((3, 3)))

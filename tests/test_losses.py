@@ -1,0 +1,152 @@
+"""Losses: values against naive formulas, gradient checks, stability, errors."""
+
+import numpy
+import pytest
+
+import nanoae as nn
+from nanoae.backend import to_numpy
+
+
+def probs(rng, n, c):
+    p = rng.random((n, c)) + 0.05
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def test_bce_value_matches_formula(xp, rng):
+    p, t = rng.random((4, 5)) * 0.9 + 0.05, rng.random((4, 5))
+    expected = -numpy.mean(t * numpy.log(p) + (1 - t) * numpy.log(1 - p))
+    got = float(nn.BinaryCrossEntropy()(xp.asarray(p), xp.asarray(t)))
+    assert got == pytest.approx(expected, rel=1e-13)
+
+
+def test_ce_value_matches_formula(xp, rng):
+    p, labels = probs(rng, 6, 4), numpy.array([0, 3, 1, 1, 2, 0])
+    expected = -numpy.mean(numpy.log(p[numpy.arange(6), labels]))
+    got = float(nn.CrossEntropy()(xp.asarray(p), xp.asarray(labels)))
+    assert got == pytest.approx(expected, rel=1e-13)
+
+
+def test_gradcheck_bce(xp, rng):
+    nn.gradcheck(nn.BinaryCrossEntropy(), xp.asarray(rng.random((4, 5)) * 0.9 + 0.05),
+                 xp.asarray(rng.random((4, 5))))
+
+
+def test_gradcheck_ce(xp, rng):
+    nn.gradcheck(nn.CrossEntropy(), xp.asarray(probs(rng, 5, 4)), xp.asarray([0, 3, 1, 2, 2]))
+
+
+def test_gradcheck_fused_sigmoid_bce(xp, rng):
+    model, loss = nn.Sequential(nn.Sigmoid()), nn.BinaryCrossEntropy()
+    assert loss.fuses_with(model[-1])  # the fused path is the one being checked
+    nn.gradcheck((model, loss), xp.asarray(3 * rng.standard_normal((4, 5))),
+                 xp.asarray(rng.random((4, 5))))
+
+
+def test_gradcheck_fused_softmax_ce(xp, rng):
+    model, loss = nn.Sequential(nn.Softmax()), nn.CrossEntropy()
+    assert loss.fuses_with(model[-1])
+    nn.gradcheck((model, loss), xp.asarray(2 * rng.standard_normal((5, 4))),
+                 xp.asarray([0, 3, 1, 2, 2]))
+
+
+def test_fused_equals_unfused_chain(xp, rng):
+    """logits_grad is exactly what the chain rule through the activation gives."""
+    z, t = xp.asarray(rng.standard_normal((3, 4))), xp.asarray(rng.random((3, 4)))
+    sig, bce = nn.Sigmoid(), nn.BinaryCrossEntropy()
+    bce(sig(z), t)
+    numpy.testing.assert_allclose(to_numpy(bce.logits_grad()), to_numpy(sig.backward(bce.backward())),
+                                  rtol=1e-12)
+    labels = xp.asarray([1, 0, 3])
+    soft, ce = nn.Softmax(), nn.CrossEntropy()
+    ce(soft(z), labels)
+    numpy.testing.assert_allclose(to_numpy(ce.logits_grad()), to_numpy(soft.backward(ce.backward())),
+                                  rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_bce_finite_at_zero_and_one(xp, dtype):
+    p = xp.asarray(numpy.array([[0.0, 1.0, 0.0, 1.0]], dtype=dtype))
+    t = xp.asarray(numpy.array([[0.0, 1.0, 1.0, 0.0]], dtype=dtype))
+    loss = nn.BinaryCrossEntropy()
+    value = float(loss(p, t))
+    assert numpy.isfinite(value) and value > 0
+    g = to_numpy(loss.backward())
+    assert numpy.isfinite(g).all() and g.dtype == dtype
+    assert g[0, 2] < 0 < g[0, 3]  # pushes p up where t = 1, down where t = 0
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_ce_finite_with_zero_true_probability(xp, dtype):
+    p = xp.asarray(numpy.array([[1.0, 0.0], [0.5, 0.5]], dtype=dtype))
+    loss = nn.CrossEntropy()
+    assert numpy.isfinite(float(loss(p, xp.asarray([1, 0]))))
+    g = to_numpy(loss.backward())
+    assert numpy.isfinite(g).all() and g.dtype == dtype and g[0, 1] < 0
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_fused_pairs_at_extreme_logits(xp, dtype):
+    z = xp.asarray(numpy.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 3.0]], dtype=dtype))
+    sig, bce = nn.Sigmoid(), nn.BinaryCrossEntropy()
+    t = xp.asarray(numpy.array([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]], dtype=dtype))
+    assert numpy.isfinite(float(bce(sig(z), t)))
+    assert numpy.isfinite(to_numpy(bce.logits_grad())).all()
+    soft, ce = nn.Softmax(), nn.CrossEntropy()
+    assert numpy.isfinite(float(ce(soft(z), xp.asarray([0, 0]))))
+    g = to_numpy(ce.logits_grad())
+    assert numpy.isfinite(g).all() and g.dtype == dtype
+
+
+def test_loss_dtypes(xp, rng):
+    for dtype in (numpy.float32, numpy.float64):
+        p = xp.asarray(probs(rng, 4, 3).astype(dtype))
+        ce = nn.CrossEntropy()
+        assert ce(p, xp.asarray([0, 1, 2, 0])).dtype == dtype
+        assert ce.backward().dtype == dtype and ce.logits_grad().dtype == dtype
+        bce = nn.BinaryCrossEntropy()
+        assert bce(p, p.copy()).dtype == dtype
+        assert bce.backward().dtype == dtype and bce.logits_grad().dtype == dtype
+
+
+# -- bad input: a clear error, never a NaN ------------------------------------
+
+def test_labels_out_of_range(xp, rng):
+    p = xp.asarray(probs(rng, 3, 4))
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.3.*0\.\.4"):
+        nn.CrossEntropy()(p, xp.asarray([0, 4, 1]))
+    with pytest.raises(ValueError, match=r"0\.\.3.*-1\.\.2"):
+        nn.CrossEntropy()(p, xp.asarray([-1, 2, 1]))
+
+
+def test_labels_wrong_type_or_shape(xp, rng):
+    p = xp.asarray(probs(rng, 3, 4))
+    with pytest.raises(TypeError, match="integers"):
+        nn.CrossEntropy()(p, xp.asarray([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"labels of shape \(3,\).*\(3, 1\)"):
+        nn.CrossEntropy()(p, xp.asarray([[0], [1], [2]]))
+
+
+def test_nan_inputs_raise(xp, rng):
+    p = rng.random((3, 4)) * 0.8 + 0.1
+    bad = p.copy()
+    bad[1, 2] = numpy.nan
+    with pytest.raises(ValueError, match=r"pred contains 1 non-finite"):
+        nn.BinaryCrossEntropy(check=True)(xp.asarray(bad), xp.asarray(p))
+    with pytest.raises(ValueError, match=r"target contains 1 non-finite"):
+        nn.BinaryCrossEntropy(check=True)(xp.asarray(p), xp.asarray(bad))
+    q = probs(rng, 3, 4)
+    q[0, 0] = numpy.inf
+    with pytest.raises(ValueError, match=r"probs contains 1 non-finite"):
+        nn.CrossEntropy(check=True)(xp.asarray(q), xp.asarray([0, 1, 2]))
+
+
+def test_bce_shape_dtype_and_range_errors(xp, rng):
+    p = xp.asarray(rng.random((3, 4)))
+    with pytest.raises(ValueError, match=r"same shape.*\(3, 4\).*\(4, 3\)"):
+        nn.BinaryCrossEntropy()(p, xp.asarray(rng.random((4, 3))))
+    with pytest.raises(TypeError, match="same dtype"):
+        nn.BinaryCrossEntropy()(p, p.astype(numpy.float32))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        nn.BinaryCrossEntropy(check=True)(p, p * 255)
+    with pytest.raises(RuntimeError, match="before forward"):
+        nn.BinaryCrossEntropy().backward()

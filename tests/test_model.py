@@ -1,0 +1,84 @@
+"""Sequential: container behaviour, fused backward, skipping the data gradient, state."""
+
+import numpy
+import pytest
+
+import nanoae as nn
+from nanoae.backend import to_numpy
+
+F64 = numpy.float64
+
+
+def small(seed=0):
+    return nn.Sequential(nn.Dense(5, 4, dtype=F64, rng=seed), nn.ReLU(),
+                         nn.Dense(4, 5, dtype=F64, rng=seed + 1), nn.Sigmoid())
+
+
+def test_container_protocol():
+    model = small()
+    assert len(model) == 4 and isinstance(model[0], nn.Dense) and isinstance(model[-1], nn.Sigmoid)
+    assert [type(layer) for layer in model] == [type(layer) for layer in model.layers]
+    assert model.parameters() == [model[0].W, model[0].b, model[2].W, model[2].b]
+    head = model[:2]
+    assert isinstance(head, nn.Sequential) and head[0] is model[0]
+    assert "Dense(5, 4)" in repr(model)
+    with pytest.raises(TypeError, match="item 1 is int"):
+        nn.Sequential(nn.ReLU(), 3)
+
+
+def test_backward_from_loss_uses_fused_gradient(xp, rng):
+    model, loss = small(), nn.BinaryCrossEntropy()
+    x = xp.asarray(rng.random((3, 5)))
+    loss(model(x), x.copy())
+    fused = to_numpy(model.backward_from_loss(loss))
+    fused_grads = [to_numpy(p.grad).copy() for p in model.parameters()]
+    unfused = to_numpy(model.backward(loss.backward()))
+    numpy.testing.assert_allclose(fused, unfused, rtol=1e-9)
+    for p, g in zip(model.parameters(), fused_grads):
+        numpy.testing.assert_allclose(to_numpy(p.grad), g, rtol=1e-9)
+
+
+def test_input_grad_false_skips_data_gradient_only(xp, rng):
+    model, loss = small(), nn.BinaryCrossEntropy()
+    x = xp.asarray(rng.random((3, 5)))
+    loss(model(x), x.copy())
+    model.backward_from_loss(loss)
+    full = [to_numpy(p.grad).copy() for p in model.parameters()]
+    assert model.backward_from_loss(loss, input_grad=False) is None
+    for p, g in zip(model.parameters(), full):
+        numpy.testing.assert_array_equal(to_numpy(p.grad), g)
+
+
+def test_state_dict_round_trip_and_validation(xp):
+    a, b = small(0), small(10)
+    state = a.state_dict()
+    assert sorted(state) == ["0.W", "0.b", "2.W", "2.b"]
+    assert all(isinstance(v, numpy.ndarray) for v in state.values())
+    b.load_state_dict(state)
+    for p, q in zip(a.parameters(), b.parameters()):
+        numpy.testing.assert_array_equal(to_numpy(p.data), to_numpy(q.data))
+    before = to_numpy(b[0].W.data).copy()
+    broken = dict(state, **{"2.W": numpy.zeros((4, 6))})
+    with pytest.raises(ValueError, match=r"2\.W expected shape \(4, 5\).*\(4, 6\)"):
+        b.load_state_dict(broken)
+    numpy.testing.assert_array_equal(to_numpy(b[0].W.data), before)  # nothing half-loaded
+    with pytest.raises(ValueError, match="missing keys"):
+        b.load_state_dict({"0.W": state["0.W"]})
+
+
+def test_nested_state_dict_keys():
+    model = nn.Sequential(nn.Sequential(nn.Dense(3, 2)), nn.Sequential(nn.ReLU(), nn.Dense(2, 3)))
+    assert sorted(model.state_dict()) == ["0.0.W", "0.0.b", "1.1.W", "1.1.b"]
+
+
+def test_training_reduces_loss(xp, rng):
+    """Adam on a tiny autoencoder: a smoke test that the pieces fit together."""
+    model = nn.Sequential(nn.Dense(8, 4, rng=0), nn.ReLU(), nn.Dense(4, 8, rng=1), nn.Sigmoid())
+    x = xp.asarray(rng.random((32, 8)).astype(numpy.float32) ** 3)
+    loss, opt = nn.BinaryCrossEntropy(), nn.Adam(model.parameters(), lr=1e-2)
+    first = float(loss(model(x), x))
+    for _ in range(200):
+        loss(model(x), x)
+        model.backward_from_loss(loss, input_grad=False)
+        opt.step()
+    assert float(loss(model(x), x)) < 0.8 * first

@@ -1,0 +1,130 @@
+"""Tests of nanoae.plots: every figure is written as a valid, reasonably sized PNG."""
+
+import warnings
+
+import matplotlib.image
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from nanoae import plots
+
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_png(path, min_side=100, max_bytes=300_000):
+    """Assert `path` is a PNG of sensible size and return its pixels."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert 1_000 < len(data) < max_bytes
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > min_side and img.shape[1] > min_side
+    return img
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def images(rng):
+    labels = np.arange(40) % 10
+    floats = rng.random((40, 784))
+    return floats, labels
+
+
+def test_reconstructions_float_flat_and_square_inputs(tmp_path, images):
+    floats, labels = images
+    out = plots.plot_reconstructions(floats, floats[:, ::-1], labels, CLASS_NAMES,
+                                     tmp_path / "a" / "b" / "rec.png")
+    assert out == tmp_path / "a" / "b" / "rec.png"  # parents created, Path returned
+    one = check_png(out)
+    out2 = plots.plot_reconstructions(floats.reshape(-1, 28, 28), floats.reshape(-1, 28, 28),
+                                      labels, CLASS_NAMES, tmp_path / "rec2.png", per_class=2,
+                                      title="two per class")
+    two = check_png(out2)
+    assert two.shape[0] > 1.6 * one.shape[0]  # 4 image rows instead of 2
+
+
+def test_reconstructions_uint8_is_rescaled(tmp_path, images):
+    floats, labels = images
+    as_uint8 = np.round(floats * 255).astype(np.uint8)
+    a = check_png(plots.plot_reconstructions(as_uint8, floats, labels, CLASS_NAMES,
+                                             tmp_path / "u8.png"))
+    b = check_png(plots.plot_reconstructions(as_uint8 / 255.0, floats, labels, CLASS_NAMES,
+                                             tmp_path / "f.png"))
+    # Same picture whether pixels come as 0..255 integers or 0..1 floats
+    # (without rescaling, the uint8 originals would be clipped to white).
+    assert a.shape == b.shape
+    assert np.abs(a - b).max() < 0.02
+
+
+def test_reconstructions_missing_class_and_bad_lengths(tmp_path, images):
+    floats, labels = images
+    keep = labels != 3
+    check_png(plots.plot_reconstructions(floats[keep], floats[keep], labels[keep], CLASS_NAMES,
+                                         tmp_path / "missing.png"))
+    with pytest.raises(ValueError):
+        plots.plot_reconstructions(floats, floats[:-1], labels, CLASS_NAMES, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_curves_handles_missing_and_empty_keys(tmp_path):
+    histories = {
+        "autoencoder": {"train_loss": [0.05, 0.03, 0.02], "val_loss": []},
+        "classifier (frozen codes)": {"train_loss": [1.0, 0.6], "val_loss": [1.1, 0.7],
+                                      "train_accuracy": [0.7, 0.8], "val_accuracy": [0.68, 0.79]},
+        "fine-tune": {"val_accuracy": [88.0, 89.5]},  # percent already, no losses
+        "not run": {},
+    }
+    out = plots.plot_curves(histories, tmp_path / "curves.png", title="Curves")
+    img = check_png(out)
+    assert img.shape[1] > img.shape[0]  # panels side by side
+    with pytest.raises(ValueError):
+        plots.plot_curves({}, tmp_path / "empty.png")
+
+
+def test_confusion_zero_row_does_not_warn(tmp_path, rng):
+    cm = rng.integers(0, 50, (10, 10)) + np.diag(rng.integers(500, 900, 10))
+    cm[4] = 0  # a class with no test images
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # fails even outside pytest's filterwarnings
+        check_png(plots.plot_confusion(cm, CLASS_NAMES, tmp_path / "cm.png", title="Test"))
+        check_png(plots.plot_confusion(cm, CLASS_NAMES, tmp_path / "counts.png", normalize=False))
+        check_png(plots.plot_confusion(np.zeros((10, 10), int), CLASS_NAMES,
+                                       tmp_path / "zeros.png"))
+    with pytest.raises(ValueError):
+        plots.plot_confusion(np.ones((3, 3)), CLASS_NAMES, tmp_path / "bad.png")
+
+
+def test_tsne_with_subtitle_and_subsampling(tmp_path, rng):
+    labels = rng.integers(0, 10, 3000)
+    emb = rng.normal(size=(3000, 2)) + 6 * np.stack([np.cos(labels), np.sin(labels)], 1)
+    check_png(plots.plot_tsne(emb, labels, CLASS_NAMES, tmp_path / "tsne.png",
+                              title="t-SNE", subtitle="trustworthiness 0.999"))
+    check_png(plots.plot_tsne(emb, labels, CLASS_NAMES, tmp_path / "few.png", max_points=500))
+    with pytest.raises(ValueError):
+        plots.plot_tsne(emb[:, :1], labels, CLASS_NAMES, tmp_path / "bad.png")
+
+
+def test_codes_activity_marks_dead_units(tmp_path, rng):
+    codes = np.maximum(rng.normal(size=(200, 32)), 0)
+    codes[:, [2, 7]] = 0
+    check_png(plots.plot_codes_activity(codes, tmp_path / "codes.png"))
+    with pytest.raises(ValueError):
+        plots.plot_codes_activity(np.empty((0, 32)), tmp_path / "none.png")
+
+
+def test_no_figures_left_open(tmp_path, rng):
+    # Three classes keep this cheap; what matters is that no call leaves a pyplot figure.
+    names, labels, x = CLASS_NAMES[:3], np.arange(30) % 3, rng.random((30, 784))
+    before = plt.get_fignums()
+    plots.plot_reconstructions(x, x, labels, names, tmp_path / "r.png")
+    plots.plot_curves({"s": {"train_loss": [1.0, 0.5]}}, tmp_path / "c.png")
+    plots.plot_confusion(np.eye(3, dtype=int), names, tmp_path / "m.png")
+    plots.plot_tsne(rng.normal(size=(30, 2)), labels, names, tmp_path / "t.png")
+    plots.plot_codes_activity(rng.random((50, 8)), tmp_path / "a.png")
+    assert plt.get_fignums() == before == []
