@@ -198,28 +198,33 @@ class ReLU(Layer):
 class Sigmoid(Layer):
     """Logistic function: ``y = 1 / (1 + exp(-x))``, elementwise.
 
-    Computed as ``(1 + tanh(x / 2)) / 2``, the same function written without
-    ``exp(-x)``: it cannot overflow (no warnings at x = -1e4), and tanh is a
-    fast vectorised kernel.
+    x is first clipped to +-(log(dtype max) - 1) (about +-87 in float32), where
+    exp(-x) would overflow: sigmoid is already 0 or 1 to the dtype's precision
+    there, and the clip keeps the computation free of overflow warnings.
 
     Backward: ``dL/dx = g * y * (1 - y)``.
 
     Followed by ``BinaryCrossEntropy``, prefer the fused gradient with respect
     to x, ``(y - t) / count`` (see ``losses.BinaryCrossEntropy.logits_grad``):
-    it is exact where ``y * (1 - y)`` has underflowed to 0.
+    it is exact where ``y * (1 - y)`` has underflowed to 0. The layer keeps its
+    input as ``logits`` so the loss can also compute its value from them.
     """
 
     def __init__(self):
         super().__init__()
         self._y = None
+        self.logits = None
 
     def forward(self, x):
         _check_float(self, x)
         xp = get_array_module(x)
-        y = xp.tanh(x * 0.5)
+        bound = float(numpy.log(numpy.finfo(x.dtype).max)) - 1.0
+        y = xp.clip(x, -bound, bound)  # a new array; clip is also a cheap copy
+        xp.negative(y, out=y)
+        xp.exp(y, out=y)
         y += 1
-        y *= 0.5
-        self._y = y
+        xp.reciprocal(y, out=y)
+        self.logits, self._y = x, y
         return y
 
     def backward(self, grad_out):

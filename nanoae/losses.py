@@ -58,8 +58,8 @@ class Loss:
     def __init__(self, *, check: bool | None = None):
         self.check = check
 
-    def __call__(self, pred, target):
-        return self.forward(pred, target)
+    def __call__(self, pred, target, **kwargs):
+        return self.forward(pred, target, **kwargs)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -103,20 +103,42 @@ class BinaryCrossEntropy(Loss):
 
     fused_layer = Sigmoid
 
-    def forward(self, pred, target):
+    def forward(self, pred, target, *, logits=None):
+        """The mean BCE. ``logits``: the input z of the Sigmoid that made ``pred``, if known.
+
+        From probabilities alone the loss needs two logarithms per element. Given
+        the logits it needs one, and it is exact even where p rounded to 0 or 1:
+
+            -(t log p + (1 - t) log(1 - p)) = softplus(z) - t z
+            softplus(z) = log(1 + e^z) = max(z, 0) - log(max(p, 1 - p))
+
+        (``max(p, 1 - p) >= 1/2``, so that logarithm is well conditioned).
+        """
         _check_same(self, pred, target)
         xp = get_array_module(pred)
-        if self._checking(xp) and target.size and (float(target.min()) < 0 or float(target.max()) > 1):
+        if self._checking(xp) and (float(target.min()) < 0 or float(target.max()) > 1):
             raise ValueError(f"{self!r}: target values must lie in [0, 1], got "
                              f"[{float(target.min())}, {float(target.max())}]")
         self._p, self._t = pred, target
-        log_p = _safe_log(xp, pred)
-        log_q = _safe_log(xp, 1 - pred)
-        # t*log p + (1-t)*log q  ==  log q + t*(log p - log q): one product fewer
-        log_p -= log_q
-        log_p *= target
-        log_p += log_q
-        loss = -log_p.mean()
+        if logits is not None:
+            if logits.shape != pred.shape or logits.dtype != pred.dtype:
+                raise ValueError(f"{self!r}: logits must match pred, got {tuple(logits.shape)} "
+                                 f"{logits.dtype} for pred {tuple(pred.shape)} {pred.dtype}")
+            # max(p, 1 - p) == 1/2 + |p - 1/2|: three cheap passes, no comparison mask
+            m = pred - 0.5
+            xp.abs(m, out=m)
+            m += 0.5
+            xp.log(m, out=m)
+            total = xp.clip(logits, 0, None).sum() - m.sum() - xp.dot(target.ravel(), logits.ravel())
+            loss = total / pred.size
+        else:
+            log_p = _safe_log(xp, pred)
+            log_q = _safe_log(xp, 1 - pred)
+            # t*log p + (1-t)*log q  ==  log q + t*(log p - log q): one product fewer
+            log_p -= log_q
+            log_p *= target
+            log_p += log_q
+            loss = -log_p.mean()
         self._explain_nonfinite(loss, xp, pred=pred, target=target)
         return loss
 
@@ -149,7 +171,9 @@ class CrossEntropy(Loss):
 
     fused_layer = Softmax
 
-    def forward(self, probs, labels):
+    def forward(self, probs, labels, *, logits=None):
+        """The mean cross-entropy. ``logits`` is accepted for symmetry with BCE and
+        not needed: only N probabilities are read, so there is nothing to save."""
         if getattr(probs, "ndim", None) != 2:
             raise ValueError(f"{self!r}: expected probs of shape (N, C), got "
                              f"{tuple(getattr(probs, 'shape', ()))}")

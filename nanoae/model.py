@@ -56,6 +56,11 @@ class Sequential(Layer):
         """All parameters, in layer order (W then b for each Dense)."""
         return [p for layer in self.layers for p in layer.parameters()]
 
+    def last_layer(self) -> Layer:
+        """The last non-container layer (looks inside a nested Sequential)."""
+        last = self.layers[-1]
+        return last.last_layer() if isinstance(last, Sequential) else last
+
     def forward(self, x):
         for layer in self.layers:
             x = layer.forward(x)

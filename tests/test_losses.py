@@ -150,3 +150,28 @@ def test_bce_shape_dtype_and_range_errors(xp, rng):
         nn.BinaryCrossEntropy(check=True)(p, p * 255)
     with pytest.raises(RuntimeError, match="before forward"):
         nn.BinaryCrossEntropy().backward()
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_bce_from_logits_is_the_same_loss(xp, rng, dtype):
+    z = xp.asarray((4 * rng.standard_normal((6, 7))).astype(dtype))
+    t = xp.asarray(rng.random((6, 7)).astype(dtype))
+    sig, bce = nn.Sigmoid(), nn.BinaryCrossEntropy()
+    p = sig(z)
+    from_probs = float(bce(p, t))
+    from_logits = float(bce(p, t, logits=sig.logits))
+    zh, th = to_numpy(z).astype(numpy.float64), to_numpy(t).astype(numpy.float64)
+    exact = numpy.mean(numpy.logaddexp(0, zh) - th * zh)
+    rtol = 1e-6 if dtype == numpy.float32 else 1e-13
+    assert from_logits == pytest.approx(exact, rel=rtol)
+    # from probabilities float32 loses digits in log(1 - p) near p = 1: the logits win
+    assert from_probs == pytest.approx(exact, rel=100 * rtol)
+
+
+def test_bce_from_logits_exact_where_probabilities_saturate(xp):
+    z = xp.asarray(numpy.array([[30.0, -30.0, 1e4, -1e4]], dtype=numpy.float32))
+    t = xp.asarray(numpy.array([[0.5, 0.5, 0.0, 1.0]], dtype=numpy.float32))
+    sig, bce = nn.Sigmoid(), nn.BinaryCrossEntropy()
+    value = float(bce(sig(z), t, logits=sig.logits))
+    zh, th = to_numpy(z).astype(numpy.float64), to_numpy(t).astype(numpy.float64)
+    assert value == pytest.approx(numpy.mean(numpy.logaddexp(0, zh) - th * zh), rel=1e-6)

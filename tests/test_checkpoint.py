@@ -1,0 +1,341 @@
+"""Checkpoints: exact round trips, no pickle, clear errors, and atomic writes."""
+
+import json
+import os
+import select
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+
+import numpy
+import pytest
+
+import nanoae as nn
+from nanoae import checkpoint as ckpt
+from nanoae.backend import to_numpy
+from nanoae.checkpoint import FORMAT_VERSION, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from nanoae.errors import CheckpointError
+
+
+def make(seed=0, lr=1e-2, hidden=4, opt_cls=nn.Adam):
+    model = nn.Sequential(nn.Dense(6, hidden, rng=seed), nn.ReLU(),
+                          nn.Dense(hidden, 6, rng=seed + 1), nn.Sigmoid())
+    return model, opt_cls(model.parameters(), lr=lr)
+
+
+def train(model, opt, steps=3, seed=0):
+    x = numpy.random.default_rng(seed).random((8, 6), dtype=numpy.float32)
+    x = nn.backend.to_device(x)
+    loss = nn.BinaryCrossEntropy()
+    for _ in range(steps):
+        loss(model(x), x.copy())
+        model.backward_from_loss(loss)
+        opt.step()
+
+
+def host_state(model, opt=None):
+    state = {k: v.copy() for k, v in model.state_dict().items()}
+    if opt is not None:
+        state.update({f"opt.{k}": v for k, v in opt.state_dict().items()})
+    return state
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], numpy.ndarray):
+            assert a[k].dtype == b[k].dtype and numpy.array_equal(a[k], b[k]), k
+        else:
+            assert a[k] == b[k], k
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A trained model, its optimizer and the path of their checkpoint."""
+    model, opt = make()
+    train(model, opt)
+    path = save_checkpoint(tmp_path / "ck.npz", model, opt, meta={"epoch": 3})
+    return model, opt, path
+
+
+def test_round_trip_is_bitwise_and_resume_is_exact(xp, tmp_path):
+    model, opt = make(seed=0)
+    train(model, opt)
+    path = save_checkpoint(tmp_path / "ck.npz", model, opt)
+    fresh, fresh_opt = make(seed=10, lr=0.5)
+    assert fresh_opt.t == 0
+    load_checkpoint(path, fresh, fresh_opt)
+    assert_same(host_state(fresh, fresh_opt), host_state(model, opt))
+    assert fresh_opt.t == 3 and fresh_opt.lr == 1e-2
+    train(model, opt, steps=1, seed=7)
+    train(fresh, fresh_opt, steps=1, seed=7)
+    assert_same(host_state(fresh, fresh_opt), host_state(model, opt))
+
+
+def test_sgd_momentum_round_trip(tmp_path):
+    model, opt = make(opt_cls=lambda p, lr: nn.SGD(p, lr=lr, momentum=0.9))
+    train(model, opt)
+    path = save_checkpoint(tmp_path / "ck.npz", model, opt)
+    fresh, fresh_opt = make(seed=5, opt_cls=lambda p, lr: nn.SGD(p, lr=lr, momentum=0.9))
+    load_checkpoint(path, fresh, fresh_opt)
+    assert numpy.abs(to_numpy(opt.velocity)).max() > 0
+    assert_same(host_state(fresh, fresh_opt), host_state(model, opt))
+
+
+def test_metadata_and_user_meta_round_trip(saved, tmp_path):
+    model, opt, path = saved
+    user = {"epoch": 3, "loss": 0.125, "tags": ["a", "b"], "nested": {"x": None}}
+    save_checkpoint(path, model, opt, meta=user)
+    meta = load_checkpoint(path, *make(seed=9))
+    assert meta["user"] == user
+    assert meta["format_version"] == FORMAT_VERSION
+    assert meta["architecture"] == repr(model) == "Sequential(Dense(6, 4), ReLU(), Dense(4, 6), Sigmoid())"
+    assert meta["optimizer"] == "Adam"
+    assert meta["nanoae_version"] == nn.__version__ and meta["numpy_version"] == numpy.__version__
+    assert meta["saved_at"].endswith("+00:00")
+    assert read_checkpoint_meta(path) == meta
+    # no optimizer: null, and loading the weights alone works
+    save_checkpoint(path, model)
+    assert read_checkpoint_meta(path)["optimizer"] is None
+    assert read_checkpoint_meta(path)["user"] == {}
+    other, _ = make(seed=9)
+    load_checkpoint(path, other)
+    assert_same(host_state(other), host_state(model))
+
+
+@pytest.mark.parametrize("bad, key", [
+    ({"ok": 1, "arr": numpy.zeros(2)}, "arr"),
+    ({"f": numpy.float32(1.0)}, "f"),
+    ({"obj": object()}, "obj"),
+    ({1: "int key"}, "1"),
+])
+def test_non_json_user_meta_raises_type_error_naming_the_key(saved, bad, key):
+    model, opt, path = saved
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match=repr(key) if key != "1" else "key 1"):
+        save_checkpoint(path, model, opt, meta=bad)
+    assert path.read_bytes() == before  # nothing written
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_file_is_a_plain_npz_without_pickle(saved):
+    model, opt, path = saved
+    with numpy.load(path, allow_pickle=False) as npz:
+        names = set(npz.files)
+        assert names == {"meta", "param/0.W", "param/0.b", "param/2.W", "param/2.b", "optim/m", "optim/v"}
+        for name in names:
+            assert not npz[name].dtype.hasobject
+        assert npz["meta"].dtype == numpy.uint8 and npz["meta"].ndim == 1
+        meta = json.loads(npz["meta"].tobytes().decode("utf-8"))
+        assert numpy.array_equal(npz["param/2.W"], model.state_dict()["2.W"])
+    assert meta["optimizer_state"]["t"] == 3
+    with zipfile.ZipFile(path) as zf:  # uncompressed, one .npy per entry
+        assert all(info.compress_type == zipfile.ZIP_STORED for info in zf.infolist())
+        assert all(info.filename.endswith(".npy") for info in zf.infolist())
+
+
+def test_path_is_kept_as_given_and_parent_is_created(tmp_path):
+    model, opt = make()
+    path = save_checkpoint(tmp_path / "a" / "b" / "weights", model, opt)
+    assert path == tmp_path / "a" / "b" / "weights" and path.is_file()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["weights"]  # no weights.npz
+    load_checkpoint(str(path), *make(seed=3))
+
+
+def test_architecture_mismatch_names_both_and_changes_nothing(saved):
+    _, _, path = saved
+    other = nn.Sequential(nn.Dense(6, 5, rng=0), nn.ReLU(), nn.Dense(5, 6, rng=1), nn.Sigmoid())
+    before = host_state(other)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, other, nn.Adam(other.parameters()))
+    msg = str(info.value)
+    assert "Dense(6, 4), ReLU(), Dense(4, 6)" in msg and "Dense(6, 5), ReLU(), Dense(5, 6)" in msg
+    assert str(path) in msg
+    assert_same(host_state(other), before)
+
+
+def test_dtype_mismatch_is_a_checkpoint_error(saved):
+    _, _, path = saved
+    other = nn.Sequential(nn.Dense(6, 4, dtype=numpy.float64), nn.ReLU(),
+                          nn.Dense(4, 6, dtype=numpy.float64), nn.Sigmoid())
+    before = host_state(other)
+    with pytest.raises(CheckpointError, match="float64"):
+        load_checkpoint(path, other)
+    assert_same(host_state(other), before)
+
+
+def test_optimizer_mismatch_is_a_checkpoint_error_and_changes_nothing(saved, tmp_path):
+    _, _, path = saved
+    model, _ = make(seed=4)
+    before = host_state(model)
+    sgd = nn.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(CheckpointError, match="Adam.*SGD"):
+        load_checkpoint(path, model, sgd)
+    # right class, wrong parameters (m and v of another size): the model is not touched either
+    adam = nn.Adam(model[0].parameters())
+    with pytest.raises(CheckpointError, match="optimizer m expected shape"):
+        load_checkpoint(path, model, adam)
+    assert adam.t == 0 and not to_numpy(adam.m).any()
+    # a checkpoint without optimizer state cannot fill an optimizer
+    weights_only = save_checkpoint(tmp_path / "w.npz", make()[0])
+    with pytest.raises(CheckpointError, match="no optimizer state"):
+        load_checkpoint(weights_only, model, nn.Adam(model.parameters()))
+    assert_same(host_state(model), before)
+
+
+def test_missing_file_and_directory(tmp_path):
+    missing = tmp_path / "nope.npz"
+    with pytest.raises(CheckpointError, match="no checkpoint at .*nope.npz"):
+        load_checkpoint(missing, *make())
+    with pytest.raises(CheckpointError, match="nope.npz"):
+        read_checkpoint_meta(missing)
+    with pytest.raises(CheckpointError, match="directory"):
+        load_checkpoint(tmp_path, *make())
+
+
+def _rewrite(path, out, drop=(), meta_update=None):
+    """Copy the checkpoint at ``path`` to ``out`` without ``drop`` and with meta edited."""
+    with numpy.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files if k not in drop}
+    if meta_update is not None:
+        meta = json.loads(arrays["meta"].tobytes())
+        meta.update(meta_update)
+        arrays["meta"] = numpy.frombuffer(json.dumps(meta).encode(), dtype=numpy.uint8)
+    with open(out, "wb") as f:
+        numpy.savez(f, **arrays)
+    return out
+
+
+def test_corrupt_files_raise_checkpoint_error(saved, tmp_path):
+    model, opt, path = saved
+    data = path.read_bytes()
+    cases = {
+        "random.npz": numpy.random.default_rng(0).bytes(5000),
+        "empty.npz": b"",
+        "not_npz.npz": b"PK\x03\x04 definitely not a zip",
+        **{f"trunc{n}.npz": data[:n] for n in (1, 10, 100, len(data) // 2, len(data) - 1)},
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    numpy.save(tmp_path / "single.npy", numpy.zeros(3))
+    files = [tmp_path / n for n in cases] + [tmp_path / "single.npy"]
+    files.append(_rewrite(path, tmp_path / "nometa.npz", drop=("meta",)))
+    files.append(_rewrite(path, tmp_path / "nometaver.npz", meta_update={"format_version": "one"}))
+    target, target_opt = make(seed=8)
+    before = host_state(target, target_opt)
+    for f in files:
+        for call in (lambda: load_checkpoint(f, target, target_opt), lambda: read_checkpoint_meta(f)):
+            with pytest.raises(CheckpointError, match="ck.npz|" + f.name):
+                call()
+    newer = _rewrite(path, tmp_path / "v999.npz", meta_update={"format_version": 999})
+    with pytest.raises(CheckpointError, match="format 999.*upgrade"):
+        load_checkpoint(newer, target, target_opt)
+    missing_param = _rewrite(path, tmp_path / "noparam.npz", drop=("param/2.b",))
+    with pytest.raises(CheckpointError, match="2.b"):
+        load_checkpoint(missing_param, target, target_opt)
+    missing_m = _rewrite(path, tmp_path / "nom.npz", drop=("optim/m",))
+    with pytest.raises(CheckpointError, match="'m'"):
+        load_checkpoint(missing_m, target, target_opt)
+    assert_same(host_state(target, target_opt), before)
+
+
+def test_fuzzed_checkpoints_load_or_raise_checkpoint_error(saved, tmp_path):
+    _, _, path = saved
+    data = path.read_bytes()
+    rng = numpy.random.default_rng(2024)
+    target, target_opt = make(seed=8)
+    bad = tmp_path / "fuzz.npz"
+    outcomes = {"loaded": 0, "error": 0}
+    start = time.perf_counter()
+    for i in range(200):
+        if i < 100:  # a truncated zip has lost its central directory: it must never load
+            content = data[: int(rng.integers(0, len(data)))]
+        else:
+            buf = bytearray(data)
+            buf[int(rng.integers(0, len(buf)))] ^= int(rng.integers(1, 256))
+            content = bytes(buf)
+        bad.write_bytes(content)
+        before = host_state(target, target_opt)
+        try:
+            meta = load_checkpoint(bad, target, target_opt)
+        except CheckpointError:
+            outcomes["error"] += 1
+            assert_same(host_state(target, target_opt), before)  # a failed load changes nothing
+        else:
+            assert i >= 100, f"truncation to {len(content)} bytes loaded"
+            assert isinstance(meta, dict)
+            outcomes["loaded"] += 1
+    assert time.perf_counter() - start < 10
+    assert outcomes["error"] >= 100
+
+
+@pytest.mark.parametrize("where", ["savez", "savez-interrupt", "replace"])
+def test_failed_save_leaves_previous_checkpoint_and_no_temp_file(saved, monkeypatch, where):
+    model, opt, path = saved
+    expected = host_state(model, opt)
+    train(model, opt)  # the next save would hold different weights
+
+    def partial_savez(file, *args, **kwargs):
+        file.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt if where == "savez-interrupt" else OSError("disk full")
+
+    def failing_replace(src, dst):
+        raise OSError("rename failed")
+
+    if where == "replace":
+        monkeypatch.setattr(ckpt.os, "replace", failing_replace)
+    else:
+        monkeypatch.setattr(ckpt.numpy, "savez", partial_savez)
+    with pytest.raises(KeyboardInterrupt if where == "savez-interrupt" else OSError):
+        save_checkpoint(path, model, opt, meta={"epoch": 6})
+    monkeypatch.undo()
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no .tmp left
+    target, target_opt = make(seed=8)
+    assert load_checkpoint(path, target, target_opt)["user"] == {"epoch": 3}
+    assert_same(host_state(target, target_opt), expected)
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    import nanoae as nn
+    from nanoae.checkpoint import save_checkpoint
+    model = nn.Sequential(nn.Dense(1000, 2000, rng=0))  # 2M parameters: an 8 MB file
+    i = int(sys.argv[2])
+    while True:
+        model[0].W.data[...] = i  # each version is recognisable: every weight equals i
+        save_checkpoint(sys.argv[1], model, meta={"i": i})
+        if i == int(sys.argv[2]):
+            print("saved", flush=True)
+        i += 1
+""")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL and select on pipes")
+def test_sigkill_during_save_leaves_a_loadable_checkpoint(tmp_path):
+    path = tmp_path / "big.npz"
+    model = nn.Sequential(nn.Dense(1000, 2000, rng=1))
+    rng = numpy.random.default_rng(0)
+    deadline = time.monotonic() + 3
+    kills = 0
+    while kills < 3 or (kills < 8 and time.monotonic() < deadline):
+        start = kills * 1_000_000
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(start)],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            # wait for this writer's first complete save, then kill it at a random moment:
+            # a save takes tens of ms, so most kills land inside one
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            assert ready and proc.stdout.readline() == "saved\n", "writer did not start"
+            time.sleep(float(rng.uniform(0.03, 0.2)))
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+        kills += 1
+        meta = load_checkpoint(path, model)  # must be the last complete version
+        i = meta["user"]["i"]
+        assert i >= start  # written by this writer, not left over from the previous one
+        w = to_numpy(model[0].W.data)
+        assert w.min() == w.max() == i
