@@ -25,6 +25,7 @@ file raises ``CheckpointError`` and leaves the model and optimizer as they were.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -61,32 +62,24 @@ def save_checkpoint(path, model, optimizer=None, *, meta=None) -> Path:
     """
     path = Path(path)
     arrays = {f"param/{k}": numpy.ascontiguousarray(v) for k, v in model.state_dict().items()}
-    optim_scalars = None
-    if optimizer is not None:
-        optim_scalars = {}
-        for key, value in optimizer.state_dict().items():
-            if isinstance(value, numpy.ndarray):
-                arrays[f"optim/{key}"] = numpy.ascontiguousarray(value)
-            else:
-                optim_scalars[key] = value
+    state = optimizer.state_dict() if optimizer is not None else {}
+    arrays.update({f"optim/{k}": v for k, v in state.items() if isinstance(v, numpy.ndarray)})
+    scalars = {k: v for k, v in state.items() if not isinstance(v, numpy.ndarray)}
     doc = {
         "format_version": FORMAT_VERSION,
         "architecture": repr(model),
         "optimizer": type(optimizer).__name__ if optimizer is not None else None,
-        "optimizer_state": optim_scalars,
+        "optimizer_state": scalars if optimizer is not None else None,
         "nanoae_version": _nanoae_version(),
         "numpy_version": numpy.__version__,
         "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "user": _check_user_meta(meta),
     }
-    try:
-        text = json.dumps(doc)
-    except (TypeError, ValueError) as exc:  # e.g. an optimizer scalar that is not a number
-        raise TypeError(f"save_checkpoint: metadata is not JSON-serialisable: {exc}") from exc
+    text = json.dumps(doc)  # user meta checked above; optimizer scalars are numbers
     arrays["meta"] = numpy.frombuffer(text.encode("utf-8"), dtype=numpy.uint8)
-    for key, value in arrays.items():
-        if value.dtype.hasobject:  # would need pickle to store, and to load
-            raise TypeError(f"save_checkpoint: {key} is an object array; refusing to pickle")
+    objects = [key for key, value in arrays.items() if value.dtype.hasobject]
+    if objects:  # they would need pickle to store, and to load
+        raise TypeError(f"save_checkpoint: {objects} are object arrays; refusing to pickle")
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -97,10 +90,8 @@ def save_checkpoint(path, model, optimizer=None, *, meta=None) -> Path:
             os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
         os.replace(tmp, path)
     except BaseException:  # KeyboardInterrupt too: never leave a half-written temp file
-        try:
-            pass
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
     return path
@@ -121,9 +112,7 @@ def load_checkpoint(path, model=None, optimizer=None) -> dict:
             f"{path} holds a different architecture:\n  checkpoint: {meta.get('architecture')}\n"
             f"  model:      {model!r}\nbuild the model the checkpoint describes, then load it"
         )
-    optim_state = None
-    if optimizer is not None:
-        optim_state = _check_optimizer(path, meta, arrays, optimizer)
+    optim_state = _check_optimizer(path, meta, arrays, optimizer) if optimizer is not None else None
     if model is not None:
         params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
         try:
@@ -165,23 +154,16 @@ def _read(path: Path, *, with_arrays: bool):
             meta = json.loads(raw.tobytes().decode("utf-8"))
             if with_arrays:  # read every member now: a corrupt one fails here, before any write
                 arrays = {name: npz[name] for name in npz.files if name != "meta"}
-    except CheckpointError:
-        raise
     except _CORRUPT as exc:
-        raise CheckpointError(
-            f"{path} is not a valid nanoae checkpoint (corrupt or truncated): "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path} is not a valid nanoae checkpoint: 'meta' is not a JSON object")
-    version = meta.get("format_version")
+        raise CheckpointError(f"{path} is not a valid nanoae checkpoint (corrupt or truncated): "
+                              f"{type(exc).__name__}: {exc}") from exc
+    version = meta.get("format_version") if isinstance(meta, dict) else None
     if type(version) is not int or version < 1:
         raise CheckpointError(f"{path} has an unknown checkpoint format_version {version!r}")
     if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} was written in checkpoint format {version}, newer than this nanoae "
-            f"({_nanoae_version()}) reads (up to {FORMAT_VERSION}); upgrade nanoae to load it"
-        )
+        raise CheckpointError(f"{path} was written in checkpoint format {version}, newer than "
+                              f"this nanoae ({_nanoae_version()}) reads (up to {FORMAT_VERSION}); "
+                              "upgrade nanoae to load it")
     return meta, arrays
 
 
@@ -191,9 +173,9 @@ def _check_optimizer(path: Path, meta: dict, arrays: dict, optimizer) -> dict:
     saved = meta.get("optimizer")
     if saved is None:
         raise CheckpointError(f"{path} holds no optimizer state, but a {name} was given to load")
+    scalars = meta.get("optimizer_state")
     if saved != name:
         raise CheckpointError(f"{path} holds {saved} state, but the optimizer is a {name}")
-    scalars = meta.get("optimizer_state")
     if not isinstance(scalars, dict):
         raise CheckpointError(f"{path}: optimizer_state is missing from the metadata")
     state = dict(scalars)
@@ -205,13 +187,11 @@ def _check_optimizer(path: Path, meta: dict, arrays: dict, optimizer) -> dict:
             raise CheckpointError(f"{path}: optimizer state has no {key!r}")
         value = state[key]
         if isinstance(mine, numpy.ndarray):
-            if (not isinstance(value, numpy.ndarray) or value.shape != mine.shape
-                    or value.dtype != mine.dtype):
-                got = (getattr(value, "shape", None), getattr(value, "dtype", type(value).__name__))
+            shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", type(value))
+            if shape != mine.shape or dtype != mine.dtype:
                 raise CheckpointError(
                     f"{path}: optimizer {key} expected shape {mine.shape} dtype {mine.dtype}, "
-                    f"got shape {got[0]} dtype {got[1]} (was it built on the same parameters?)"
-                )
+                    f"got shape {shape} dtype {dtype} (was it built on the same parameters?)")
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CheckpointError(f"{path}: optimizer {key} is {value!r}, expected a number")
     return state
@@ -228,25 +208,21 @@ def _check_user_meta(meta):
         try:
             json.dumps(value)
         except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"save_checkpoint: meta[{key!r}] is not JSON-serialisable "
-                f"({type(value).__name__}): {exc}"
-            ) from exc
+            raise TypeError(f"save_checkpoint: meta[{key!r}] is not JSON-serialisable "
+                            f"({type(value).__name__}): {exc}") from exc
     return dict(meta)
 
 
 def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); best effort, a no-op where unsupported."""
+    """Make the rename itself durable; best effort (Windows cannot open a directory)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError:
         pass
-    finally:
-        os.close(fd)
 
 
 def _nanoae_version() -> str:

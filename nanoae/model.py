@@ -32,9 +32,10 @@ class Sequential(Layer):
                 raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Layer")
         self.layers = list(layers)
         super().__init__()
-        # Name each layer by its position so an error deep inside says where it is.
+        # Name each layer by its position so an error deep inside says where it is
+        # (only once: a slice model[2:] shares the layers and must not rename them).
         for i, layer in enumerate(self.layers):
-            if not isinstance(layer, Sequential):
+            if not isinstance(layer, Sequential) and layer.name == repr(layer):
                 layer.name = f"layer {i} {layer!r}"
 
     def __repr__(self) -> str:

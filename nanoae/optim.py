@@ -44,6 +44,10 @@ class Optimizer:
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()`` output; everything is checked before anything is written."""
+        missing = [k for k in ("t", "lr", *self._buffers) if k not in state]
+        if missing:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: missing {missing}")
         for name in self._buffers:
             value = state[name]
             mine = getattr(self, name)

@@ -1,0 +1,127 @@
+"""What each ``nanoae`` subcommand does, given its parsed arguments (see cli.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy
+
+from . import backend
+from .checkpoint import load_checkpoint, read_checkpoint_meta
+from .errors import CheckpointError
+from .losses import CrossEntropy
+from .model import Sequential
+from .models import FineTuned, Standardize, build_model
+from .pipeline import (Settings, autoencoder_metrics, encode_splits, fine_tune, load_splits,
+                       run_demo, train_autoencoder, train_head, tsne_map)
+from .training import evaluate
+
+
+def load_model(path):
+    """The model saved at ``path``, rebuilt from the config in its metadata, weights loaded."""
+    user = read_checkpoint_meta(path).get("user", {})
+    config = user.get("model")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: the checkpoint does not say which model it holds "
+                              "(no 'model' config in its metadata); was it written by nanoae?")
+    try:
+        model = build_model(config)
+        if config.get("kind") == "classifier":  # a head saved with the scaler in front of it
+            scaler = user["scaler"]
+            model = Sequential(Standardize(numpy.asarray(scaler["mean"], dtype=numpy.float32),
+                                           scaler["std"]), model)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: its model config cannot be rebuilt: {exc}") from exc
+    load_checkpoint(path, model)
+    return model
+
+
+def _settings(args, **extra) -> Settings:
+    return Settings(seed=args.seed, data_dir=args.data_dir, backend=args.backend,
+                    batch_size=getattr(args, "batch_size", 256),
+                    progress=getattr(args, "progress", None), **extra)
+
+
+def demo(args):
+    overrides = {k: v for k, v in dict(ae_epochs=args.epochs, ae_lr=args.lr,
+                                       code_activation=args.code).items() if v is not None}
+    if args.no_reference:
+        overrides["reference"] = False
+    base = dict(seed=args.seed, data_dir=args.data_dir, backend=args.backend,
+                batch_size=args.batch_size, progress=args.progress, **overrides)
+    settings = Settings.quick(**base) if args.quick else Settings(**base)
+    metrics = run_demo(args.out, settings)
+    return {k: v for k, v in metrics.items() if k not in ("histories", "settings", "versions")}
+
+
+def train_ae(args):
+    settings = _settings(args, ae_epochs=args.epochs, ae_lr=args.lr, code_activation=args.code)
+    splits = load_splits(settings)
+    model, _ = train_autoencoder(splits.x_all, settings, checkpoint=args.out, resume=args.resume)
+    result = autoencoder_metrics(model, splits.x_test)
+    return {"checkpoint": str(args.out), "test_bce": result["bce"], "test_mse": result["mse"],
+            "dead_code_units": result["dead_units"]}
+
+
+def train_classifier(args):
+    settings = _settings(args, head_epochs=args.epochs, head_lr=args.lr,
+                         head_hidden=tuple(args.hidden), finetune_epochs=args.finetune)
+    ae = load_model(args.ae)
+    splits = load_splits(settings)
+    c_train, c_val, c_test = encode_splits(ae, splits)
+    scaler, head, _ = train_head(c_train, splits.y_train, c_val, splits.y_val, settings,
+                                 checkpoint=args.out)
+    y_test = backend.to_device(splits.y_test)
+    result = {"checkpoint": str(args.out),
+              "frozen_test_accuracy": evaluate(Sequential(scaler, head), CrossEntropy(), c_test,
+                                               y_test)["accuracy"]}
+    if args.finetune:
+        tuned, _ = fine_tune(ae, scaler, head, splits, settings,
+                             checkpoint=Path(args.out).with_suffix(".finetuned.npz"))
+        result["finetune_checkpoint"] = str(Path(args.out).with_suffix(".finetuned.npz"))
+        result["finetune_test_accuracy"] = evaluate(tuned, CrossEntropy(),
+                                                    backend.to_device(splits.x_test), y_test)["accuracy"]
+    return result
+
+
+def evaluate_checkpoints(args):
+    if args.ae is None and args.classifier is None:
+        raise SystemExit("nanoae evaluate: error: give --ae, --classifier, or both")
+    splits = load_splits(Settings(seed=args.seed, data_dir=args.data_dir))
+    result = {}
+    ae = load_model(args.ae) if args.ae else None
+    if ae is not None:
+        result.update({f"ae_test_{k}": v for k, v in autoencoder_metrics(ae, splits.x_test).items()
+                       if k in ("bce", "mse", "dead_units")})
+    if args.classifier:
+        clf = load_model(args.classifier)
+        x_test = backend.to_device(splits.x_test)
+        if not isinstance(clf, FineTuned):
+            if ae is None:
+                raise SystemExit("nanoae evaluate: error: this classifier works on codes; "
+                                 "give the autoencoder it was trained on with --ae")
+            x_test = encode_splits(ae, splits)[2]
+        r = evaluate(clf, CrossEntropy(), x_test, backend.to_device(splits.y_test))
+        result.update(clf_test_accuracy=r["accuracy"], clf_test_loss=r["loss"])
+    return result
+
+
+def tsne(args):
+    from . import plots  # noqa: PLC0415
+    from .data import CLASS_NAMES  # noqa: PLC0415
+
+    ae = load_model(args.ae)
+    splits = load_splits(Settings(seed=args.seed, data_dir=args.data_dir))
+    codes = encode_splits(ae, splits)[2]
+    embedding, metrics = tsne_map(codes, splits.y_test, seed=args.seed, points=args.points)
+    n = metrics["tsne_points"]
+    plots.plot_tsne(embedding, splits.y_test[:n], CLASS_NAMES, args.out,
+                    title=f"t-SNE of {n} test codes",
+                    subtitle=f"trustworthiness (k=5) {metrics['tsne_trustworthiness']:.4f}, "
+                             f"5-NN accuracy {100 * metrics['tsne_knn_accuracy']:.1f} %")
+    return {"figure": str(args.out), **metrics}
+
+
+COMMANDS = {"demo": demo, "train-ae": train_ae, "train-classifier": train_classifier,
+            "evaluate": evaluate_checkpoints, "tsne": tsne}
+

@@ -1,0 +1,281 @@
+"""The whole Fashion-MNIST story, one step per function; ``nanoae demo`` runs them in order.
+
+1. ``load_splits``: train (with a held-out validation split) and test, as uint8.
+2. ``train_autoencoder``: the autoencoder, trained to reproduce its input (BCE, Adam).
+3. ``encode_splits`` + ``train_head``: a dense softmax head on the frozen codes.
+4. ``fine_tune``: encoder and head trained together on the labels.
+5. ``tsne_map``: a 2-D t-SNE map of the test codes, with trustworthiness and 5-NN accuracy.
+6. ``run_demo``: all of the above, then figures, ``metrics.json`` and ``report.md``.
+
+Model selection (the epoch whose weights are kept) uses the validation split
+only; the test set is scored once, at the end of each step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy
+
+from . import __version__, backend
+from .data import CLASS_NAMES, load_fashion_mnist
+from .losses import BinaryCrossEntropy, CrossEntropy
+from .model import Sequential
+from .models import Autoencoder, Classifier, FineTuned, Standardize, dead_units
+from .optim import Adam
+from .training import as_batch, cosine_schedule, evaluate, fit, predict, split_validation
+
+__all__ = ["Settings", "load_splits", "train_autoencoder", "encode_splits", "train_head",
+           "fine_tune", "tsne_map", "autoencoder_metrics", "run_demo"]
+
+
+@dataclass
+class Settings:
+    """Every knob of a demo run, with the defaults of ``nanoae demo``."""
+
+    seed: int = 0
+    batch_size: int = 256
+    val_fraction: float = 0.1
+    data_dir: str | None = None
+    # the autoencoder
+    ae_epochs: int = 20
+    ae_lr: float = 1e-3
+    code_activation: str = "linear"
+    reference: bool = True  # also train the reference ReLU-code autoencoder, for the parity figure
+    # the head on frozen codes
+    head_hidden: tuple = (256, 256)
+    head_epochs: int = 60
+    head_lr: float = 1e-3
+    # encoder + head, end to end
+    finetune_epochs: int = 30
+    finetune_lr: float = 3e-4
+    # the map
+    tsne_points: int = 10000
+    backend: str = "numpy"
+    progress: bool | None = None
+
+    @classmethod
+    def quick(cls, **overrides) -> "Settings":
+        """A run that shows every step in under two minutes on two CPU cores."""
+        base = dict(ae_epochs=3, reference=False, head_epochs=8, finetune_epochs=2, tsne_points=2000)
+        return cls(**{**base, **overrides})
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["head_hidden"] = list(self.head_hidden)
+        return d
+
+
+@dataclass
+class Splits:
+    """uint8 images (N, 784) and uint8 labels of each split, on the host."""
+
+    x_train: numpy.ndarray
+    y_train: numpy.ndarray
+    x_val: numpy.ndarray
+    y_val: numpy.ndarray
+    x_test: numpy.ndarray
+    y_test: numpy.ndarray
+    x_all: numpy.ndarray = field(repr=False)  # train + val: the autoencoder needs no labels
+
+
+def load_splits(settings: Settings) -> Splits:
+    """Fashion-MNIST, with ``val_fraction`` of the training set held out for model selection."""
+    x, y = load_fashion_mnist("train", data_dir=settings.data_dir)
+    xt, yt = load_fashion_mnist("test", data_dir=settings.data_dir)
+    x, xt = x.reshape(len(x), -1), xt.reshape(len(xt), -1)
+    tr, va = split_validation(len(x), settings.val_fraction, settings.seed)
+    return Splits(x[tr], y[tr].astype(numpy.int64), x[va], y[va].astype(numpy.int64),
+                  xt, yt.astype(numpy.int64), x)
+
+
+def train_autoencoder(x, settings: Settings, *, code_activation=None, checkpoint=None,
+                      resume=False, desc="autoencoder"):
+    """Train an autoencoder on uint8 images x; returns (model, history).
+
+    It trains on every training image, validation split included: it never sees
+    a label, and nothing is chosen on validation figures (fixed epochs, fixed lr).
+    """
+    code = code_activation or settings.code_activation
+    model = Autoencoder(code_activation=code, seed=settings.seed)
+    opt = Adam(model.parameters(), lr=settings.ae_lr)
+    history = fit(model, BinaryCrossEntropy(), opt, x, epochs=settings.ae_epochs,
+                  batch_size=settings.batch_size, seed=settings.seed, checkpoint=checkpoint,
+                  resume=resume, meta={"model": model.config, "settings": settings.as_dict()},
+                  progress=settings.progress, desc=desc)
+    return model, history
+
+
+def autoencoder_metrics(model, x_test) -> dict:
+    """Test BCE (exact, from the logits) and MSE per pixel, and the number of dead code units."""
+    bce = evaluate(model, BinaryCrossEntropy(), x_test)["loss"]
+    xp = backend.xp()
+    x = backend.to_device(x_test)
+    sq = 0.0
+    for i in range(0, len(x), 2048):
+        xb = as_batch(x[i:i + 2048])
+        sq = sq + ((model(xb) - xb) ** 2).sum()
+    codes = predict(model.encoder, x)
+    return {"bce": bce, "mse": float(sq) / x.size, "dead_units": dead_units(codes),
+            "code_size": model.code_size, "xp": xp.__name__}
+
+
+def encode_splits(model, splits: Splits):
+    """Float32 codes of train, validation and test (on the device)."""
+    return tuple(predict(model.encoder, backend.to_device(x))
+                 for x in (splits.x_train, splits.x_val, splits.x_test))
+
+
+def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, checkpoint=None):
+    """A softmax head on standardised frozen codes; keeps the epoch best on validation."""
+    scaler = Standardize.fit(codes_train)
+    head = Classifier(codes_train.shape[1], settings.head_hidden, 10, seed=settings.seed + 1)
+    model = Sequential(scaler, head)
+    opt = Adam(head.parameters(), lr=settings.head_lr)
+    steps = -(-len(codes_train) // settings.batch_size) * settings.head_epochs
+    history = fit(model, CrossEntropy(), opt, codes_train, y_train, epochs=settings.head_epochs,
+                  batch_size=settings.batch_size, validation=(codes_val, y_val),
+                  seed=settings.seed, schedule=cosine_schedule(settings.head_lr, steps),
+                  restore_best=True, checkpoint=checkpoint, progress=settings.progress,
+                  meta={"model": head.config, "scaler": scaler.config()},
+                  desc="head on codes")
+    return scaler, head, history
+
+
+def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoint=None):
+    """Encoder, scaler and head trained together on the labels; best epoch on validation."""
+    model = FineTuned(ae, scaler, head)
+    opt = Adam(model.parameters(), lr=settings.finetune_lr)
+    steps = -(-len(splits.x_train) // settings.batch_size) * settings.finetune_epochs
+    history = fit(model, CrossEntropy(), opt, splits.x_train, splits.y_train,
+                  epochs=settings.finetune_epochs, batch_size=settings.batch_size,
+                  validation=(splits.x_val, splits.y_val), seed=settings.seed,
+                  schedule=cosine_schedule(settings.finetune_lr, steps), restore_best=True,
+                  checkpoint=checkpoint, progress=settings.progress,
+                  meta={"model": model.config}, desc="fine-tune")
+    return model, history
+
+
+def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000):
+    """t-SNE (scikit-learn, its defaults) of the first ``points`` codes, and how good the map is.
+
+    trustworthiness (k=5): how well the map's 5 nearest neighbours were
+    neighbours in the codes too (1.0 = none is a stranger). 5-NN accuracy: the
+    5-fold cross-validated accuracy of a 5-nearest-neighbour classifier on the
+    2-D map, and on the codes themselves for comparison.
+    """
+    from sklearn.manifold import TSNE, trustworthiness  # noqa: PLC0415  (heavy, optional step)
+    from sklearn.model_selection import cross_val_score  # noqa: PLC0415
+    from sklearn.neighbors import KNeighborsClassifier  # noqa: PLC0415
+
+    codes = backend.to_numpy(codes)[:points].astype(numpy.float32)
+    labels = backend.to_numpy(labels)[:points]
+    t0 = time.perf_counter()
+    embedding = TSNE(n_components=2, random_state=seed).fit_transform(codes)
+    seconds = time.perf_counter() - t0
+    knn = KNeighborsClassifier(n_neighbors=5)
+    return embedding, {
+        "tsne_points": len(codes),
+        "tsne_trustworthiness": float(trustworthiness(codes, embedding, n_neighbors=5)),
+        "tsne_knn_accuracy": float(cross_val_score(knn, embedding, labels, cv=5).mean()),
+        "codes_knn_accuracy": float(cross_val_score(knn, codes, labels, cv=5).mean()),
+        "tsne_seconds": seconds,
+    }
+
+
+def _confusion(y_true, y_pred, classes=10):
+    cm = numpy.zeros((classes, classes), dtype=numpy.int64)
+    numpy.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def run_demo(out: str | Path, settings: Settings, *, log=print) -> dict:
+    """Every step of the story; writes checkpoints, figures, metrics.json and report.md into ``out``."""
+    from . import plots  # noqa: PLC0415  (matplotlib only for the demo)
+    from .report import write_report  # noqa: PLC0415
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    backend.set_backend(settings.backend)
+    started = time.perf_counter()
+    metrics: dict = {"backend": backend.get_backend(), "seed": settings.seed,
+                     "settings": settings.as_dict(), "versions": versions()}
+    splits = load_splits(settings)
+    log(f"data: {len(splits.x_all)} training images ({len(splits.x_train)} train + "
+        f"{len(splits.x_val)} validation for model selection), {len(splits.x_test)} test")
+    histories = {}
+
+    if settings.reference:
+        log("1/5 reference autoencoder (ReLU code), for the parity figure")
+        ref, h = train_autoencoder(splits.x_all, settings, code_activation="relu",
+                                   checkpoint=out / "autoencoder_reference.npz", desc="reference AE")
+        m = autoencoder_metrics(ref, splits.x_test)
+        metrics.update(ref_ae_test_bce=m["bce"], ref_ae_test_mse=m["mse"],
+                       ref_ae_dead_code_units=m["dead_units"])
+        histories["reference autoencoder (ReLU code)"] = h
+        del ref
+
+    log(f"2/5 autoencoder ({settings.code_activation} code)")
+    ae, h = train_autoencoder(splits.x_all, settings, checkpoint=out / "autoencoder.npz")
+    histories[f"autoencoder ({settings.code_activation} code)"] = h
+    m = autoencoder_metrics(ae, splits.x_test)
+    metrics.update(ae_test_bce=m["bce"], ae_test_mse=m["mse"], ae_dead_code_units=m["dead_units"],
+                   ae_seconds_per_epoch=float(numpy.median(h["seconds"])))
+    sample = numpy.concatenate([numpy.flatnonzero(splits.y_test == c)[:1] for c in range(10)])
+    recon = backend.to_numpy(ae.reconstruct(as_batch(backend.to_device(splits.x_test[sample]))))
+    plots.plot_reconstructions(splits.x_test[sample], recon, splits.y_test[sample], CLASS_NAMES,
+                               out / "reconstructions.png",
+                               title=f"Test images (top) and their reconstructions (test BCE {m['bce']:.4f})")
+
+    log("3/5 classifier on the frozen codes")
+    c_train, c_val, c_test = encode_splits(ae, splits)
+    plots.plot_codes_activity(backend.to_numpy(c_test), out / "codes.png")
+    scaler, head, h = train_head(c_train, splits.y_train, c_val, splits.y_val, settings,
+                                 checkpoint=out / "classifier.npz")
+    histories["classifier on frozen codes"] = h
+    frozen = Sequential(scaler, head)
+    r = evaluate(frozen, CrossEntropy(), c_test, backend.to_device(splits.y_test))
+    metrics.update(clf_frozen_test_accuracy=r["accuracy"], clf_frozen_test_loss=r["loss"],
+                   clf_frozen_best_epoch=h.get("best_epoch"))
+
+    log("4/5 t-SNE map of the test codes")
+    embedding, tsne_metrics = tsne_map(c_test, splits.y_test, seed=settings.seed,
+                                       points=settings.tsne_points)
+    metrics.update(tsne_metrics)
+    n = tsne_metrics["tsne_points"]
+    plots.plot_tsne(embedding, splits.y_test[:n], CLASS_NAMES, out / "tsne.png",
+                    title=f"t-SNE of {n} test codes ({ae.code_size}-d)",
+                    subtitle=f"trustworthiness (k=5) {tsne_metrics['tsne_trustworthiness']:.4f}, "
+                             f"5-NN accuracy on the map {100 * tsne_metrics['tsne_knn_accuracy']:.1f} %")
+
+    log("5/5 encoder + head fine-tuned end to end")
+    tuned, h = fine_tune(ae, scaler, head, splits, settings, checkpoint=out / "finetuned.npz")
+    histories["encoder + head fine-tuned"] = h
+    x_test = backend.to_device(splits.x_test)
+    r = evaluate(tuned, CrossEntropy(), x_test, backend.to_device(splits.y_test))
+    metrics.update(clf_finetune_test_accuracy=r["accuracy"], clf_finetune_test_loss=r["loss"],
+                   clf_finetune_best_epoch=h.get("best_epoch"))
+    pred = backend.to_numpy(predict(tuned, x_test).argmax(axis=1))
+    cm = _confusion(splits.y_test, pred)
+    plots.plot_confusion(cm, CLASS_NAMES, out / "confusion.png",
+                         title="Fine-tuned classifier on the test set")
+    plots.plot_curves(histories, out / "curves.png")
+
+    metrics["total_seconds"] = time.perf_counter() - started
+    metrics["histories"] = histories
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_report(out, metrics, cm)
+    log(f"done in {metrics['total_seconds']:.0f} s: see {out / 'report.md'}")
+    return metrics
+
+
+def versions() -> dict:
+    import sklearn  # noqa: PLC0415
+
+    return {"nanoae": __version__, "numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
+            "python": platform.python_version(), "machine": platform.machine()}
