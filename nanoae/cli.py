@@ -63,6 +63,9 @@ def _common(p, *, training=True):
                    help="array backend: numpy (CPU), cupy (NVIDIA GPU) or auto (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and data order (default: 0)")
     p.add_argument("--data-dir", help="directory holding the four Fashion-MNIST IDX files (.gz or raw)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="accept local data files that differ from the official checksums "
+                        "(e.g. a subset you made yourself)")
     if training:
         p.add_argument("--batch-size", type=_positive_int, default=256, help="mini-batch size (default: 256)")
         p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

@@ -37,7 +37,7 @@ def load_model(path):
 
 
 def _settings(args, **extra) -> Settings:
-    return Settings(seed=args.seed, data_dir=args.data_dir, backend=args.backend,
+    return Settings(seed=args.seed, data_dir=args.data_dir, verify=args.verify, backend=args.backend,
                     batch_size=getattr(args, "batch_size", 256),
                     progress=getattr(args, "progress", None), **extra)
 
@@ -47,7 +47,7 @@ def demo(args):
                                        code_activation=args.code).items() if v is not None}
     if args.no_reference:
         overrides["reference"] = False
-    base = dict(seed=args.seed, data_dir=args.data_dir, backend=args.backend,
+    base = dict(seed=args.seed, data_dir=args.data_dir, verify=args.verify, backend=args.backend,
                 batch_size=args.batch_size, progress=args.progress, **overrides)
     settings = Settings.quick(**base) if args.quick else Settings(**base)
     metrics = run_demo(args.out, settings)
@@ -87,7 +87,7 @@ def train_classifier(args):
 def evaluate_checkpoints(args):
     if args.ae is None and args.classifier is None:
         raise SystemExit("nanoae evaluate: error: give --ae, --classifier, or both")
-    splits = load_splits(Settings(seed=args.seed, data_dir=args.data_dir))
+    splits = load_splits(_settings(args))
     result = {}
     ae = load_model(args.ae) if args.ae else None
     if ae is not None:
@@ -111,7 +111,7 @@ def tsne(args):
     from .data import CLASS_NAMES  # noqa: PLC0415
 
     ae = load_model(args.ae)
-    splits = load_splits(Settings(seed=args.seed, data_dir=args.data_dir))
+    splits = load_splits(_settings(args))
     codes = encode_splits(ae, splits)[2]
     embedding, metrics = tsne_map(codes, splits.y_test, seed=args.seed, points=args.points)
     n = metrics["tsne_points"]

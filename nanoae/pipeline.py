@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ class Settings:
     batch_size: int = 256
     val_fraction: float = 0.1
     data_dir: str | None = None
+    verify: bool = True  # compare data files with the official checksums (off: your own subset)
     # the autoencoder
     ae_epochs: int = 20
     ae_lr: float = 1e-3
@@ -86,8 +88,10 @@ class Splits:
 
 def load_splits(settings: Settings) -> Splits:
     """Fashion-MNIST, with ``val_fraction`` of the training set held out for model selection."""
-    x, y = load_fashion_mnist("train", data_dir=settings.data_dir)
-    xt, yt = load_fashion_mnist("test", data_dir=settings.data_dir)
+    x, y = load_fashion_mnist("train", data_dir=settings.data_dir, verify=settings.verify,
+                              progress=settings.progress)
+    xt, yt = load_fashion_mnist("test", data_dir=settings.data_dir, verify=settings.verify,
+                                progress=settings.progress)
     x, xt = x.reshape(len(x), -1), xt.reshape(len(xt), -1)
     tr, va = split_validation(len(x), settings.val_fraction, settings.seed)
     return Splits(x[tr], y[tr].astype(numpy.int64), x[va], y[va].astype(numpy.int64),
@@ -176,14 +180,18 @@ def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000):
     codes = backend.to_numpy(codes)[:points].astype(numpy.float32)
     labels = backend.to_numpy(labels)[:points]
     t0 = time.perf_counter()
-    embedding = TSNE(n_components=2, random_state=seed).fit_transform(codes)
+    # perplexity must stay below the number of points (only matters for tiny runs)
+    perplexity = min(30.0, (len(codes) - 1) / 3)
+    embedding = TSNE(n_components=2, perplexity=perplexity, random_state=seed).fit_transform(codes)
     seconds = time.perf_counter() - t0
     knn = KNeighborsClassifier(n_neighbors=5)
+    counts = numpy.bincount(labels)
+    folds = max(2, min(5, int(counts[counts > 0].min())))  # 5-fold unless a class is tiny
     return embedding, {
         "tsne_points": len(codes),
         "tsne_trustworthiness": float(trustworthiness(codes, embedding, n_neighbors=5)),
-        "tsne_knn_accuracy": float(cross_val_score(knn, embedding, labels, cv=5).mean()),
-        "codes_knn_accuracy": float(cross_val_score(knn, codes, labels, cv=5).mean()),
+        "tsne_knn_accuracy": float(cross_val_score(knn, embedding, labels, cv=folds).mean()),
+        "codes_knn_accuracy": float(cross_val_score(knn, codes, labels, cv=folds).mean()),
         "tsne_seconds": seconds,
     }
 
@@ -194,7 +202,11 @@ def _confusion(y_true, y_pred, classes=10):
     return cm
 
 
-def run_demo(out: str | Path, settings: Settings, *, log=print) -> dict:
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
     """Every step of the story; writes checkpoints, figures, metrics.json and report.md into ``out``."""
     from . import plots  # noqa: PLC0415  (matplotlib only for the demo)
     from .report import write_report  # noqa: PLC0415

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -201,7 +202,8 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
                 **meta, "epoch": epoch, "step": step, "history": history, "seed": seed,
                 "partial_loss_sum": loss_sum, "partial_correct": correct})
 
-    bar = tqdm(total=epochs * steps, initial=start_epoch * steps + start_step, desc=desc,
+    # Progress and epoch lines go to stderr: stdout stays free for results (the CLI's JSON).
+    bar = tqdm(file=sys.stderr, total=epochs * steps, initial=start_epoch * steps + start_step, desc=desc,
                unit="step", disable=(None if progress is None else not progress), leave=False)
     with _StopFlag() as stop, bar:
         for epoch in range(start_epoch, epochs):
@@ -251,14 +253,15 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
                     history["val_accuracy"].append(result["accuracy"])
             history["seconds"].append(time.perf_counter() - t0)
             if verbose:
-                bar.write(_epoch_line(desc, history, epochs))
+                bar.write(_epoch_line(desc, history, epochs), file=sys.stderr)
             if validation is not None and history["val_loss"][-1] < best["loss"]:
                 best.update(loss=history["val_loss"][-1], epoch=epoch + 1,
                             weights=optimizer.flat.data.copy())
             save(epoch + 1, 0)
             if patience is not None and epoch + 1 - best["epoch"] >= patience:
                 if verbose:
-                    bar.write(f"{desc}: no better validation loss for {patience} epochs; stopping")
+                    bar.write(f"{desc}: no better validation loss for {patience} epochs; stopping",
+                              file=sys.stderr)
                 break
     loss.check = check_before
     if restore_best and best["weights"] is not None:

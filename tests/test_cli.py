@@ -1,0 +1,133 @@
+"""The nanoae command: help, clear exits on bad arguments, and whole runs on small data."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from idx_helpers import make_fake_fashion
+from nanoae.cli import main
+
+REAL_DATA = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+DEMO_FILES = ["metrics.json", "report.md", "reconstructions.png", "curves.png", "confusion.png",
+              "tsne.png", "codes.png", "autoencoder.npz", "classifier.npz", "finetuned.npz"]
+METRIC_KEYS = ["ae_test_bce", "ae_test_mse", "clf_frozen_test_accuracy", "clf_frozen_test_loss",
+               "clf_finetune_test_accuracy", "tsne_trustworthiness", "tsne_knn_accuracy",
+               "ae_seconds_per_epoch", "backend", "seed", "settings", "versions"]
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "nanoae.cli", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_help_lists_commands_and_examples():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for word in ("demo", "train-ae", "train-classifier", "evaluate", "tsne", "examples:",
+                 "dataset-fashion-mnist"):
+        assert word in r.stdout
+    r = run_cli("demo", "--help")
+    assert r.returncode == 0 and "--quick" in r.stdout and "--backend" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["demo", "--epochs", "0"], "must be at least 1, got 0"),
+    (["demo", "--batch-size", "-1"], "must be at least 1, got -1"),
+    (["demo", "--lr", "nan"], "must be a positive number"),
+    (["demo", "--backend", "tpu"], "invalid choice: 'tpu'"),
+    (["evaluate", "--ae", "no/such/file.npz"], "no such file: no/such/file.npz"),
+    (["fly"], "invalid choice: 'fly'"),
+])
+def test_bad_arguments_exit_2_with_one_clear_line(capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("nanoae")
+
+
+def test_unavailable_cupy_exits_2(capsys):
+    from nanoae import backend
+
+    if backend.cupy_available():
+        pytest.skip("CuPy works here")
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--backend", "cupy"])
+    assert exc.value.code == 2 and "cannot run" in capsys.readouterr().err
+
+
+def test_missing_data_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("nanoae.data.SYSTEM_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr("nanoae.data._urlopen", _no_network)
+    code = main(["train-ae", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "a.npz")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("nanoae: error:") and "Traceback" not in err
+    assert "train-images-idx3-ubyte" in err
+
+
+def _no_network(*args, **kwargs):
+    raise OSError("network disabled in tests")
+
+
+@pytest.fixture
+def fake_data(tmp_path):
+    make_fake_fashion(tmp_path / "data", n_train=300, n_test=60)
+    return str(tmp_path / "data")
+
+
+def test_demo_quick_on_small_data_writes_everything(tmp_path, fake_data, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--data-dir", fake_data, "--no-verify", "--epochs", "1",
+                 "--out", str(out), "--batch-size", "64"]) == 0
+    for name in DEMO_FILES:
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in METRIC_KEYS:
+        assert key in metrics, key
+    assert metrics["settings"]["ae_epochs"] == 1 and metrics["settings"]["batch_size"] == 64
+    report = (out / "report.md").read_text()
+    assert "![t-SNE](tsne.png)" in report and "| result | value | target |" in report
+
+
+def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys):
+    ae, clf = str(tmp_path / "ae.npz"), str(tmp_path / "clf.npz")
+    common = ["--data-dir", fake_data, "--no-verify", "--batch-size", "50"]
+    assert main(["train-ae", "--epochs", "1", "--out", ae, *common]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["checkpoint"] == ae and first["test_bce"] > 0
+    assert main(["train-ae", "--epochs", "2", "--out", ae, "--resume", *common]) == 0
+    capsys.readouterr()
+    assert main(["train-classifier", "--ae", ae, "--out", clf, "--epochs", "2", "--hidden", "8",
+                 "--finetune", "1", *common]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert 0 <= trained["frozen_test_accuracy"] <= 1 and "finetune_test_accuracy" in trained
+    assert main(["evaluate", "--ae", ae, "--classifier", clf, *common[:3]]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["clf_test_accuracy"] == pytest.approx(trained["frozen_test_accuracy"])
+    assert main(["evaluate", "--classifier", trained["finetune_checkpoint"], *common[:3]]) == 0
+    tuned = json.loads(capsys.readouterr().out)
+    assert tuned["clf_test_accuracy"] == pytest.approx(trained["finetune_test_accuracy"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_DATA.exists(), reason="needs Debian's dataset-fashion-mnist "
+                    "(apt-get install dataset-fashion-mnist); CI installs it")
+def test_real_fashion_mnist_quick_demo(tmp_path):
+    """The real pipeline end to end on the real data (about 40 s on 2 cores)."""
+    out = tmp_path / "demo"
+    r = run_cli("demo", "--quick", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in DEMO_FILES:
+        assert (out / name).stat().st_size > 0, name
+    # loose floors that a working pipeline clears easily after 3 epochs; a broken one does not
+    assert metrics["ae_test_bce"] < 0.32 and metrics["ae_dead_code_units"] == 0
+    assert metrics["clf_frozen_test_accuracy"] > 0.78
+    assert metrics["clf_finetune_test_accuracy"] > 0.80
+    assert metrics["tsne_trustworthiness"] > 0.98

@@ -1,0 +1,62 @@
+"""The story's models: shapes, configs that rebuild them, and gradient checks."""
+
+import numpy
+import pytest
+
+import nanoae as nn
+from nanoae.backend import to_numpy
+from nanoae.models import Autoencoder, Classifier, FineTuned, Standardize, build_model, dead_units
+
+F64 = numpy.float64
+
+
+def test_reference_autoencoder_architecture():
+    ae = Autoencoder(code_activation="relu")
+    dense = [layer for layer in ae.encoder.layers + ae.decoder.layers if isinstance(layer, nn.Dense)]
+    assert [(d.in_features, d.out_features) for d in dense] == [
+        (784, 128), (128, 64), (64, 32), (32, 64), (64, 128), (128, 784)]
+    assert isinstance(ae.encoder[-1], nn.ReLU) and isinstance(ae.decoder[-1], nn.Sigmoid)
+    assert sum(p.data.size for p in ae.parameters()) == 222_384
+    linear = Autoencoder(code_activation="linear")
+    assert isinstance(linear.encoder[-1], nn.Dense)
+    x = numpy.zeros((3, 784), dtype=numpy.float32)
+    assert ae.encode(x).shape == (3, 32) and ae.reconstruct(x).shape == (3, 784)
+
+
+def test_config_rebuilds_the_same_architecture():
+    for model in (Autoencoder((784, 64, 16), code_activation="linear"), Classifier(32, (8, 8), 10)):
+        assert repr(build_model(model.config)) == repr(model)
+    with pytest.raises(ValueError, match="unknown model kind"):
+        build_model({"kind": "transformer"})
+
+
+def test_seeded_models_are_identical():
+    a, b = Autoencoder(seed=4), Autoencoder(seed=4)
+    for p, q in zip(a.parameters(), b.parameters()):
+        numpy.testing.assert_array_equal(to_numpy(p.data), to_numpy(q.data))
+
+
+def test_standardize_forward_backward(xp, rng):
+    x = rng.standard_normal((50, 4)) * [1, 2, 3, 0] + [5, -1, 0, 2]
+    s = Standardize.fit(xp.asarray(x))
+    y = to_numpy(s(xp.asarray(x)))
+    numpy.testing.assert_allclose(y[:, :3].mean(axis=0), 0, atol=1e-12)
+    numpy.testing.assert_allclose(y[:, :3].std(axis=0), 1, rtol=1e-12)
+    assert not y[:, 3].any()  # a constant (dead) unit stays 0 instead of dividing by zero
+    nn.gradcheck(s, xp.asarray(rng.standard_normal((3, 4))))
+
+
+def test_finetuned_gradcheck(xp, rng):
+    ae = Autoencoder((10, 6, 3), code_activation="linear", dtype=F64, seed=1)
+    codes = ae.encode(xp.asarray(rng.random((20, 10))))
+    head = Classifier(3, (5,), 4, dtype=F64, seed=2)
+    for layer in head.layers[::2]:
+        layer.b.data[...] = 0.1  # keep the hidden ReLU inputs off their kink
+    model = FineTuned(ae, Standardize.fit(codes), head)
+    nn.gradcheck((model, nn.CrossEntropy()), xp.asarray(rng.random((4, 10))), xp.asarray([0, 3, 2, 1]))
+    assert repr(build_model(model.config)) == repr(model)
+
+
+def test_dead_units():
+    codes = numpy.array([[0.0, 1.0, 0.0], [0.0, 2.0, -1.0]])
+    assert dead_units(codes) == 1

@@ -1,0 +1,182 @@
+"""fit/evaluate: history, reproducibility, resume after Ctrl-C, NaN stops, early stopping."""
+
+import signal
+
+import numpy
+import pytest
+
+import nanoae as nn
+from nanoae.backend import to_numpy
+from nanoae.checkpoint import load_checkpoint
+from nanoae.models import Autoencoder, Classifier
+from nanoae.training import as_batch, cosine_schedule, evaluate, fit, split_validation
+
+
+def tiny_images(n=96, seed=0):
+    return numpy.random.default_rng(seed).integers(0, 256, size=(n, 784), dtype=numpy.uint8)
+
+
+def small_ae(seed=0):
+    return Autoencoder((784, 16, 4), code_activation="linear", seed=seed)
+
+
+def weights(model):
+    return [to_numpy(p.data).copy() for p in model.parameters()]
+
+
+def test_as_batch_scales_uint8_once():
+    x = numpy.array([[0, 255, 51]], dtype=numpy.uint8)
+    b = as_batch(x)
+    assert b.dtype == numpy.float32
+    numpy.testing.assert_allclose(b, [[0, 1, 0.2]], rtol=1e-6)
+    f = numpy.ones((2, 3), dtype=numpy.float32)
+    assert as_batch(f) is f
+    assert as_batch(numpy.zeros((2, 28, 28), dtype=numpy.uint8)).shape == (2, 784)
+
+
+def test_fit_autoencoder_history_and_progress():
+    model = small_ae()
+    opt = nn.Adam(model.parameters(), lr=1e-2)
+    x = tiny_images()
+    hist = fit(model, nn.BinaryCrossEntropy(), opt, x, epochs=3, batch_size=32,
+               validation=(x[:32], None), progress=False, verbose=False)
+    assert hist["epoch"] == [1, 2, 3] and len(hist["seconds"]) == 3 and len(hist["val_loss"]) == 3
+    assert hist["train_loss"][-1] < hist["train_loss"][0]
+    assert opt.t == 9  # 3 epochs x 3 steps
+
+
+def test_same_seed_same_weights_bitwise():
+    def run():
+        model = small_ae(seed=3)
+        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(), epochs=2,
+            batch_size=20, seed=5, progress=False, verbose=False)
+        return weights(model)
+    for a, b in zip(run(), run()):
+        numpy.testing.assert_array_equal(a, b)
+
+
+def test_classifier_fit_reports_accuracy():
+    rng = numpy.random.default_rng(0)
+    y = rng.integers(0, 3, size=120)
+    x = (rng.standard_normal((120, 5)) + 4 * numpy.eye(5)[y]).astype(numpy.float32)
+    head = Classifier(5, (16,), 3, seed=0)
+    hist = fit(head, nn.CrossEntropy(), nn.Adam(head.parameters(), lr=1e-2), x, y, epochs=15,
+               batch_size=30, validation=(x, y), progress=False, verbose=False)
+    assert hist["val_accuracy"][-1] > 0.9
+    r = evaluate(head, nn.CrossEntropy(), x, y)
+    assert r["accuracy"] == pytest.approx(hist["val_accuracy"][-1]) and r["loss"] > 0
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(epochs=0), "epochs must be >= 1"),
+    (dict(batch_size=0), "batch_size must be >= 1"),
+    (dict(patience=2), "need validation data"),
+    (dict(resume=True), "needs a checkpoint path"),
+])
+def test_fit_rejects_impossible_settings(bad, match):
+    model = small_ae()
+    kwargs = dict(epochs=1, progress=False, verbose=False) | bad
+    with pytest.raises(ValueError, match=match):
+        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(8), **kwargs)
+
+
+def test_fit_rejects_bad_data():
+    head = Classifier(5, (4,), 3)
+    opt = nn.Adam(head.parameters())
+    x = numpy.zeros((6, 5), dtype=numpy.float32)
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.2 .*3 outputs.*0\.\.7"):
+        fit(head, nn.CrossEntropy(), opt, x, numpy.array([0, 1, 2, 7, 0, 1]), epochs=1, verbose=False)
+    with pytest.raises(ValueError, match="6 examples but y has 5"):
+        fit(head, nn.CrossEntropy(), opt, x, numpy.arange(5) % 3, epochs=1, verbose=False)
+    x[2, 1] = numpy.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fit(head, nn.CrossEntropy(), opt, x, numpy.arange(6) % 3, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match=r"Dense\(5, 4\).*\(N, 5\).*\(1, 784\)"):
+        fit(head, nn.CrossEntropy(), opt, tiny_images(6), numpy.arange(6) % 3, epochs=1, verbose=False)
+    ae = small_ae()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fit(ae, nn.BinaryCrossEntropy(), nn.Adam(ae.parameters()), tiny_images(6).astype(numpy.float32),
+            epochs=1, verbose=False)
+
+
+class NaNAtStep(nn.BinaryCrossEntropy):
+    """A loss that turns NaN at call number ``at`` (1-based), as a diverging run would."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def forward(self, pred, target, **kw):
+        self.calls += 1
+        value = super().forward(pred, target, **kw)
+        return value * numpy.nan if self.calls == self.at else value
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(tmp_path):
+    model = small_ae()
+    opt = nn.Adam(model.parameters())
+    ckpt = tmp_path / "ae.npz"
+    with pytest.raises(nn.TrainingError, match=r"epoch 2, step 2 of 3.*end of epoch 1.*ae\.npz"):
+        fit(model, NaNAtStep(at=3 + 2), opt, tiny_images(), epochs=3, batch_size=32,
+            checkpoint=ckpt, progress=False, verbose=False)
+    meta = load_checkpoint(ckpt, small_ae(), nn.Adam(small_ae().parameters()))
+    assert meta["user"]["epoch"] == 1  # the last good state, not the diverged one
+
+
+class InterruptAtStep(nn.BinaryCrossEntropy):
+    """Sends this process a real SIGINT (Ctrl-C) during call number ``at``."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def forward(self, pred, target, **kw):
+        self.calls += 1
+        if self.calls == self.at:
+            signal.raise_signal(signal.SIGINT)
+        return super().forward(pred, target, **kw)
+
+
+@pytest.mark.parametrize("at", [2, 5])  # mid-epoch, and at the first step of an epoch
+def test_ctrl_c_saves_and_resume_matches_uninterrupted_run(tmp_path, at):
+    x = tiny_images()
+    kwargs = dict(epochs=3, batch_size=32, seed=1, progress=False, verbose=False)
+    straight = small_ae()
+    fit(straight, nn.BinaryCrossEntropy(), nn.Adam(straight.parameters()), x, **kwargs)
+
+    ckpt = tmp_path / "run.npz"
+    model = small_ae()
+    with pytest.raises(KeyboardInterrupt, match=f"step {(at - 1) % 3 + 1}.*saved to .*run.npz"):
+        fit(model, InterruptAtStep(at), nn.Adam(model.parameters()), x, checkpoint=ckpt, **kwargs)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+    resumed = small_ae(seed=99)  # different initial weights: everything must come from the file
+    hist = fit(resumed, nn.BinaryCrossEntropy(), nn.Adam(resumed.parameters()), x, checkpoint=ckpt,
+               resume=True, **kwargs)
+    for a, b in zip(weights(straight), weights(resumed)):
+        numpy.testing.assert_array_equal(a, b)
+    assert hist["epoch"] == [1, 2, 3]
+
+
+def test_restore_best_and_early_stopping():
+    rng = numpy.random.default_rng(1)
+    y = rng.integers(0, 2, size=60)
+    x = rng.standard_normal((60, 4)).astype(numpy.float32)  # pure noise: validation loss rises
+    head = Classifier(4, (64,), 2, seed=0)
+    opt = nn.Adam(head.parameters(), lr=3e-2)
+    hist = fit(head, nn.CrossEntropy(), opt, x, y, epochs=30, batch_size=10, patience=3,
+               validation=(x[:20] * -1, y[:20]), progress=False, verbose=False)
+    assert len(hist["epoch"]) < 30
+    best = hist["best_epoch"]
+    assert hist["val_loss"][best - 1] == min(hist["val_loss"])
+    now = evaluate(head, nn.CrossEntropy(), x[:20] * -1, y[:20])["loss"]
+    assert now == pytest.approx(min(hist["val_loss"]), rel=1e-6)
+
+
+def test_cosine_schedule_and_split():
+    s = cosine_schedule(1.0, total_steps=100, warmup_steps=10)
+    assert s(0) == pytest.approx(0.1) and s(9) == pytest.approx(1.0)
+    assert s(55) == pytest.approx(0.5) and s(100) == pytest.approx(0.0, abs=1e-12)
+    tr, va = split_validation(100, 0.1, seed=0)
+    assert len(va) == 10 and len(tr) == 90 and not set(tr) & set(va)
+    numpy.testing.assert_array_equal(va, split_validation(100, 0.1, seed=0)[1])
