@@ -56,10 +56,7 @@ def _load_cupy():
     try:
         import cupy  # noqa: PLC0415  (optional dependency)
     except Exception as exc:  # ImportError, or a broken CUDA install
-        _cupy_error = (
-            f"CuPy could not be imported ({type(exc).__name__}: {exc}); install it with "
-            "pip install 'nanoae[cuda12]' or 'nanoae[cuda13]' to match your CUDA driver"
-        )
+        _cupy_error = f"CuPy could not be imported ({type(exc).__name__}: {exc})"
         return None
     try:
         # is_available() is False when the driver or device is missing; older
@@ -97,7 +94,9 @@ def _resolve(name: str):
     if name == "auto":
         return cp if cp is not None else numpy
     if cp is None:
-        raise RuntimeError(f"backend 'cupy' was requested but cannot run: {_cupy_error}")
+        raise RuntimeError(f"backend 'cupy' was requested but cannot run: {_cupy_error}; "
+                           "install CuPy for your CUDA version: pip install 'nanoae[cuda12]' "
+                           "or 'nanoae[cuda13]'")
     return cp
 
 
@@ -130,10 +129,12 @@ def get_array_module(*arrays):
     Cheap on the NumPy path: CuPy is consulted only once it has been loaded, or
     when an argument's type comes from the ``cupy`` package (created by the user).
     """
-    if _cupy is None and not any(type(a).__module__.startswith("cupy") for a in arrays):
-        return numpy
-    cp = _load_cupy()
-    return cp.get_array_module(*arrays) if cp is not None else numpy
+    if _cupy is not None:
+        return _cupy.get_array_module(*arrays)
+    for a in arrays:  # a plain loop: this runs several times per layer per step
+        if type(a).__module__.startswith("cupy") and _load_cupy() is not None:
+            return _cupy.get_array_module(*arrays)
+    return numpy
 
 
 def to_numpy(a) -> numpy.ndarray:

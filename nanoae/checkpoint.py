@@ -141,6 +141,15 @@ def _read(path: Path, *, with_arrays: bool):
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory, not a checkpoint file")
     arrays = {}
+    # A checkpoint is a zip archive; say so plainly instead of letting numpy.load
+    # guess another format (it would call a garbage file "pickled data").
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    if not is_zip:
+        raise CheckpointError(f"{path} is not a valid nanoae checkpoint: not an .npz (zip) "
+                              "archive; the file is corrupt, truncated, or another kind of file")
     try:
         npz = numpy.load(path, allow_pickle=False)
         if not isinstance(npz, numpy.lib.npyio.NpzFile):

@@ -163,10 +163,9 @@ class Dense(Layer):
                 f"{self.name}: expected input of shape (N, {self.in_features}), got {found}{hint}"
             )
         if x.dtype != self.dtype:
-            raise TypeError(
-                f"{self.name}: expected input of dtype {self.dtype}, got {x.dtype}; "
-                f"convert once, outside the training loop: x.astype({self.dtype.name})"
-            )
+            hint = (f"pixels? scale them: x.astype({self.dtype.name}) / 255" if x.dtype.kind == "u"
+                    else f"convert once, outside the training loop: x.astype({self.dtype.name})")
+            raise TypeError(f"{self.name}: expected input of dtype {self.dtype}, got {x.dtype}; {hint}")
         if shape[0] == 0:
             raise ValueError(f"{self.name}: got an empty batch, shape {tuple(shape)}")
 

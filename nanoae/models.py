@@ -59,6 +59,9 @@ class Autoencoder(Sequential):
         self.encoder = Sequential(*_mlp(widths, dtype, rng), *code)
         self.decoder = Sequential(*_mlp(widths[::-1], dtype, rng, Sigmoid()))
         super().__init__(self.encoder, self.decoder)
+        for part, seq in (("encoder", self.encoder), ("decoder", self.decoder)):
+            for i, layer in enumerate(seq.layers):
+                layer.name = f"{part} layer {i} {layer!r}"  # errors then say where they happened
         self.config = {"kind": "autoencoder", "widths": list(widths),
                        "code_activation": code_activation, "dtype": numpy.dtype(dtype).name}
 
