@@ -127,6 +127,7 @@ class Standardize(Layer):
     def backward(self, grad_out):
         return grad_out * self.inv_std
 
+    @property
     def config(self) -> dict:
         """mean and std as lists (JSON), enough to rebuild the layer."""
         return {"mean": to_numpy(self.mean).tolist(), "std": (1 / to_numpy(self.inv_std)).tolist()}
@@ -142,7 +143,7 @@ class FineTuned(Sequential):
     def __init__(self, ae: Autoencoder, scaler: Standardize, head: Classifier):
         super().__init__(ae.encoder, scaler, head)
         self.encoder, self.scaler, self.head = ae.encoder, scaler, head
-        self.config = {"kind": "finetuned", "autoencoder": ae.config, "scaler": scaler.config(),
+        self.config = {"kind": "finetuned", "autoencoder": ae.config, "scaler": scaler.config,
                        "head": head.config}
 
     def predict(self, x):

@@ -109,12 +109,21 @@ class Adam(Optimizer):
     The bias corrections are scalars, so they are folded into two numbers per
     step instead of two passes over the vectors:
     ``w -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+
+    ``weight_decay`` (default 0) is *decoupled* weight decay, the rule of AdamW
+    (Loshchilov & Hutter, 2019; ``torch.optim.AdamW``): before the step,
+    ``w <- w - lr * weight_decay * w``. It shrinks every weight (biases too)
+    towards 0 at a rate independent of the gradient's scale.
     """
 
     _buffers = ("m", "v")
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
         super().__init__(params, lr)
+        if not weight_decay >= 0:
+            raise ValueError(f"Adam: weight_decay must be >= 0, got {weight_decay}")
+        self.weight_decay = float(weight_decay)
         b1, b2 = (float(b) for b in betas)
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
@@ -131,6 +140,8 @@ class Adam(Optimizer):
         b1, b2 = self.betas
         g, m, v, tmp = self.flat.grad, self.m, self.v, self._tmp
         xp = get_array_module(g)
+        if self.weight_decay:
+            self.flat.data *= 1 - self.lr * self.weight_decay
         # m <- b1 m + (1 - b1) g, written as m += (1 - b1)(g - m): three passes, no allocation
         xp.subtract(g, m, out=tmp)
         tmp *= 1 - b1
@@ -151,5 +162,6 @@ class Adam(Optimizer):
 
     def state_dict(self) -> dict:
         state = super().state_dict()
-        state.update(beta1=self.betas[0], beta2=self.betas[1], eps=self.eps)
+        state.update(beta1=self.betas[0], beta2=self.betas[1], eps=self.eps,
+                     weight_decay=self.weight_decay)
         return state

@@ -146,7 +146,7 @@ def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, ch
                   batch_size=settings.batch_size, validation=(codes_val, y_val),
                   seed=settings.seed, schedule=cosine_schedule(settings.head_lr, steps),
                   restore_best=True, checkpoint=checkpoint, progress=settings.progress,
-                  meta={"model": head.config, "scaler": scaler.config()},
+                  meta={"model": head.config, "scaler": scaler.config},
                   desc="head on codes")
     return scaler, head, history
 

@@ -141,7 +141,7 @@ class _StopFlag:
 
 def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256,
         validation=None, seed: int = 0, schedule=None, patience: int | None = None,
-        restore_best: bool = False,
+        restore_best: bool = False, flip: bool = False,
         checkpoint: str | Path | None = None, resume: bool = False, meta: dict | None = None,
         progress: bool | None = None, verbose: bool = True, desc: str = "train") -> dict:
     """Train ``model`` on (x, y) with mini-batches; returns the history (a dict of lists).
@@ -157,6 +157,8 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     checkpoint: a path; the model, optimizer and history are saved there
         (atomically) after every epoch and when Ctrl-C stops the run.
     resume: continue from ``checkpoint`` (same optimizer state, same data order).
+    flip: data augmentation for square images: mirror a random half of each
+        batch left to right (chosen from ``(seed, epoch)``, like the order).
     progress: show a progress bar (None: only on a terminal).
 
     Raises KeyboardInterrupt after saving when stopped with Ctrl-C, and
@@ -208,7 +210,9 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     with _StopFlag() as stop, bar:
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
-            perm = xp.asarray(numpy.random.default_rng([seed, epoch]).permutation(n))
+            epoch_rng = numpy.random.default_rng([seed, epoch])
+            perm = xp.asarray(epoch_rng.permutation(n))
+            mirrored = xp.asarray(epoch_rng.random(n) < 0.5) if flip else None
             correct = xp.zeros((), dtype=numpy.int64)
             first = start_step if epoch == start_epoch else 0
             if first:
@@ -220,6 +224,8 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
                     optimizer.lr = schedule(epoch * steps + step)
                 idx = perm[step * batch_size:(step + 1) * batch_size]
                 xb = as_batch(x[idx])
+                if flip:
+                    xb = _mirror(xb, mirrored[idx])
                 target = xb if y is None else y[idx]
                 pred = model(xb)
                 losses[step] = _loss_value(model, loss, pred, target) * len(idx)
@@ -269,6 +275,18 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
         history["best_epoch"] = best["epoch"]
         save(len(history["epoch"]), 0)
     return history
+
+
+def _mirror(xb, which):
+    """Flip the rows of ``xb`` (flattened square images) selected by ``which`` left to right."""
+    side = math.isqrt(xb.shape[1])
+    if side * side != xb.shape[1]:
+        raise ValueError(f"fit: flip needs flattened square images, got {xb.shape[1]} features")
+    if xb.dtype == numpy.uint8 or not xb.flags.owndata:
+        xb = xb.copy()  # never mirror the caller's data in place
+    images = xb.reshape(len(xb), side, side)
+    images[which] = images[which][:, :, ::-1]
+    return xb
 
 
 def _validate_data(model, loss, x, y):

@@ -127,3 +127,19 @@ def test_zero_grad(xp):
     opt.zero_grad()
     assert not to_numpy(p.grad).any()
     assert math.isclose(opt.lr, 1.0)
+
+
+def test_adam_decoupled_weight_decay_is_adamw(xp, rng):
+    w0 = rng.standard_normal(6)
+    grads = [rng.standard_normal(6) for _ in range(3)]
+    p = Parameter(xp.asarray(w0.copy()))
+    opt = nn.Adam([p], lr=0.05, weight_decay=0.1)
+    w, m, v = w0.copy(), numpy.zeros(6), numpy.zeros(6)
+    for t, g in enumerate(grads, start=1):
+        p.grad[...] = xp.asarray(g)
+        opt.step()
+        w = w * (1 - 0.05 * 0.1)  # AdamW: decay first, independent of the gradient
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        w = w - 0.05 * (m / (1 - 0.9 ** t)) / (numpy.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    numpy.testing.assert_allclose(to_numpy(p.data), w, rtol=1e-12)

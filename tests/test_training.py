@@ -180,3 +180,22 @@ def test_cosine_schedule_and_split():
     tr, va = split_validation(100, 0.1, seed=0)
     assert len(va) == 10 and len(tr) == 90 and not set(tr) & set(va)
     numpy.testing.assert_array_equal(va, split_validation(100, 0.1, seed=0)[1])
+
+
+def test_flip_mirrors_a_seeded_half_and_never_the_callers_data():
+    from nanoae.training import _mirror
+
+    x = numpy.arange(2 * 784, dtype=numpy.float32).reshape(2, 784)
+    before = x.copy()
+    out = _mirror(x[:], numpy.array([True, False]))
+    numpy.testing.assert_array_equal(out[0].reshape(28, 28), before[0].reshape(28, 28)[:, ::-1])
+    numpy.testing.assert_array_equal(out[1], before[1])
+    numpy.testing.assert_array_equal(x, before)
+
+    def run():
+        model = small_ae(seed=2)
+        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(), epochs=1,
+            batch_size=32, flip=True, progress=False, verbose=False)
+        return weights(model)
+    for a, b in zip(run(), run()):
+        numpy.testing.assert_array_equal(a, b)

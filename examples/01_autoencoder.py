@@ -1,0 +1,73 @@
+"""01 - An autoencoder on Fashion-MNIST, with the training loop written out by hand.
+
+What it teaches: how the core pieces (Dense, ReLU, Sigmoid, Sequential,
+BinaryCrossEntropy, Adam) fit together, and the data flow of one training step:
+batch -> forward -> loss -> backward_from_loss -> optimizer.step.
+
+Run:  python examples/01_autoencoder.py      (about two minutes on two CPU cores)
+Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (default 5), NANOAE_EXAMPLE_LIMIT.
+Writes examples/out/reconstructions.png.
+"""
+
+import numpy as np
+from _knobs import epochs, load, out_dir
+
+import nanoae as nn
+from nanoae.backend import to_device, to_numpy
+from nanoae.data import CLASS_NAMES
+from nanoae.plots import plot_reconstructions
+
+EPOCHS, BATCH = epochs(5), 256
+
+x_train, _ = load("train")
+x_test, y_test = load("test")
+print(f"data: {len(x_train)} training images, {len(x_test)} test images, "
+      f"{x_train.shape[1]} pixels each")
+# Pixels become float32 in [0, 1] once, here: BCE needs targets in [0, 1], and the
+# layers refuse any other dtype rather than convert silently on every step.
+# to_device puts them where the weights live (NumPy, or CuPy with NANOAE_BACKEND=cupy).
+x_train = to_device(x_train.astype(np.float32) / 255)
+x_test = to_device(x_test.astype(np.float32) / 255)
+
+# 784 -> 128 -> 64 -> 32 -> 64 -> 128 -> 784. The 32-number code is the bottleneck:
+# to rebuild 784 pixels from it, the encoder must keep what matters about each image.
+# No ReLU on the code itself, so no code unit can "die" (be 0 for every image).
+rng = np.random.default_rng(0)  # one seeded generator: every run starts from the same weights
+encoder = nn.Sequential(nn.Dense(784, 128, rng=rng), nn.ReLU(),
+                        nn.Dense(128, 64, rng=rng), nn.ReLU(),
+                        nn.Dense(64, 32, rng=rng))
+decoder = nn.Sequential(nn.Dense(32, 64, rng=rng), nn.ReLU(),
+                        nn.Dense(64, 128, rng=rng), nn.ReLU(),
+                        nn.Dense(128, 784, rng=rng), nn.Sigmoid())  # pixel "probabilities"
+model = nn.Sequential(encoder, decoder)
+sigmoid = decoder[-1]
+loss_fn = nn.BinaryCrossEntropy()
+optimizer = nn.Adam(model.parameters(), lr=1e-3)
+
+for epoch in range(EPOCHS):
+    order = to_device(rng.permutation(len(x_train)))  # a fresh order each epoch: new batches
+    total = 0.0
+    for start in range(0, len(order), BATCH):
+        xb = x_train[order[start:start + BATCH]]
+        pred = model(xb)  # forward: every layer keeps what its backward will need
+        # The target is the input itself. Handing over the sigmoid's input (logits)
+        # lets the loss stay exact where a pixel probability rounded to 0 or 1.
+        loss = loss_fn(pred, xb, logits=sigmoid.logits)
+        # Backward from the loss: Sigmoid + BCE fuse into dL/dz = (p - x) / count, then
+        # each layer turns dL/d(output) into dL/d(input) and sets its W.grad and b.grad.
+        # input_grad=False: nobody needs the gradient with respect to the pixels.
+        model.backward_from_loss(loss_fn, input_grad=False)
+        optimizer.step()  # no zero_grad(): backward overwrites the gradients, never adds
+        total += float(loss) * len(xb)  # mean over the batch -> sum, for an epoch mean
+    test_pred = model(x_test)
+    test_bce = float(loss_fn(test_pred, x_test, logits=sigmoid.logits))
+    print(f"epoch {epoch + 1}/{EPOCHS}: train BCE {total / len(x_train):.4f}, "
+          f"test BCE {test_bce:.4f}")
+
+# One test image of each class (where the class occurs), and what the model makes of it.
+pick = np.concatenate([np.flatnonzero(y_test == c)[:1] for c in range(10)])
+originals = x_test[to_device(pick)]
+path = plot_reconstructions(to_numpy(originals), to_numpy(model(originals)), y_test[pick],
+                            CLASS_NAMES, out_dir() / "reconstructions.png",
+                            title=f"Test images (top) and reconstructions, {EPOCHS} epoch(s)")
+print(f"wrote {path}")

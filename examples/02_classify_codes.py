@@ -1,0 +1,71 @@
+"""02 - Classify clothes from the autoencoder's 32-number codes.
+
+What it teaches: nanoae.training.fit (the loop of 01, plus shuffling, validation,
+schedules and best-epoch restore), then a small softmax head trained on the
+frozen, standardised codes: how much class information the code kept without
+ever seeing a label.
+
+Run:  python examples/02_classify_codes.py      (about four minutes on two CPU cores)
+Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (autoencoder epochs, default 5; the
+head gets 4x as many), NANOAE_EXAMPLE_LIMIT.
+Writes examples/out/confusion.png and examples/out/curves.png.
+"""
+
+import numpy as np
+from _knobs import epochs, load, out_dir
+
+from nanoae import Adam, BinaryCrossEntropy, CrossEntropy, Sequential
+from nanoae.backend import to_device, to_numpy
+from nanoae.data import CLASS_NAMES
+from nanoae.models import Autoencoder, Classifier, Standardize
+from nanoae.plots import plot_confusion, plot_curves
+from nanoae.training import cosine_schedule, evaluate, fit, predict, split_validation
+
+AE_EPOCHS = epochs(5)
+HEAD_EPOCHS = 4 * AE_EPOCHS  # the head sees 32 numbers per image, not 784: epochs are cheap
+BATCH = 256
+
+x, y = load("train")
+x_test, y_test = load("test")
+
+# 1. The autoencoder of 01, built and trained in two lines. y=None means "the target
+#    is the input". It may see every training image: it never sees a label.
+ae = Autoencoder((784, 128, 64, 32), code_activation="linear", seed=0)
+ae_hist = fit(ae, BinaryCrossEntropy(), Adam(ae.parameters(), lr=1e-3), x, epochs=AE_EPOCHS,
+              batch_size=BATCH, desc="autoencoder")
+
+# 2. Codes. The encoder is frozen from here on: its weights are not given to the optimizer.
+#    (fit and predict scale the uint8 pixels batch by batch, so x stays uint8.)
+codes = predict(ae.encoder, to_device(x))
+codes_test = predict(ae.encoder, to_device(x_test))
+y, y_test = to_device(y), to_device(y_test)
+
+# 3. The head. A validation split (10 %) picks the best epoch, so the test set is only
+#    scored once, at the end. Standardize gives every code unit mean 0 and std 1
+#    (statistics of the training split only); Adam would cope without, but the
+#    He-initialised head starts in a sensible regime only with unit-scale inputs.
+tr, va = map(to_device, split_validation(len(codes), 0.1, seed=0))  # indices, beside the codes
+scaler = Standardize.fit(codes[tr])
+head = Classifier(32, hidden=(256, 256), classes=10, seed=1)
+model = Sequential(scaler, head)
+steps = -(-len(tr) // BATCH) * HEAD_EPOCHS
+head_hist = fit(model, CrossEntropy(), Adam(head.parameters(), lr=1e-3), codes[tr], y[tr],
+                epochs=HEAD_EPOCHS, batch_size=BATCH, validation=(codes[va], y[va]),
+                schedule=cosine_schedule(1e-3, steps),  # large steps first, then fine ones
+                restore_best=True, desc="head")
+
+test = evaluate(model, CrossEntropy(), codes_test, y_test)
+print(f"autoencoder: train BCE {ae_hist['train_loss'][-1]:.4f} after {AE_EPOCHS} epochs")
+best = head_hist["best_epoch"]  # the epoch of lowest validation loss, whose weights were kept
+print(f"head: kept epoch {best} of {HEAD_EPOCHS}, validation accuracy "
+      f"{100 * head_hist['val_accuracy'][best - 1]:.2f} %")
+print(f"test accuracy {100 * test['accuracy']:.2f} % on {len(codes_test)} test images")
+
+# Rows: true class, columns: predicted class. Off-diagonal cells are the mix-ups.
+pred = to_numpy(predict(model, codes_test).argmax(axis=1))
+cm = np.zeros((10, 10), dtype=np.int64)
+np.add.at(cm, (to_numpy(y_test), pred), 1)
+out = out_dir()
+plot_confusion(cm, CLASS_NAMES, out / "confusion.png", title="Head on frozen codes, test set")
+plot_curves({"autoencoder": ae_hist, "head on codes": head_hist}, out / "curves.png")
+print(f"wrote {out / 'confusion.png'} and {out / 'curves.png'}")

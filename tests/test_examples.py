@@ -1,0 +1,87 @@
+"""The tutorial scripts in examples/ run end to end, tiny, on fake data, and write their figures.
+
+Each script runs in a subprocess, as a reader would run it, from a temporary
+working directory (so it cannot rely on being started from the repository root),
+with its figures sent into tmp_path (NANOAE_EXAMPLE_OUT) and the user cache
+redirected there too, so nothing is written into the repository or ~/.cache.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from idx_helpers import make_fake_fashion
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("fake-fashion")
+    make_fake_fashion(directory, n_train=300, n_test=100)
+    return directory
+
+
+def run_example(name, data_dir, tmp_path, **env):
+    out = tmp_path / "out"
+    # A reader's own NANOAE_EXAMPLE_* settings must not leak into the test.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("NANOAE_EXAMPLE_")}
+    full_env = {
+        **inherited,
+        "MPLBACKEND": "Agg",
+        "NANOAE_BACKEND": "numpy",
+        "NANOAE_DATA_DIR": str(data_dir),
+        "NANOAE_EXAMPLE_NO_VERIFY": "1",  # fake files cannot match the official checksums
+        "NANOAE_EXAMPLE_EPOCHS": "1",
+        "NANOAE_EXAMPLE_OUT": str(out),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "PYTHONWARNINGS": "error::RuntimeWarning",  # as in the test suite: overflow is a bug
+        **env,
+    }
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name)], cwd=tmp_path, env=full_env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (f"{name} exited with {proc.returncode}:\n"
+                                  f"{proc.stdout}\n{proc.stderr}")
+    return proc.stdout, out
+
+
+def assert_pngs(out, *names):
+    for name in names:
+        path = out / name
+        found = sorted(p.name for p in out.iterdir()) if out.is_dir() else "no output folder"
+        assert path.is_file(), f"{path} was not written; found {found}"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+
+
+def test_01_autoencoder_trains_by_hand_and_plots(fake_data, tmp_path):
+    stdout, out = run_example("01_autoencoder.py", fake_data, tmp_path, NANOAE_EXAMPLE_LIMIT="200",
+                              NANOAE_EXAMPLE_EPOCHS="2")
+    assert "data: 200 training images, 100 test images" in stdout  # the LIMIT knob is honoured
+    assert "epoch 2/2" in stdout  # and the EPOCHS knob
+    assert_pngs(out, "reconstructions.png")
+
+
+def test_02_classify_codes(fake_data, tmp_path):
+    stdout, out = run_example("02_classify_codes.py", fake_data, tmp_path)
+    assert "test accuracy" in stdout and "on 100 test images" in stdout
+    assert_pngs(out, "confusion.png", "curves.png")
+
+
+def test_03_tsne_map(fake_data, tmp_path):
+    stdout, out = run_example("03_tsne_map.py", fake_data, tmp_path)
+    assert "trustworthiness (k=5)" in stdout and "t-SNE of 100 test codes" in stdout
+    assert_pngs(out, "tsne.png")
+
+
+def test_04_gradcheck_by_hand(fake_data, tmp_path):
+    stdout, out = run_example("04_gradcheck_by_hand.py", fake_data, tmp_path)
+    assert "gradcheck passed" in stdout
+    assert "caught the forgotten 1/N: gradcheck FAILED" in stdout
+    assert_pngs(out, "gradcheck_step_size.png")
+
+
+def test_outputs_are_git_ignored():
+    # examples/out/ must never be committed; the pattern lives beside the scripts.
+    assert "/out/" in (EXAMPLES / ".gitignore").read_text().split()
