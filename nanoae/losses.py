@@ -129,7 +129,9 @@ class BinaryCrossEntropy(Loss):
             xp.abs(m, out=m)
             m += 0.5
             xp.log(m, out=m)
-            total = xp.clip(logits, 0, None).sum() - m.sum() - xp.dot(target.ravel(), logits.ravel())
+            # sum(max(z, 0)): a two-sided clip is a much faster kernel than maximum(z, 0)
+            relu_sum = xp.clip(logits, 0, numpy.finfo(logits.dtype).max).sum()
+            total = relu_sum - m.sum() - xp.dot(target.ravel(), logits.ravel())
             loss = total / pred.size
         else:
             log_p = _safe_log(xp, pred)

@@ -131,3 +131,30 @@ def test_real_fashion_mnist_quick_demo(tmp_path):
     assert metrics["clf_frozen_test_accuracy"] > 0.78
     assert metrics["clf_finetune_test_accuracy"] > 0.80
     assert metrics["tsne_trustworthiness"] > 0.98
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT, a POSIX signal")
+def test_ctrl_c_during_train_ae_saves_and_says_how_to_resume(tmp_path):
+    import signal
+    import time
+
+    make_fake_fashion(tmp_path / "data", n_train=3000, n_test=20)
+    ckpt = tmp_path / "ae.npz"
+    args = [sys.executable, "-m", "nanoae.cli", "train-ae", "--data-dir", str(tmp_path / "data"),
+            "--no-verify", "--out", str(ckpt), "--batch-size", "32"]
+    proc = subprocess.Popen([*args, "--epochs", "500"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # the checkpoint appears after the first epoch
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    from nanoae.checkpoint import read_checkpoint_meta
+
+    saved = read_checkpoint_meta(ckpt)["user"]
+    assert saved["epoch"] >= 1 and 0 <= saved["step"] <= 94
+    done = subprocess.run([*args, "--epochs", str(saved["epoch"] + 1), "--resume"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_checkpoint_meta(ckpt)["user"]["epoch"] == saved["epoch"] + 1

@@ -99,17 +99,30 @@ def test_fit_rejects_bad_data():
             epochs=1, verbose=False)
 
 
-class NaNAtStep(nn.BinaryCrossEntropy):
-    """A loss that turns NaN at call number ``at`` (1-based), as a diverging run would."""
+class AtCall(nn.BinaryCrossEntropy):
+    """A BCE that does something to call number ``at`` (1-based), as a real run might."""
 
-    def __init__(self, at):
+    def __init__(self, at, action):
         super().__init__()
-        self.at, self.calls = at, 0
+        self.at, self.action, self.calls = at, action, 0
 
     def forward(self, pred, target, **kw):
         self.calls += 1
         value = super().forward(pred, target, **kw)
-        return value * numpy.nan if self.calls == self.at else value
+        return self.action(value) if self.calls == self.at else value
+
+
+def nan_at(at):
+    """The loss turns NaN at call ``at``, as a diverging run's would."""
+    return AtCall(at, lambda value: value * numpy.nan)
+
+
+def interrupt_at(at):
+    """A real SIGINT (Ctrl-C) reaches this process during call ``at``."""
+    def action(value):
+        signal.raise_signal(signal.SIGINT)
+        return value
+    return AtCall(at, action)
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(tmp_path):
@@ -117,24 +130,10 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(tmp_path):
     opt = nn.Adam(model.parameters())
     ckpt = tmp_path / "ae.npz"
     with pytest.raises(nn.TrainingError, match=r"epoch 2, step 2 of 3.*end of epoch 1.*ae\.npz"):
-        fit(model, NaNAtStep(at=3 + 2), opt, tiny_images(), epochs=3, batch_size=32,
+        fit(model, nan_at(3 + 2), opt, tiny_images(), epochs=3, batch_size=32,
             checkpoint=ckpt, progress=False, verbose=False)
     meta = load_checkpoint(ckpt, small_ae(), nn.Adam(small_ae().parameters()))
     assert meta["user"]["epoch"] == 1  # the last good state, not the diverged one
-
-
-class InterruptAtStep(nn.BinaryCrossEntropy):
-    """Sends this process a real SIGINT (Ctrl-C) during call number ``at``."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at, self.calls = at, 0
-
-    def forward(self, pred, target, **kw):
-        self.calls += 1
-        if self.calls == self.at:
-            signal.raise_signal(signal.SIGINT)
-        return super().forward(pred, target, **kw)
 
 
 @pytest.mark.parametrize("at", [2, 5])  # mid-epoch, and at the first step of an epoch
@@ -147,7 +146,7 @@ def test_ctrl_c_saves_and_resume_matches_uninterrupted_run(tmp_path, at):
     ckpt = tmp_path / "run.npz"
     model = small_ae()
     with pytest.raises(KeyboardInterrupt, match=f"step {(at - 1) % 3 + 1}.*saved to .*run.npz"):
-        fit(model, InterruptAtStep(at), nn.Adam(model.parameters()), x, checkpoint=ckpt, **kwargs)
+        fit(model, interrupt_at(at), nn.Adam(model.parameters()), x, checkpoint=ckpt, **kwargs)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
     resumed = small_ae(seed=99)  # different initial weights: everything must come from the file
