@@ -112,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--ae", type=_existing_file, required=True, help="autoencoder checkpoint")
     p.add_argument("--out", type=Path, default=Path("runs/classifier.npz"), help="checkpoint (default: %(default)s)")
-    p.add_argument("--epochs", type=_positive_int, default=60, help="epochs (default: %(default)s)")
+    p.add_argument("--epochs", type=_positive_int, default=30, help="epochs (default: %(default)s)")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate, cosine schedule (default: %(default)s)")
-    p.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 256], help="hidden widths (default: 256 256)")
+    p.add_argument("--hidden", type=_positive_int, nargs="+", default=[512, 512], help="hidden widths (default: 512 512)")
     p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS",
                    help="then fine-tune encoder + head for EPOCHS epochs (default: 0)")
 

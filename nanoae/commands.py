@@ -12,8 +12,8 @@ from .errors import CheckpointError
 from .losses import CrossEntropy
 from .model import Sequential
 from .models import FineTuned, Standardize, build_model
-from .pipeline import (Settings, autoencoder_metrics, encode_splits, fine_tune, load_splits,
-                       run_demo, train_autoencoder, train_head, tsne_map)
+from .pipeline import (Settings, autoencoder_metrics, encode_splits, fine_tune, head_training_set,
+                       load_splits, run_demo, train_autoencoder, train_head, tsne_map)
 from .training import evaluate
 
 
@@ -69,8 +69,8 @@ def train_classifier(args):
     ae = load_model(args.ae)
     splits = load_splits(settings)
     c_train, c_val, c_test = encode_splits(ae, splits)
-    scaler, head, _ = train_head(c_train, splits.y_train, c_val, splits.y_val, settings,
-                                 checkpoint=args.out)
+    codes, labels = head_training_set(ae, splits, c_train, settings)
+    scaler, head, _ = train_head(codes, labels, c_val, splits.y_val, settings, checkpoint=args.out)
     y_test = backend.to_device(splits.y_test)
     result = {"checkpoint": str(args.out),
               "frozen_test_accuracy": evaluate(Sequential(scaler, head), CrossEntropy(), c_test,

@@ -31,7 +31,8 @@ from .models import Autoencoder, Classifier, FineTuned, Standardize, dead_units
 from .optim import Adam
 from .training import as_batch, cosine_schedule, evaluate, fit, predict, split_validation
 
-__all__ = ["Settings", "load_splits", "train_autoencoder", "encode_splits", "train_head",
+__all__ = ["Settings", "load_splits", "train_autoencoder", "encode_splits", "head_training_set",
+           "mirrored", "train_head",
            "fine_tune", "tsne_map", "autoencoder_metrics", "run_demo"]
 
 
@@ -50,12 +51,16 @@ class Settings:
     code_activation: str = "linear"
     reference: bool = True  # also train the reference ReLU-code autoencoder, for the parity figure
     # the head on frozen codes
-    head_hidden: tuple = (256, 256)
-    head_epochs: int = 60
+    head_hidden: tuple = (512, 512)
+    head_epochs: int = 30
     head_lr: float = 1e-3
+    head_weight_decay: float = 5e-2
+    head_mirror: bool = True  # also train on the codes of mirrored training images
     # encoder + head, end to end
     finetune_epochs: int = 30
-    finetune_lr: float = 3e-4
+    finetune_lr: float = 1e-3
+    finetune_weight_decay: float = 0.1
+    finetune_flip: bool = True  # mirror a random half of each batch
     # the map
     tsne_points: int = 10000
     backend: str = "numpy"
@@ -135,12 +140,28 @@ def encode_splits(model, splits: Splits):
                  for x in (splits.x_train, splits.x_val, splits.x_test))
 
 
+def mirrored(images):
+    """Flattened square images mirrored left to right (a T-shirt is still a T-shirt)."""
+    side = int(round(images.shape[1] ** 0.5))
+    return numpy.ascontiguousarray(images.reshape(-1, side, side)[:, :, ::-1].reshape(len(images), -1))
+
+
+def head_training_set(model, splits: Splits, codes_train, settings: Settings):
+    """The codes the head trains on: the training codes, plus (``head_mirror``) those of
+    the mirrored training images, which the frozen encoder maps elsewhere."""
+    if not settings.head_mirror:
+        return codes_train, splits.y_train
+    xp = backend.get_array_module(codes_train)
+    extra = predict(model.encoder, backend.to_device(mirrored(splits.x_train)))
+    return xp.concatenate([codes_train, extra]), numpy.concatenate([splits.y_train, splits.y_train])
+
+
 def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, checkpoint=None):
     """A softmax head on standardised frozen codes; keeps the epoch best on validation."""
     scaler = Standardize.fit(codes_train)
     head = Classifier(codes_train.shape[1], settings.head_hidden, 10, seed=settings.seed + 1)
     model = Sequential(scaler, head)
-    opt = Adam(head.parameters(), lr=settings.head_lr)
+    opt = Adam(head.parameters(), lr=settings.head_lr, weight_decay=settings.head_weight_decay)
     steps = -(-len(codes_train) // settings.batch_size) * settings.head_epochs
     history = fit(model, CrossEntropy(), opt, codes_train, y_train, epochs=settings.head_epochs,
                   batch_size=settings.batch_size, validation=(codes_val, y_val),
@@ -154,12 +175,13 @@ def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, ch
 def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoint=None):
     """Encoder, scaler and head trained together on the labels; best epoch on validation."""
     model = FineTuned(ae, scaler, head)
-    opt = Adam(model.parameters(), lr=settings.finetune_lr)
+    opt = Adam(model.parameters(), lr=settings.finetune_lr, weight_decay=settings.finetune_weight_decay)
     steps = -(-len(splits.x_train) // settings.batch_size) * settings.finetune_epochs
     history = fit(model, CrossEntropy(), opt, splits.x_train, splits.y_train,
                   epochs=settings.finetune_epochs, batch_size=settings.batch_size,
                   validation=(splits.x_val, splits.y_val), seed=settings.seed,
                   schedule=cosine_schedule(settings.finetune_lr, steps), restore_best=True,
+                  flip=settings.finetune_flip,
                   checkpoint=checkpoint, progress=settings.progress,
                   meta={"model": model.config}, desc="fine-tune")
     return model, history
@@ -247,7 +269,8 @@ def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
     log("3/5 classifier on the frozen codes")
     c_train, c_val, c_test = encode_splits(ae, splits)
     plots.plot_codes_activity(backend.to_numpy(c_test), out / "codes.png")
-    scaler, head, h = train_head(c_train, splits.y_train, c_val, splits.y_val, settings,
+    codes, labels = head_training_set(ae, splits, c_train, settings)
+    scaler, head, h = train_head(codes, labels, c_val, splits.y_val, settings,
                                  checkpoint=out / "classifier.npz")
     histories["classifier on frozen codes"] = h
     frozen = Sequential(scaler, head)
