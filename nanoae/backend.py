@@ -24,7 +24,6 @@ end of an epoch, plots, checkpoints. Each such call waits for the GPU to finish.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
@@ -37,7 +36,6 @@ __all__ = [
     "xp",
     "cupy_available",
     "synchronize",
-    "in_halves",
 ]
 
 BACKENDS = ("numpy", "cupy", "auto")
@@ -155,37 +153,3 @@ def synchronize(a=None) -> None:
     """Wait for the GPU to finish queued work (no-op on NumPy). For honest timings."""
     if _cupy is not None and (a is None or isinstance(a, _cupy.ndarray)):
         _cupy.cuda.get_current_stream().synchronize()
-
-
-# -- using the second core for elementwise work -------------------------------
-#
-# NumPy runs a ufunc (exp, log, a * b, ...) on one core, while BLAS runs matrix
-# products on all of them. In a training step of the autoencoder about 40 % of
-# the time is such elementwise work on 256 x 784 arrays, with the other core
-# idle. NumPy releases the GIL inside ufunc loops, so two Python threads, each
-# running the same ufuncs on one half of the rows, really do run in parallel.
-
-_PARALLEL_MIN_SIZE = 1 << 16  # below ~65k elements the thread hand-off costs more than it saves
-_pool: ThreadPoolExecutor | None = None
-
-
-def in_halves(fn, *arrays) -> None:
-    """Run ``fn(*arrays)``; for large NumPy arrays, as two concurrent calls on half the rows each.
-
-    ``fn`` must be elementwise along the first axis and write its results into
-    the arrays it is given (views of the halves are passed), returning nothing.
-    Results are identical to ``fn(*arrays)``: no element depends on the split.
-    On CuPy, or for small arrays, or on a single core, it is just ``fn(*arrays)``.
-    """
-    global _pool
-    first = arrays[0]
-    if (type(first) is not numpy.ndarray or first.size < _PARALLEL_MIN_SIZE or len(first) < 2
-            or (os.cpu_count() or 1) < 2):
-        fn(*arrays)
-        return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanoae")
-    half = len(first) // 2
-    other = _pool.submit(fn, *(a[half:] for a in arrays))
-    fn(*(a[:half] for a in arrays))
-    other.result()  # waits, and re-raises anything the other half raised

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import get_array_module, in_halves, to_device, to_numpy
+from .backend import get_array_module, to_device, to_numpy
 from .parameter import pack
 
 __all__ = ["Optimizer", "SGD", "Adam"]
@@ -138,34 +138,27 @@ class Adam(Optimizer):
     def step(self) -> None:
         self.t += 1
         b1, b2 = self.betas
+        g, m, v, tmp = self.flat.grad, self.m, self.v, self._tmp
+        xp = get_array_module(g)
+        if self.weight_decay:
+            self.flat.data *= 1 - self.lr * self.weight_decay
+        # m <- b1 m + (1 - b1) g, written as m += (1 - b1)(g - m): three passes, no allocation
+        xp.subtract(g, m, out=tmp)
+        tmp *= 1 - b1
+        m += tmp
+        # v <- b2 v + (1 - b2) g^2
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
+        v *= b2
+        v += tmp
+        # w <- w - step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
         step_size = self.lr / (1 - b1 ** self.t)
-        inv_bc2 = 1 / math.sqrt(1 - b2 ** self.t)
-        decay = 1 - self.lr * self.weight_decay
-
-        def update(w, g, m, v, tmp):
-            xp = get_array_module(g)
-            if decay != 1:
-                w *= decay
-            # m <- b1 m + (1 - b1) g, written as m += (1 - b1)(g - m): no allocation
-            xp.subtract(g, m, out=tmp)
-            tmp *= 1 - b1
-            m += tmp
-            # v <- b2 v + (1 - b2) g^2
-            xp.multiply(g, g, out=tmp)
-            tmp *= 1 - b2
-            v *= b2
-            v += tmp
-            # w <- w - step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-            xp.sqrt(v, out=tmp)
-            tmp *= inv_bc2
-            tmp += self.eps
-            xp.divide(m, tmp, out=tmp)
-            tmp *= -step_size
-            w += tmp
-
-        # Every element is updated independently, so the two halves of the
-        # flat vector can be updated at once, one per core.
-        in_halves(update, self.flat.data, self.flat.grad, self.m, self.v, self._tmp)
+        xp.sqrt(v, out=tmp)
+        tmp *= 1 / math.sqrt(1 - b2 ** self.t)
+        tmp += self.eps
+        xp.divide(m, tmp, out=tmp)
+        tmp *= -step_size
+        self.flat.data += tmp
 
     def state_dict(self) -> dict:
         state = super().state_dict()

@@ -44,24 +44,3 @@ def test_environment_variable_chooses_the_backend(monkeypatch):
     monkeypatch.setattr(backend, "_active", None)
     with pytest.raises(ValueError, match="bogus"):
         backend.xp()
-
-
-def test_in_halves_equals_one_call_and_reraises():
-    def square_into(x, out):
-        numpy.multiply(x, x, out=out)
-        out += 1
-
-    x = numpy.random.default_rng(0).standard_normal((300, 400)).astype(numpy.float32)  # > 65k: split
-    split, whole = numpy.empty_like(x), numpy.empty_like(x)
-    backend.in_halves(square_into, x, split)
-    square_into(x, whole)
-    numpy.testing.assert_array_equal(split, whole)
-
-    def fails_on_second_half(x):
-        if x[0, 0] == 1:
-            raise ArithmeticError("second half")
-
-    y = numpy.zeros((300, 400))
-    y[150:] = 1
-    with pytest.raises(ArithmeticError, match="second half"):
-        backend.in_halves(fails_on_second_half, y)
