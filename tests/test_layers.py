@@ -145,3 +145,8 @@ def test_backward_shape_mismatch(xp):
     layer(xp.zeros((3, 4)))
     with pytest.raises(ValueError, match=r"Dense\(4, 2\).*\(3, 2\).*\(3, 3\)"):
         layer.backward(xp.zeros((3, 3)))
+
+
+def test_sigmoid_of_a_real_sized_batch(rng):
+    x = (5 * rng.standard_normal((256, 784))).astype(numpy.float32)
+    numpy.testing.assert_allclose(nn.Sigmoid()(x), 1 / (1 + numpy.exp(-x.astype(F64))), rtol=2e-6)

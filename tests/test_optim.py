@@ -143,3 +143,20 @@ def test_adam_decoupled_weight_decay_is_adamw(xp, rng):
         v = 0.999 * v + 0.001 * g * g
         w = w - 0.05 * (m / (1 - 0.9 ** t)) / (numpy.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
     numpy.testing.assert_allclose(to_numpy(p.data), w, rtol=1e-12)
+
+
+def test_adam_on_a_large_vector_matches_closed_form(rng):
+    w0 = rng.standard_normal(100_001)
+    grads = [rng.standard_normal(100_001) for _ in range(3)]
+    p = Parameter(w0.copy())
+    opt = nn.Adam([p], lr=0.01, weight_decay=0.01)
+    for g in grads:
+        p.grad[...] = g
+        opt.step()
+    w, m, v = w0.copy(), 0.0, 0.0
+    for t, g in enumerate(grads, start=1):
+        w = w * (1 - 0.01 * 0.01)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        w = w - 0.01 * (m / (1 - 0.9 ** t)) / (numpy.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    numpy.testing.assert_allclose(p.data, w, rtol=1e-12, atol=1e-15)
