@@ -181,6 +181,8 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     xp = backend.xp()
     x = backend.to_device(x)
     y = None if y is None else backend.to_device(y)
+    if validation is not None:  # placed on the device once, like the training data
+        validation = tuple(None if v is None else backend.to_device(v) for v in validation)
     _validate_data(model, loss, x, y)
     n = len(x)
     steps = math.ceil(n / batch_size)
@@ -207,69 +209,71 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     # Progress and epoch lines go to stderr: stdout stays free for results (the CLI's JSON).
     bar = tqdm(file=sys.stderr, total=epochs * steps, initial=start_epoch * steps + start_step, desc=desc,
                unit="step", disable=(None if progress is None else not progress), leave=False)
-    with _StopFlag() as stop, bar:
-        for epoch in range(start_epoch, epochs):
-            t0 = time.perf_counter()
-            epoch_rng = numpy.random.default_rng([seed, epoch])
-            perm = xp.asarray(epoch_rng.permutation(n))
-            mirrored = xp.asarray(epoch_rng.random(n) < 0.5) if flip else None
-            correct = xp.zeros((), dtype=numpy.int64)
-            first = start_step if epoch == start_epoch else 0
-            if first:
-                losses[:first] = 0
-                losses[0] = carried[0]  # the loss sum of the steps done before the interruption
-                correct += int(carried[1])
-            for step in range(first, steps):
-                if schedule is not None:
-                    optimizer.lr = schedule(epoch * steps + step)
-                idx = perm[step * batch_size:(step + 1) * batch_size]
-                xb = as_batch(x[idx])
-                if flip:
-                    xb = _mirror(xb, mirrored[idx])
-                target = xb if y is None else y[idx]
-                pred = model(xb)
-                losses[step] = _loss_value(model, loss, pred, target) * len(idx)
-                model.backward_from_loss(loss, input_grad=False)
-                optimizer.step()
+    try:
+        with _StopFlag() as stop, bar:
+            for epoch in range(start_epoch, epochs):
+                t0 = time.perf_counter()
+                epoch_rng = numpy.random.default_rng([seed, epoch])
+                perm = xp.asarray(epoch_rng.permutation(n))
+                mirrored = xp.asarray(epoch_rng.random(n) < 0.5) if flip else None
+                correct = xp.zeros((), dtype=numpy.int64)
+                first = start_step if epoch == start_epoch else 0
+                if first:
+                    losses[:first] = 0
+                    losses[0] = carried[0]  # the loss sum of the steps done before the interruption
+                    correct += int(carried[1])
+                for step in range(first, steps):
+                    if schedule is not None:
+                        optimizer.lr = schedule(epoch * steps + step)
+                    idx = perm[step * batch_size:(step + 1) * batch_size]
+                    xb = as_batch(x[idx])
+                    if flip:
+                        xb = _mirror(xb, mirrored[idx])
+                    target = xb if y is None else y[idx]
+                    pred = model(xb)
+                    losses[step] = _loss_value(model, loss, pred, target) * len(idx)
+                    model.backward_from_loss(loss, input_grad=False)
+                    optimizer.step()
+                    if y is not None:
+                        correct += (pred.argmax(axis=1) == target).sum()
+                    bar.update(1)
+                    if stop.requested:
+                        save(epoch, step + 1, float(losses[:step + 1].sum()), int(correct))
+                        where = f"to {checkpoint}" if checkpoint else "nowhere (no checkpoint path given)"
+                        raise KeyboardInterrupt(f"stopped at epoch {epoch + 1}, step {step + 1}; "
+                                                f"saved {where}")
+                host_losses = backend.to_numpy(losses)  # the one sync of the epoch
+                if not numpy.isfinite(host_losses).all():
+                    bad = int(numpy.flatnonzero(~numpy.isfinite(host_losses))[0])
+                    kept = (f"the last good checkpoint (end of epoch {epoch}) is {checkpoint}"
+                            if checkpoint and epoch > 0 else "no checkpoint was written")
+                    raise TrainingError(
+                        f"the loss became {host_losses[bad]} at epoch {epoch + 1}, step {bad + 1} of "
+                        f"{steps}; {kept}. Try a lower learning rate (now {optimizer.lr:g}).")
+                history["epoch"].append(epoch + 1)
+                history["train_loss"].append(float(host_losses.sum()) / n)
+                history["lr"].append(optimizer.lr)
                 if y is not None:
-                    correct += (pred.argmax(axis=1) == target).sum()
-                bar.update(1)
-                if stop.requested:
-                    save(epoch, step + 1, float(losses[:step + 1].sum()), int(correct))
-                    where = f"to {checkpoint}" if checkpoint else "nowhere (no checkpoint path given)"
-                    raise KeyboardInterrupt(f"stopped at epoch {epoch + 1}, step {step + 1}; "
-                                            f"saved {where}")
-            host_losses = backend.to_numpy(losses)  # the one sync of the epoch
-            if not numpy.isfinite(host_losses).all():
-                bad = int(numpy.flatnonzero(~numpy.isfinite(host_losses))[0])
-                kept = (f"the last good checkpoint (end of epoch {epoch}) is {checkpoint}"
-                        if checkpoint and epoch > 0 else "no checkpoint was written")
-                raise TrainingError(
-                    f"the loss became {host_losses[bad]} at epoch {epoch + 1}, step {bad + 1} of "
-                    f"{steps}; {kept}. Try a lower learning rate (now {optimizer.lr:g}).")
-            history["epoch"].append(epoch + 1)
-            history["train_loss"].append(float(host_losses.sum()) / n)
-            history["lr"].append(optimizer.lr)
-            if y is not None:
-                history["train_accuracy"].append(int(correct) / n)
-            if validation is not None:
-                result = evaluate(model, loss, *validation)
-                history["val_loss"].append(result["loss"])
-                if "accuracy" in result:
-                    history["val_accuracy"].append(result["accuracy"])
-            history["seconds"].append(time.perf_counter() - t0)
-            if verbose:
-                bar.write(_epoch_line(desc, history, epochs), file=sys.stderr)
-            if validation is not None and history["val_loss"][-1] < best["loss"]:
-                best.update(loss=history["val_loss"][-1], epoch=epoch + 1,
-                            weights=optimizer.flat.data.copy())
-            save(epoch + 1, 0)
-            if patience is not None and epoch + 1 - best["epoch"] >= patience:
+                    history["train_accuracy"].append(int(correct) / n)
+                if validation is not None:
+                    result = evaluate(model, loss, *validation)
+                    history["val_loss"].append(result["loss"])
+                    if "accuracy" in result:
+                        history["val_accuracy"].append(result["accuracy"])
+                history["seconds"].append(time.perf_counter() - t0)
                 if verbose:
-                    bar.write(f"{desc}: no better validation loss for {patience} epochs; stopping",
-                              file=sys.stderr)
-                break
-    loss.check = check_before
+                    bar.write(_epoch_line(desc, history, epochs), file=sys.stderr)
+                if validation is not None and history["val_loss"][-1] < best["loss"]:
+                    best.update(loss=history["val_loss"][-1], epoch=epoch + 1,
+                                weights=optimizer.flat.data.copy())
+                save(epoch + 1, 0)
+                if patience is not None and epoch + 1 - best["epoch"] >= patience:
+                    if verbose:
+                        bar.write(f"{desc}: no better validation loss for {patience} epochs; stopping",
+                                  file=sys.stderr)
+                    break
+    finally:
+        loss.check = check_before
     if restore_best and best["weights"] is not None:
         optimizer.flat.data[...] = best["weights"]  # restore the best epoch's weights
         history["best_epoch"] = best["epoch"]

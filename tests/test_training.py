@@ -129,9 +129,11 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(tmp_path):
     model = small_ae()
     opt = nn.Adam(model.parameters())
     ckpt = tmp_path / "ae.npz"
+    loss = nan_at(3 + 2)
     with pytest.raises(nn.TrainingError, match=r"epoch 2, step 2 of 3.*end of epoch 1.*ae\.npz"):
-        fit(model, nan_at(3 + 2), opt, tiny_images(), epochs=3, batch_size=32,
+        fit(model, loss, opt, tiny_images(), epochs=3, batch_size=32,
             checkpoint=ckpt, progress=False, verbose=False)
+    assert loss.check is None  # fit turned the per-step checks off, and back on
     meta = load_checkpoint(ckpt, small_ae(), nn.Adam(small_ae().parameters()))
     assert meta["user"]["epoch"] == 1  # the last good state, not the diverged one
 
