@@ -61,6 +61,8 @@ class Settings:
     finetune_lr: float = 1e-3
     finetune_weight_decay: float = 0.1
     finetune_flip: bool = True  # mirror a random half of each batch
+    # which epoch's weights the classifiers keep: "val_accuracy" or "val_loss"
+    select_on: str = "val_accuracy"
     # the map
     tsne_points: int = 10000
     backend: str = "numpy"
@@ -166,8 +168,8 @@ def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, ch
     history = fit(model, CrossEntropy(), opt, codes_train, y_train, epochs=settings.head_epochs,
                   batch_size=settings.batch_size, validation=(codes_val, y_val),
                   seed=settings.seed, schedule=cosine_schedule(settings.head_lr, steps),
-                  restore_best=True, checkpoint=checkpoint, progress=settings.progress,
-                  meta={"model": head.config, "scaler": scaler.config},
+                  restore_best=True, monitor=settings.select_on, checkpoint=checkpoint,
+                  progress=settings.progress, meta={"model": head.config, "scaler": scaler.config},
                   desc="head on codes")
     return scaler, head, history
 
@@ -181,6 +183,7 @@ def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoin
                   epochs=settings.finetune_epochs, batch_size=settings.batch_size,
                   validation=(splits.x_val, splits.y_val), seed=settings.seed,
                   schedule=cosine_schedule(settings.finetune_lr, steps), restore_best=True,
+                  monitor=settings.select_on,
                   flip=settings.finetune_flip,
                   checkpoint=checkpoint, progress=settings.progress,
                   meta={"model": model.config}, desc="fine-tune")

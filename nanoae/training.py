@@ -141,7 +141,7 @@ class _StopFlag:
 
 def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256,
         validation=None, seed: int = 0, schedule=None, patience: int | None = None,
-        restore_best: bool = False, flip: bool = False,
+        restore_best: bool = False, monitor: str = "val_loss", flip: bool = False,
         checkpoint: str | Path | None = None, resume: bool = False, meta: dict | None = None,
         progress: bool | None = None, verbose: bool = True, desc: str = "train") -> dict:
     """Train ``model`` on (x, y) with mini-batches; returns the history (a dict of lists).
@@ -152,8 +152,10 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     schedule: a function step -> learning rate (e.g. ``cosine_schedule``), or None.
     patience: stop after this many epochs without a lower validation loss, and
         restore the weights of the best epoch (needs ``validation``).
-    restore_best: at the end, restore the weights of the epoch with the lowest
-        validation loss (implied by ``patience``; needs ``validation``).
+    restore_best: at the end, restore the weights of the best epoch on
+        validation (implied by ``patience``; needs ``validation``).
+    monitor: what "best" means: "val_loss" (lowest) or "val_accuracy" (highest;
+        a tie goes to the later epoch, which a decaying schedule has refined).
     checkpoint: a path; the model, optimizer and history are saved there
         (atomically) after every epoch and when Ctrl-C stops the run.
     resume: continue from ``checkpoint`` (same optimizer state, same data order).
@@ -175,6 +177,10 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     restore_best = restore_best or patience is not None
     if restore_best and validation is None:
         raise ValueError("fit: early stopping and restore_best need validation data")
+    if monitor not in ("val_loss", "val_accuracy"):
+        raise ValueError(f"fit: monitor must be 'val_loss' or 'val_accuracy', got {monitor!r}")
+    if monitor == "val_accuracy" and y is None:
+        raise ValueError("fit: monitor='val_accuracy' needs labels")
     if resume and checkpoint is None:
         raise ValueError("fit: resume=True needs a checkpoint path")
 
@@ -196,7 +202,8 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
         start_epoch, start_step = saved["epoch"], saved["step"]
         carried = (saved["partial_loss_sum"], saved["partial_correct"])
     meta = dict(meta or {})
-    best = {"loss": math.inf, "weights": None, "epoch": None}
+    best = {"score": -math.inf, "weights": None, "epoch": None}
+    sign = -1.0 if monitor == "val_loss" else 1.0  # higher score is better
     check_before, loss.check = loss.check, False  # validated above; per-step checks cost syncs
     losses = xp.zeros(steps, dtype=numpy.float32)  # per-step losses, read once per epoch
 
@@ -263,9 +270,10 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
                 history["seconds"].append(time.perf_counter() - t0)
                 if verbose:
                     bar.write(_epoch_line(desc, history, epochs), file=sys.stderr)
-                if validation is not None and history["val_loss"][-1] < best["loss"]:
-                    best.update(loss=history["val_loss"][-1], epoch=epoch + 1,
-                                weights=optimizer.flat.data.copy())
+                score = sign * history[monitor][-1] if validation is not None else None
+                if score is not None and (score > best["score"] or
+                                          (monitor == "val_accuracy" and score == best["score"])):
+                    best.update(score=score, epoch=epoch + 1, weights=optimizer.flat.data.copy())
                 save(epoch + 1, 0)
                 if patience is not None and epoch + 1 - best["epoch"] >= patience:
                     if verbose:

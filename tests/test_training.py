@@ -200,3 +200,20 @@ def test_flip_mirrors_a_seeded_half_and_never_the_callers_data():
         return weights(model)
     for a, b in zip(run(), run()):
         numpy.testing.assert_array_equal(a, b)
+
+
+def test_monitor_val_accuracy_keeps_the_most_accurate_epoch():
+    rng = numpy.random.default_rng(3)
+    y = rng.integers(0, 3, size=90)
+    x = (rng.standard_normal((90, 4)) + 1.5 * numpy.eye(4)[y]).astype(numpy.float32)
+    head = Classifier(4, (32,), 3, seed=0)
+    hist = fit(head, nn.CrossEntropy(), nn.Adam(head.parameters(), lr=2e-2), x[:60], y[:60],
+               epochs=12, batch_size=15, validation=(x[60:], y[60:]), restore_best=True,
+               monitor="val_accuracy", progress=False, verbose=False)
+    accs = hist["val_accuracy"]
+    best = hist["best_epoch"]
+    assert accs[best - 1] == max(accs) and all(a < max(accs) for a in accs[best:])  # ties: later
+    assert evaluate(head, nn.CrossEntropy(), x[60:], y[60:])["accuracy"] == pytest.approx(max(accs))
+    with pytest.raises(ValueError, match="monitor"):
+        fit(head, nn.CrossEntropy(), nn.Adam(head.parameters()), x, y, epochs=1,
+            validation=(x, y), restore_best=True, monitor="accuracy", verbose=False)
