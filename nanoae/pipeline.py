@@ -169,7 +169,8 @@ def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, ch
                   batch_size=settings.batch_size, validation=(codes_val, y_val),
                   seed=settings.seed, schedule=cosine_schedule(settings.head_lr, steps),
                   restore_best=True, monitor=settings.select_on, checkpoint=checkpoint,
-                  progress=settings.progress, meta={"model": head.config, "scaler": scaler.config},
+                  progress=settings.progress, meta={"model": head.config, "scaler": scaler.config,
+                                                    "settings": settings.as_dict()},
                   desc="head on codes")
     return scaler, head, history
 
@@ -186,7 +187,7 @@ def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoin
                   monitor=settings.select_on,
                   flip=settings.finetune_flip,
                   checkpoint=checkpoint, progress=settings.progress,
-                  meta={"model": model.config}, desc="fine-tune")
+                  meta={"model": model.config, "settings": settings.as_dict()}, desc="fine-tune")
     return model, history
 
 

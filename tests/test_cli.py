@@ -91,6 +91,12 @@ def test_demo_quick_on_small_data_writes_everything(tmp_path, fake_data, capsys)
     for key in METRIC_KEYS:
         assert key in metrics, key
     assert metrics["settings"]["ae_epochs"] == 1 and metrics["settings"]["batch_size"] == 64
+    from nanoae.checkpoint import read_checkpoint_meta
+
+    for name in ("autoencoder.npz", "classifier.npz", "finetuned.npz"):
+        meta = read_checkpoint_meta(out / name)  # seed, settings and versions travel along
+        assert meta["user"]["seed"] == 0 and meta["user"]["settings"]["ae_epochs"] == 1
+        assert meta["nanoae_version"] and meta["numpy_version"]
     report = (out / "report.md").read_text()
     assert "![t-SNE](tsne.png)" in report and "| result | value | target |" in report
 
