@@ -30,14 +30,21 @@ data: Fashion-MNIST is looked up in --data-dir, $NANOAE_DATA_DIR, the user cache
 dataset-fashion-mnist), and otherwise downloaded (checksum-verified) into the cache."""
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _whole_number(minimum):
+    """An argparse type: an int >= minimum, with a message that says what was wrong."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+_positive_int = _whole_number(1)
+_non_negative_int = _whole_number(0)
 
 
 def _positive_float(text):
@@ -110,12 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a dense softmax head on the frozen codes of --ae, or, "
                        "with --finetune, encoder and head together.")
     _common(p)
-    p.add_argument("--ae", type=_existing_file, required=True, help="autoencoder checkpoint")
+    p.add_argument("--ae", type=_existing_file, required=True, metavar="CKPT",
+                   help="autoencoder checkpoint (from train-ae or demo)")
     p.add_argument("--out", type=Path, default=Path("runs/classifier.npz"), help="checkpoint (default: %(default)s)")
     p.add_argument("--epochs", type=_positive_int, default=30, help="epochs (default: %(default)s)")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate, cosine schedule (default: %(default)s)")
     p.add_argument("--hidden", type=_positive_int, nargs="+", default=[512, 512], help="hidden widths (default: 512 512)")
-    p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS",
+    p.add_argument("--finetune", type=_non_negative_int, default=0, metavar="EPOCHS",
                    help="then fine-tune encoder + head for EPOCHS epochs (default: 0)")
 
     p = sub.add_parser("evaluate", help="test-set metrics of saved checkpoints, as JSON")
@@ -126,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tsne", help="the t-SNE map of an autoencoder's test codes")
     _common(p, training=False)
-    p.add_argument("--ae", type=_existing_file, required=True, help="autoencoder checkpoint")
+    p.add_argument("--ae", type=_existing_file, required=True, metavar="CKPT",
+                   help="autoencoder checkpoint (from train-ae or demo)")
     p.add_argument("--out", type=Path, default=Path("runs/tsne.png"), help="PNG to write (default: %(default)s)")
     p.add_argument("--points", type=_positive_int, default=10000, help="test images to map (default: %(default)s)")
     return parser
