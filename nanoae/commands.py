@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy
@@ -15,6 +16,12 @@ from .models import FineTuned, Standardize, build_model
 from .pipeline import (Settings, autoencoder_metrics, encode_splits, fine_tune, head_training_set,
                        load_splits, run_demo, train_autoencoder, train_head, tsne_map)
 from .training import evaluate
+
+
+def _usage_error(message: str):
+    """Exit like argparse does for a bad combination of arguments: one line, status 2."""
+    print(f"nanoae evaluate: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def load_model(path):
@@ -86,7 +93,7 @@ def train_classifier(args):
 
 def evaluate_checkpoints(args):
     if args.ae is None and args.classifier is None:
-        raise SystemExit("nanoae evaluate: error: give --ae, --classifier, or both")
+        _usage_error("give --ae, --classifier, or both")
     splits = load_splits(_settings(args))
     result = {}
     ae = load_model(args.ae) if args.ae else None
@@ -98,8 +105,8 @@ def evaluate_checkpoints(args):
         x_test = backend.to_device(splits.x_test)
         if not isinstance(clf, FineTuned):
             if ae is None:
-                raise SystemExit("nanoae evaluate: error: this classifier works on codes; "
-                                 "give the autoencoder it was trained on with --ae")
+                _usage_error("this classifier works on codes; give the autoencoder it was "
+                             "trained on with --ae")
             x_test = encode_splits(ae, splits)[2]
         r = evaluate(clf, CrossEntropy(), x_test, backend.to_device(splits.y_test))
         result.update(clf_test_accuracy=r["accuracy"], clf_test_loss=r["loss"])

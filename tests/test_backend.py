@@ -44,3 +44,14 @@ def test_environment_variable_chooses_the_backend(monkeypatch):
     monkeypatch.setattr(backend, "_active", None)
     with pytest.raises(ValueError, match="bogus"):
         backend.xp()
+
+
+def test_the_core_imports_nothing_heavy():
+    """DESIGN: the numerical core never imports matplotlib, scikit-learn, tqdm or cupy."""
+    import subprocess
+    import sys
+
+    code = ("import sys, nanoae; heavy = {'matplotlib', 'sklearn', 'tqdm', 'cupy', 'torch'};"
+            "print(sorted(heavy & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -164,3 +164,9 @@ def test_ctrl_c_during_train_ae_saves_and_says_how_to_resume(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert read_checkpoint_meta(ckpt)["user"]["epoch"] == saved["epoch"] + 1
+
+
+def test_evaluate_needs_a_checkpoint(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate"])
+    assert exc.value.code == 2 and "give --ae, --classifier, or both" in capsys.readouterr().err
