@@ -24,6 +24,17 @@ def weights(model):
     return [to_numpy(p.data).copy() for p in model.parameters()]
 
 
+def assert_reproducible(init_seed, **fit_kwargs):
+    """Two identical seeded runs of fit must end with bitwise-identical weights."""
+    def run():
+        model = small_ae(seed=init_seed)
+        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(),
+            progress=False, verbose=False, **fit_kwargs)
+        return weights(model)
+    for a, b in zip(run(), run()):
+        numpy.testing.assert_array_equal(a, b)
+
+
 def test_as_batch_scales_uint8_once():
     x = numpy.array([[0, 255, 51]], dtype=numpy.uint8)
     b = as_batch(x)
@@ -46,13 +57,7 @@ def test_fit_autoencoder_history_and_progress():
 
 
 def test_same_seed_same_weights_bitwise():
-    def run():
-        model = small_ae(seed=3)
-        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(), epochs=2,
-            batch_size=20, seed=5, progress=False, verbose=False)
-        return weights(model)
-    for a, b in zip(run(), run()):
-        numpy.testing.assert_array_equal(a, b)
+    assert_reproducible(init_seed=3, epochs=2, batch_size=20, seed=5)
 
 
 def test_classifier_fit_reports_accuracy():
@@ -193,13 +198,7 @@ def test_flip_mirrors_a_seeded_half_and_never_the_callers_data():
     numpy.testing.assert_array_equal(out[1], before[1])
     numpy.testing.assert_array_equal(x, before)
 
-    def run():
-        model = small_ae(seed=2)
-        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(), epochs=1,
-            batch_size=32, flip=True, progress=False, verbose=False)
-        return weights(model)
-    for a, b in zip(run(), run()):
-        numpy.testing.assert_array_equal(a, b)
+    assert_reproducible(init_seed=2, epochs=1, batch_size=32, flip=True)
 
 
 def test_monitor_val_accuracy_keeps_the_most_accurate_epoch():
