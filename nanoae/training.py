@@ -294,8 +294,8 @@ def _mirror(xb, which):
     side = math.isqrt(xb.shape[1])
     if side * side != xb.shape[1]:
         raise ValueError(f"fit: flip needs flattened square images, got {xb.shape[1]} features")
-    if xb.dtype == numpy.uint8 or not xb.flags.owndata:
-        xb = xb.copy()  # never mirror the caller's data in place
+    if not xb.flags.owndata:
+        xb = xb.copy()  # a view of the caller's data: never mirror that in place
     images = xb.reshape(len(xb), side, side)
     images[which] = images[which][:, :, ::-1]
     return xb
