@@ -7,15 +7,13 @@ from pathlib import Path
 
 import numpy
 
-from . import backend
 from .checkpoint import load_checkpoint, read_checkpoint_meta
 from .errors import CheckpointError
-from .losses import CrossEntropy
 from .model import Sequential
 from .models import FineTuned, Standardize, build_model
 from .pipeline import (Settings, autoencoder_metrics, encode_splits, fine_tune, head_training_set,
-                       load_splits, run_demo, train_autoencoder, train_head, tsne_map)
-from .training import evaluate
+                       load_splits, run_demo, score_classifier, train_autoencoder, train_head,
+                       tsne_map)
 
 
 def _usage_error(message: str):
@@ -78,23 +76,26 @@ def train_classifier(args):
     c_train, c_val, c_test = encode_splits(ae, splits)
     codes, labels = head_training_set(ae, splits, c_train, settings)
     scaler, head, _ = train_head(codes, labels, c_val, splits.y_val, settings, checkpoint=args.out)
-    y_test = backend.to_device(splits.y_test)
-    result = {"checkpoint": str(args.out),
-              "frozen_test_accuracy": evaluate(Sequential(scaler, head), CrossEntropy(), c_test,
-                                               y_test)["accuracy"]}
+    frozen = Sequential(ae.encoder, scaler, head)
+    result = {"checkpoint": str(args.out), **_scores("frozen_test", frozen, splits, settings)}
     if args.finetune:
         tuned, _ = fine_tune(ae, scaler, head, splits, settings,
                              checkpoint=Path(args.out).with_suffix(".finetuned.npz"))
         result["finetune_checkpoint"] = str(Path(args.out).with_suffix(".finetuned.npz"))
-        result["finetune_test_accuracy"] = evaluate(tuned, CrossEntropy(),
-                                                    backend.to_device(splits.x_test), y_test)["accuracy"]
+        result.update(_scores("finetune_test", tuned, splits, settings))
     return result
+
+
+def _scores(prefix, model, splits, settings) -> dict:
+    return {f"{prefix}_{k}": v for k, v in
+            score_classifier(model, splits.x_test, splits.y_test, settings).items()}
 
 
 def evaluate_checkpoints(args):
     if args.ae is None and args.classifier is None:
         _usage_error("give --ae, --classifier, or both")
-    splits = load_splits(_settings(args))
+    settings = _settings(args)
+    splits = load_splits(settings)
     result = {}
     ae = load_model(args.ae) if args.ae else None
     if ae is not None:
@@ -102,14 +103,12 @@ def evaluate_checkpoints(args):
                        if k in ("bce", "mse", "dead_units")})
     if args.classifier:
         clf = load_model(args.classifier)
-        x_test = backend.to_device(splits.x_test)
         if not isinstance(clf, FineTuned):
             if ae is None:
                 _usage_error("this classifier works on codes; give the autoencoder it was "
                              "trained on with --ae")
-            x_test = encode_splits(ae, splits)[2]
-        r = evaluate(clf, CrossEntropy(), x_test, backend.to_device(splits.y_test))
-        result.update(clf_test_accuracy=r["accuracy"], clf_test_loss=r["loss"])
+            clf = Sequential(ae.encoder, clf)  # scored on images, like the fine-tuned model
+        result.update(_scores("clf_test", clf, splits, settings))
     return result
 
 

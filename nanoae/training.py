@@ -74,34 +74,51 @@ def split_validation(n: int, fraction: float, seed: int):
     return numpy.sort(perm[n_val:]), numpy.sort(perm[:n_val])
 
 
-def predict(model, x, *, batch_size: int = 2048):
-    """model(x) in batches, concatenated (stays on the device)."""
+def predict(model, x, *, batch_size: int = 2048, mirror: bool = False):
+    """model(x) in batches, concatenated (stays on the device).
+
+    mirror: test-time augmentation for square images: the mean of the model's
+    outputs on each image and on its mirror image (for a classifier trained
+    with ``flip``, both are pictures of the same class).
+    """
     xp = backend.get_array_module(x)
-    return xp.concatenate([model(as_batch(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
+    return xp.concatenate([_forward(model, as_batch(x[i:i + batch_size]), mirror)
+                           for i in range(0, len(x), batch_size)])
 
 
-def evaluate(model, loss, x, y=None, *, batch_size: int = 2048) -> dict:
+def evaluate(model, loss, x, y=None, *, batch_size: int = 2048, mirror: bool = False) -> dict:
     """Mean loss (and accuracy, for labels) of ``model`` on (x, y); y=None means y = x.
 
     Returns host floats: ``{"loss": ..., "accuracy": ...}`` (accuracy only for
     class labels). Batches are weighted by their size, so the result is the
-    mean over all examples.
+    mean over all examples. mirror: score the mean of the class probabilities
+    of each image and its mirror image (see ``predict``); needs labels.
     """
     n = len(x)
     if n == 0:
         raise ValueError("evaluate: got no examples")
+    if mirror and y is None:
+        raise ValueError("evaluate: mirror averages class probabilities and needs labels y")
     loss_sum = correct = 0
     for i in range(0, n, batch_size):
         xb = as_batch(x[i:i + batch_size])
         target = xb if y is None else y[i:i + batch_size]
-        pred = model(xb)
-        loss_sum = loss_sum + _loss_value(model, loss, pred, target) * len(xb)
+        pred = _forward(model, xb, mirror)
+        # an average of two softmax outputs has no logits: the loss reads the probabilities
+        value = loss(pred, target) if mirror else _loss_value(model, loss, pred, target)
+        loss_sum = loss_sum + value * len(xb)
         if isinstance(loss, CrossEntropy):
             correct = correct + (pred.argmax(axis=1) == target).sum()
     result = {"loss": float(loss_sum) / n}  # the one sync of the evaluation
     if isinstance(loss, CrossEntropy):
         result["accuracy"] = float(correct) / n
     return result
+
+
+def _forward(model, xb, mirror: bool):
+    if not mirror:
+        return model(xb)
+    return 0.5 * (model(xb) + model(_mirror(xb, slice(None))))
 
 
 def _loss_value(model, loss, pred, target):
@@ -141,7 +158,7 @@ class _StopFlag:
 
 def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256,
         validation=None, seed: int = 0, schedule=None, patience: int | None = None,
-        restore_best: bool = False, monitor: str = "val_loss", flip: bool = False,
+        restore_best: bool = False, monitor: str = "val_loss", flip: bool = False, shift: int = 0,
         checkpoint: str | Path | None = None, resume: bool = False, meta: dict | None = None,
         progress: bool | None = None, verbose: bool = True, desc: str = "train") -> dict:
     """Train ``model`` on (x, y) with mini-batches; returns the history (a dict of lists).
@@ -161,6 +178,9 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     resume: continue from ``checkpoint`` (same optimizer state, same data order).
     flip: data augmentation for square images: mirror a random half of each
         batch left to right (chosen from ``(seed, epoch)``, like the order).
+    shift: data augmentation for square images: move each image by a random
+        whole number of pixels in -shift..shift along each axis, filling with 0
+        (also drawn from ``(seed, epoch)``).
     progress: show a progress bar (None: only on a terminal).
 
     Raises KeyboardInterrupt after saving when stopped with Ctrl-C, and
@@ -183,6 +203,8 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
         raise ValueError("fit: monitor='val_accuracy' needs labels")
     if resume and checkpoint is None:
         raise ValueError("fit: resume=True needs a checkpoint path")
+    if int(shift) < 0:
+        raise ValueError(f"fit: shift must be >= 0 pixels, got {shift}")
 
     xp = backend.xp()
     x = backend.to_device(x)
@@ -223,6 +245,7 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
                 epoch_rng = numpy.random.default_rng([seed, epoch])
                 perm = xp.asarray(epoch_rng.permutation(n))
                 mirrored = xp.asarray(epoch_rng.random(n) < 0.5) if flip else None
+                offsets = xp.asarray(epoch_rng.integers(-shift, shift + 1, (n, 2))) if shift else None
                 correct = xp.zeros((), dtype=numpy.int64)
                 first = start_step if epoch == start_epoch else 0
                 if first:
@@ -236,6 +259,8 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
                     xb = as_batch(x[idx])
                     if flip:
                         xb = _mirror(xb, mirrored[idx])
+                    if shift:
+                        xb = shift_images(xb, offsets[idx], shift)
                     target = xb if y is None else y[idx]
                     pred = model(xb)
                     losses[step] = _loss_value(model, loss, pred, target) * len(idx)
@@ -290,7 +315,10 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
 
 
 def _mirror(xb, which):
-    """Flip the rows of ``xb`` (flattened square images) selected by ``which`` left to right."""
+    """Flip the rows of ``xb`` (flattened square images) selected by ``which`` left to right.
+
+    ``which``: a boolean mask or ``slice(None)`` (all of them).
+    """
     side = math.isqrt(xb.shape[1])
     if side * side != xb.shape[1]:
         raise ValueError(f"fit: flip needs flattened square images, got {xb.shape[1]} features")
@@ -299,6 +327,26 @@ def _mirror(xb, which):
     images = xb.reshape(len(xb), side, side)
     images[which] = images[which][:, :, ::-1]
     return xb
+
+
+def shift_images(xb, offsets, pad: int):
+    """Move each flattened square image of ``xb`` by its (rows, columns) in ``offsets``.
+
+    ``offsets`` is an integer array (N, 2) with entries in -pad..pad; pixels
+    moved in from outside the image are 0. One gather for the whole batch:
+    output pixel (i, j) of image b is input pixel (i - dy_b, j - dx_b) of the
+    image zero-padded by ``pad`` on every side.
+    """
+    xp = backend.get_array_module(xb)
+    side = math.isqrt(xb.shape[1])
+    if side * side != xb.shape[1]:
+        raise ValueError(f"shift needs flattened square images, got {xb.shape[1]} features")
+    padded = xp.pad(xb.reshape(len(xb), side, side), ((0, 0), (pad, pad), (pad, pad)))
+    grid = xp.arange(side)
+    rows = (grid + pad)[None, :, None] - offsets[:, 0, None, None]  # (N, side, 1)
+    cols = (grid + pad)[None, None, :] - offsets[:, 1, None, None]  # (N, 1, side)
+    batch = xp.arange(len(xb))[:, None, None]
+    return padded[batch, rows, cols].reshape(len(xb), -1)
 
 
 def _validate_data(model, loss, x, y):

@@ -116,6 +116,7 @@ def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys):
     assert main(["evaluate", "--ae", ae, "--classifier", clf, *common[:3]]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["clf_test_accuracy"] == pytest.approx(trained["frozen_test_accuracy"])
+    assert "clf_test_accuracy_single_view" in evaluated
     assert main(["evaluate", "--classifier", trained["finetune_checkpoint"], *common[:3]]) == 0
     tuned = json.loads(capsys.readouterr().out)
     assert tuned["clf_test_accuracy"] == pytest.approx(trained["finetune_test_accuracy"])

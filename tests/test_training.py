@@ -9,7 +9,7 @@ import nanoae as nn
 from nanoae.backend import to_numpy
 from nanoae.checkpoint import load_checkpoint
 from nanoae.models import Autoencoder, Classifier
-from nanoae.training import as_batch, cosine_schedule, evaluate, fit, split_validation
+from nanoae.training import as_batch, cosine_schedule, evaluate, fit, predict, split_validation
 
 
 def tiny_images(n=96, seed=0):
@@ -201,6 +201,48 @@ def test_flip_mirrors_a_seeded_half_and_never_the_callers_data():
     assert_reproducible(init_seed=2, epochs=1, batch_size=32, flip=True)
 
 
+def _shift_by_hand(image, dy, dx):
+    """One image moved dy rows down and dx columns right, zeros coming in (the slow, obvious way)."""
+    out = numpy.zeros_like(image)
+    side = image.shape[0]
+    for i in range(side):
+        for j in range(side):
+            if 0 <= i - dy < side and 0 <= j - dx < side:
+                out[i, j] = image[i - dy, j - dx]
+    return out
+
+
+def test_shift_images_matches_a_pixel_by_pixel_shift(xp):
+    from nanoae.training import shift_images
+
+    rng = numpy.random.default_rng(4)
+    x = rng.random((6, 49), dtype=numpy.float32)
+    offsets = numpy.array([[0, 0], [1, 0], [0, -1], [-2, 2], [2, -2], [-1, 1]])
+    out = to_numpy(shift_images(xp.asarray(x), xp.asarray(offsets), 2))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    for b, (dy, dx) in enumerate(offsets):
+        numpy.testing.assert_array_equal(out[b].reshape(7, 7), _shift_by_hand(x[b].reshape(7, 7), dy, dx))
+    with pytest.raises(ValueError, match="square"):
+        shift_images(xp.asarray(x[:, :48]), xp.asarray(offsets), 2)
+
+
+def test_fit_shift_is_seeded_and_checked():
+    x = tiny_images()
+    before = x.copy()
+    assert_reproducible(init_seed=2, epochs=1, batch_size=32, flip=True, shift=2)
+    trained = []
+    for shift in (0, 1):
+        model = small_ae()
+        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=1, batch_size=32,
+            shift=shift, progress=False, verbose=False)
+        trained.append(weights(model)[0])
+    assert not numpy.array_equal(*trained)  # the shift reached the batches
+    numpy.testing.assert_array_equal(x, before)  # but never the caller's images
+    with pytest.raises(ValueError, match="shift must be >= 0"):
+        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=1, shift=-1,
+            progress=False, verbose=False)
+
+
 def test_monitor_val_accuracy_keeps_the_most_accurate_epoch():
     rng = numpy.random.default_rng(3)
     y = rng.integers(0, 3, size=90)
@@ -216,3 +258,18 @@ def test_monitor_val_accuracy_keeps_the_most_accurate_epoch():
     with pytest.raises(ValueError, match="monitor"):
         fit(head, nn.CrossEntropy(), nn.Adam(head.parameters()), x, y, epochs=1,
             validation=(x, y), restore_best=True, monitor="accuracy", verbose=False)
+
+
+def test_mirror_averages_the_probabilities_of_an_image_and_its_mirror_image():
+    rng = numpy.random.default_rng(5)
+    x = rng.random((10, 4), dtype=numpy.float32)  # ten 2x2 images
+    y = rng.integers(0, 3, size=10)
+    head = Classifier(4, (8,), 3, seed=0)
+    expected = 0.5 * (head(x) + head(x[:, [1, 0, 3, 2]]))
+    numpy.testing.assert_allclose(predict(head, x, mirror=True), expected, rtol=1e-6)
+    r = evaluate(head, nn.CrossEntropy(), x, y, batch_size=4, mirror=True)
+    assert r["loss"] == pytest.approx(float(nn.CrossEntropy()(expected, y)), rel=1e-6)
+    assert r["accuracy"] == pytest.approx(float((expected.argmax(axis=1) == y).mean()))
+    assert evaluate(head, nn.CrossEntropy(), x, y)["loss"] != pytest.approx(r["loss"])
+    with pytest.raises(ValueError, match="needs labels"):
+        evaluate(head, nn.CrossEntropy(), x, mirror=True)
