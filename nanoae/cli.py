@@ -21,7 +21,7 @@ from pathlib import Path
 EPILOG = """examples:
   nanoae demo --quick                  # every step in under 2 minutes on 2 CPU cores
   nanoae demo --out runs/demo          # the full run reported in the README
-  nanoae train-ae --epochs 20 --out runs/ae.npz
+  nanoae train-ae --out runs/ae.npz     # the default autoencoder (--reference: the reference one)
   nanoae train-classifier --ae runs/ae.npz --out runs/clf.npz
   nanoae evaluate --ae runs/ae.npz --classifier runs/clf.npz
 
@@ -54,6 +54,16 @@ def _positive_float(text):
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _probability(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
 
 
@@ -97,8 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="a short run (< 2 min on 2 cores): fewer epochs, "
                    "2000 points in the map, no reference autoencoder")
-    p.add_argument("--epochs", type=_positive_int, help="autoencoder epochs (default: 20; 3 with --quick)")
-    p.add_argument("--lr", type=_positive_float, help="autoencoder learning rate (default: 1e-3)")
+    p.add_argument("--epochs", type=_positive_int, help="autoencoder epochs (default: 40; 3 with --quick)")
+    p.add_argument("--lr", type=_positive_float, help="autoencoder peak learning rate, cosine schedule "
+                   "(default: 2e-3)")
+    p.add_argument("--mask", type=_probability, help="fraction of input pixels the autoencoder sees "
+                   "zeroed while it learns to reconstruct them (default: 0.1)")
     p.add_argument("--code", choices=("linear", "relu"), help="activation of the 32-d code (default: linear)")
     p.add_argument("--no-reference", action="store_true",
                    help="skip the reference (ReLU-code) autoencoder trained for the parity figure")
@@ -108,9 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "checkpoint is written after every epoch and on Ctrl-C; --resume continues.")
     _common(p)
     p.add_argument("--out", type=Path, default=Path("runs/autoencoder.npz"), help="checkpoint (default: %(default)s)")
-    p.add_argument("--epochs", type=_positive_int, default=20, help="epochs (default: %(default)s)")
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--epochs", type=_positive_int, default=40, help="epochs (default: %(default)s)")
+    p.add_argument("--lr", type=_positive_float, default=2e-3,
+                   help="Adam peak learning rate, cosine schedule (default: %(default)s)")
+    p.add_argument("--mask", type=_probability, default=0.1, help="fraction of input pixels zeroed "
+                   "while the model learns to reconstruct them (default: %(default)s)")
     p.add_argument("--code", choices=("linear", "relu"), default="linear", help="code activation (default: %(default)s)")
+    p.add_argument("--reference", action="store_true", help="the reference recipe instead: ReLU code, "
+                   "20 epochs at a constant lr 1e-3, no masking (ignores --epochs/--lr/--mask/--code)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
 
     p = sub.add_parser("train-classifier", help="train a classifier on an autoencoder's codes",

@@ -48,7 +48,7 @@ def _settings(args, **extra) -> Settings:
 
 
 def demo(args):
-    overrides = {k: v for k, v in dict(ae_epochs=args.epochs, ae_lr=args.lr,
+    overrides = {k: v for k, v in dict(ae_epochs=args.epochs, ae_lr=args.lr, ae_mask=args.mask,
                                        code_activation=args.code).items() if v is not None}
     if args.no_reference:
         overrides["reference"] = False
@@ -60,9 +60,11 @@ def demo(args):
 
 
 def train_ae(args):
-    settings = _settings(args, ae_epochs=args.epochs, ae_lr=args.lr, code_activation=args.code)
+    settings = _settings(args, ae_epochs=args.epochs, ae_lr=args.lr, ae_mask=args.mask,
+                         code_activation=args.code)
     splits = load_splits(settings)
-    model, _ = train_autoencoder(splits.x_all, settings, checkpoint=args.out, resume=args.resume)
+    model, _ = train_autoencoder(splits.x_all, settings, reference=args.reference,
+                                 checkpoint=args.out, resume=args.resume)
     result = autoencoder_metrics(model, splits.x_test)
     return {"checkpoint": str(args.out), "test_bce": result["bce"], "test_mse": result["mse"],
             "dead_code_units": result["dead_units"]}

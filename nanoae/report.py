@@ -66,7 +66,8 @@ def write_report(out: Path, metrics: dict, confusion) -> Path:
     text = f"""# nanoae demo report
 
 Backend **{metrics['backend']}**, seed {metrics['seed']}, batch {s['batch_size']};
-autoencoder {s['ae_epochs']} epochs at lr {s['ae_lr']:g} ({s['code_activation']} code);
+autoencoder {s['ae_epochs']} epochs, lr {s['ae_lr']:g} cosine, {s.get('ae_mask', 0):g} of the input
+pixels masked ({s['code_activation']} code);
 head {'-'.join(map(str, s['head_hidden']))} for {s['head_epochs']} epochs; fine-tuning
 {s['finetune_epochs']} epochs at lr {s['finetune_lr']:g}; total {metrics['total_seconds']:.0f} s.
 Versions: {', '.join(f'{k} {v}' for k, v in metrics['versions'].items())}.

@@ -159,6 +159,7 @@ class _StopFlag:
 def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256,
         validation=None, seed: int = 0, schedule=None, patience: int | None = None,
         restore_best: bool = False, monitor: str = "val_loss", flip: bool = False, shift: int = 0,
+        mask: float = 0.0,
         checkpoint: str | Path | None = None, resume: bool = False, meta: dict | None = None,
         progress: bool | None = None, verbose: bool = True, desc: str = "train") -> dict:
     """Train ``model`` on (x, y) with mini-batches; returns the history (a dict of lists).
@@ -181,6 +182,10 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     shift: data augmentation for square images: move each image by a random
         whole number of pixels in -shift..shift along each axis, filling with 0
         (also drawn from ``(seed, epoch)``).
+    mask: masking noise: zero each input value with this probability and scale
+        the others by 1 / (1 - mask), so the expected input is unchanged. An
+        autoencoder still reconstructs the clean batch (a denoising
+        autoencoder). Drawn on the device from ``(seed, epoch, step)``.
     progress: show a progress bar (None: only on a terminal).
 
     Raises KeyboardInterrupt after saving when stopped with Ctrl-C, and
@@ -205,6 +210,8 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
         raise ValueError("fit: resume=True needs a checkpoint path")
     if int(shift) < 0:
         raise ValueError(f"fit: shift must be >= 0 pixels, got {shift}")
+    if not 0 <= mask < 1:
+        raise ValueError(f"fit: mask must be a probability in [0, 1), got {mask}")
 
     xp = backend.xp()
     x = backend.to_device(x)
@@ -262,6 +269,8 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
                     if shift:
                         xb = shift_images(xb, offsets[idx], shift)
                     target = xb if y is None else y[idx]
+                    if mask:
+                        xb = mask_inputs(xb, mask, xp.random.default_rng([seed, epoch, step]))
                     pred = model(xb)
                     losses[step] = _loss_value(model, loss, pred, target) * len(idx)
                     model.backward_from_loss(loss, input_grad=False)
@@ -327,6 +336,12 @@ def _mirror(xb, which):
     images = xb.reshape(len(xb), side, side)
     images[which] = images[which][:, :, ::-1]
     return xb
+
+
+def mask_inputs(xb, p: float, rng):
+    """``xb`` with each value zeroed with probability p and the rest scaled by 1 / (1 - p)."""
+    keep = rng.random(xb.shape, dtype=numpy.float32) >= p
+    return xb * keep * xb.dtype.type(1 / (1 - p))
 
 
 def shift_images(xb, offsets, pad: int):

@@ -273,3 +273,47 @@ def test_mirror_averages_the_probabilities_of_an_image_and_its_mirror_image():
     assert evaluate(head, nn.CrossEntropy(), x, y)["loss"] != pytest.approx(r["loss"])
     with pytest.raises(ValueError, match="needs labels"):
         evaluate(head, nn.CrossEntropy(), x, mirror=True)
+
+
+def test_mask_inputs_zeroes_a_fraction_and_keeps_the_mean(xp):
+    from nanoae.training import mask_inputs
+
+    x = xp.ones((400, 250), dtype=numpy.float32)
+    out = to_numpy(mask_inputs(x, 0.2, xp.random.default_rng([0, 1, 2])))
+    assert out.dtype == numpy.float32
+    assert set(numpy.unique(out).tolist()) == {0.0, numpy.float32(1 / 0.8)}
+    assert (out == 0).mean() == pytest.approx(0.2, abs=0.01)
+    assert out.mean() == pytest.approx(1.0, abs=0.015)
+    again = to_numpy(mask_inputs(x, 0.2, xp.random.default_rng([0, 1, 2])))
+    numpy.testing.assert_array_equal(out, again)  # the same (seed, epoch, step), the same mask
+
+
+def test_fit_mask_denoises_seeded_and_checked():
+    x = tiny_images()
+    assert_reproducible(init_seed=1, epochs=2, batch_size=32, mask=0.3)
+    trained = []
+    for mask in (0.0, 0.3):
+        model = small_ae()
+        hist = fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=1,
+                   batch_size=32, mask=mask, progress=False, verbose=False)
+        trained.append(weights(model)[0])
+    assert not numpy.array_equal(*trained)
+    with pytest.raises(ValueError, match="mask must be a probability"):
+        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=1, mask=1.0,
+            progress=False, verbose=False)
+
+
+def test_a_masked_autoencoder_is_scored_on_the_clean_images():
+    """The loss of a denoising step compares the output with the clean batch, not the masked one."""
+    x = numpy.full((8, 784), 128, dtype=numpy.uint8)
+    model = small_ae()
+    seen = {}
+
+    class Spy(nn.BinaryCrossEntropy):
+        def forward(self, pred, target, **kw):
+            seen["target"] = to_numpy(target).copy()
+            return super().forward(pred, target, **kw)
+
+    fit(model, Spy(), nn.SGD(model.parameters(), lr=1e-3), x, epochs=1, batch_size=8, mask=0.5,
+        progress=False, verbose=False)
+    numpy.testing.assert_array_equal(seen["target"], as_batch(x))  # no zeros, no 1/(1-p) scaling
