@@ -1,14 +1,18 @@
 """The whole Fashion-MNIST story, one step per function; ``nanoae demo`` runs them in order.
 
 1. ``load_splits``: train (with a held-out validation split) and test, as uint8.
-2. ``train_autoencoder``: the autoencoder, trained to reproduce its input (BCE, Adam).
+2. ``train_autoencoder``: the autoencoder, trained to reproduce its input (BCE, Adam);
+   by default a denoising one (it sees 10 % of the pixels zeroed, and must
+   reproduce the clean image), whose codes place images of a class closer.
 3. ``encode_splits`` + ``train_head``: a dense softmax head on the frozen codes.
 4. ``fine_tune``: encoder and head trained together on the labels.
 5. ``tsne_map``: a 2-D t-SNE map of the test codes, with trustworthiness and 5-NN accuracy.
 6. ``run_demo``: all of the above, then figures, ``metrics.json`` and ``report.md``.
 
 Model selection (the epoch whose weights are kept) uses the validation split
-only; the test set is scored once, at the end of each step.
+only; the test set is scored once, at the end of each step. A classifier's
+answer is the mean of its probabilities on the image and its mirror image
+(``test_mirror``); the single-view figures are reported beside it.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ class Settings:
     finetune_lr: float = 1e-3
     finetune_weight_decay: float = 0.1
     finetune_flip: bool = True  # mirror a random half of each batch
-    finetune_shift: int = 0  # move each image by up to this many pixels (0: off)
+    finetune_mask: float = 0.1  # zero this fraction of the input pixels (input dropout)
     # which epoch's weights the classifiers keep: "val_accuracy" or "val_loss"
     select_on: str = "val_accuracy"
     # classifiers score each image and its mirror image (mean probabilities);
@@ -210,7 +214,7 @@ def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoin
                   validation=(splits.x_val, splits.y_val), seed=settings.seed,
                   schedule=cosine_schedule(settings.finetune_lr, steps), restore_best=True,
                   monitor=settings.select_on,
-                  flip=settings.finetune_flip, shift=settings.finetune_shift,
+                  flip=settings.finetune_flip, mask=settings.finetune_mask,
                   checkpoint=checkpoint, progress=settings.progress,
                   meta={"model": model.config, "settings": settings.as_dict()}, desc="fine-tune")
     return model, history
@@ -297,7 +301,7 @@ def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
         histories["reference autoencoder (ReLU code)"] = h
         del ref
 
-    log(f"2/5 autoencoder ({settings.code_activation} code)")
+    log(f"2/5 autoencoder ({settings.code_activation} code, {settings.ae_mask:g} of the pixels masked)")
     ae, h = train_autoencoder(splits.x_all, settings, checkpoint=out / "autoencoder.npz")
     histories[f"autoencoder ({settings.code_activation} code)"] = h
     m = autoencoder_metrics(ae, splits.x_test)

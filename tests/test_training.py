@@ -294,7 +294,7 @@ def test_fit_mask_denoises_seeded_and_checked():
     trained = []
     for mask in (0.0, 0.3):
         model = small_ae()
-        hist = fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=1,
+        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=1,
                    batch_size=32, mask=mask, progress=False, verbose=False)
         trained.append(weights(model)[0])
     assert not numpy.array_equal(*trained)
