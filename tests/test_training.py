@@ -295,7 +295,7 @@ def test_fit_mask_denoises_seeded_and_checked():
     for mask in (0.0, 0.3):
         model = small_ae()
         fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=1,
-                   batch_size=32, mask=mask, progress=False, verbose=False)
+            batch_size=32, mask=mask, progress=False, verbose=False)
         trained.append(weights(model)[0])
     assert not numpy.array_equal(*trained)
     with pytest.raises(ValueError, match="mask must be a probability"):
