@@ -90,7 +90,7 @@ def train_classifier(args):
 
 def _scores(prefix, model, splits, settings) -> dict:
     return {f"{prefix}_{k}": v for k, v in
-            score_classifier(model, splits.x_test, splits.y_test, settings).items()}
+            score_classifier(model, splits, settings).items()}
 
 
 def evaluate_checkpoints(args):

@@ -50,12 +50,22 @@ def results_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _mirror_note(settings: dict) -> str:
-    if not settings.get("test_mirror"):
+def _mirror_note(metrics: dict) -> str:
+    if not metrics["settings"].get("test_mirror"):
         return ""
-    return ("A classifier's answer is the mean of its class probabilities on the image and on\n"
-            "its mirror image (both were in its training data); the single-view figures are\n"
-            "those of one pass on the image alone.\n")
+    lines = []
+    for key, name in (("clf_frozen", "head on frozen codes"), ("clf_finetune", "fine-tuned classifier")):
+        if f"{key}_test_mirror" not in metrics:
+            continue
+        single = metrics[f"{key}_test_val_accuracy_single_view"]
+        mirrored = metrics[f"{key}_test_val_accuracy_mirrored"]
+        used = "so its answer is the mean over the two" if metrics[f"{key}_test_mirror"] else \
+            "so it answers from the image alone"
+        lines.append(f"- {name}: validation accuracy {100 * single:.2f} % on the image alone, "
+                     f"{100 * mirrored:.2f} % averaged with its mirror image; {used}.")
+    return ("Each classifier may answer with the mean of its class probabilities on the image\n"
+            "and on its mirror image (both views were in its training data), where that is more\n"
+            "accurate on the validation split:\n\n" + "\n".join(lines) + "\n")
 
 
 def write_report(out: Path, metrics: dict, confusion) -> Path:
@@ -78,7 +88,7 @@ Versions: {', '.join(f'{k} {v}' for k, v in metrics['versions'].items())}.
 
 Each classifier keeps the epoch with the best {s.get('select_on', 'val_loss').replace('_', ' ')}
 (on a split held out of the training set); the test set was scored once.
-{_mirror_note(s)}
+{_mirror_note(metrics)}
 ## Reconstructions
 
 ![reconstructions](reconstructions.png)

@@ -1,0 +1,39 @@
+"""Pipeline choices that the demo's figures rest on."""
+
+import numpy
+
+import nanoae as nn
+from nanoae.pipeline import Settings, Splits, score_classifier
+
+
+def left_vs_right():
+    """A classifier of 2x2 images: class 0 when the top-left pixel is brighter than the
+    top-right one, class 1 otherwise. Its mirror image swaps the two, so averaging the
+    two views leaves a tie, which argmax gives to class 0."""
+    dense = nn.Dense(4, 2)
+    dense.W.data[...] = 0
+    dense.W.data[0, 0] = dense.W.data[1, 1] = 10
+    return nn.Sequential(dense, nn.Softmax())
+
+
+def splits(val_images, val_labels):
+    test = numpy.array([[0.9, 0.1, 0, 0], [0.1, 0.9, 0, 0]], dtype=numpy.float32)
+    return Splits(val_images, val_labels, val_images, val_labels, test, numpy.array([0, 1]), val_images)
+
+
+def test_mirror_averaging_is_used_only_where_validation_prefers_it():
+    model = left_vs_right()
+    right_as_is = splits(numpy.array([[0.9, 0.1, 0, 0]] * 4, dtype=numpy.float32), numpy.zeros(4, int))
+    r = score_classifier(model, right_as_is, Settings())
+    assert r["val_accuracy_single_view"] == 1.0 and r["val_accuracy_mirrored"] == 1.0
+    assert r["mirror"] is False  # a tie keeps the single view
+    assert r["accuracy"] == r["accuracy_single_view"] == 1.0
+
+    wrong_as_is = splits(numpy.array([[0.1, 0.9, 0, 0]] * 4, dtype=numpy.float32), numpy.zeros(4, int))
+    r = score_classifier(model, wrong_as_is, Settings())
+    assert r["val_accuracy_single_view"] == 0.0 and r["val_accuracy_mirrored"] == 1.0
+    assert r["mirror"] is True
+    assert r["accuracy_single_view"] == 1.0 and r["accuracy"] == 0.5  # the tie on test goes to class 0
+
+    r = score_classifier(model, wrong_as_is, Settings(test_mirror=False))
+    assert r["mirror"] is False and "val_accuracy_mirrored" not in r
