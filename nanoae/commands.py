@@ -75,22 +75,17 @@ def train_classifier(args):
                          head_hidden=tuple(args.hidden), finetune_epochs=args.finetune)
     ae = load_model(args.ae)
     splits = load_splits(settings)
-    c_train, c_val, c_test = encode_splits(ae, splits)
+    c_train, c_val, _ = encode_splits(ae, splits)
     codes, labels = head_training_set(ae, splits, c_train, settings)
     scaler, head, _ = train_head(codes, labels, c_val, splits.y_val, settings, checkpoint=args.out)
     frozen = Sequential(ae.encoder, scaler, head)
-    result = {"checkpoint": str(args.out), **_scores("frozen_test", frozen, splits, settings)}
+    result = {"checkpoint": str(args.out), **score_classifier(frozen, splits, settings, "frozen")}
     if args.finetune:
         tuned, _ = fine_tune(ae, scaler, head, splits, settings,
                              checkpoint=Path(args.out).with_suffix(".finetuned.npz"))
         result["finetune_checkpoint"] = str(Path(args.out).with_suffix(".finetuned.npz"))
-        result.update(_scores("finetune_test", tuned, splits, settings))
+        result.update(score_classifier(tuned, splits, settings, "finetune"))
     return result
-
-
-def _scores(prefix, model, splits, settings) -> dict:
-    return {f"{prefix}_{k}": v for k, v in
-            score_classifier(model, splits, settings).items()}
 
 
 def evaluate_checkpoints(args):
@@ -110,7 +105,7 @@ def evaluate_checkpoints(args):
                 _usage_error("this classifier works on codes; give the autoencoder it was "
                              "trained on with --ae")
             clf = Sequential(ae.encoder, clf)  # scored on images, like the fine-tuned model
-        result.update(_scores("clf_test", clf, splits, settings))
+        result.update(score_classifier(clf, splits, settings, "clf"))
     return result
 
 

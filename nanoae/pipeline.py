@@ -221,14 +221,15 @@ def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoin
     return model, history
 
 
-def score_classifier(model, splits: Splits, settings: Settings) -> dict:
+def score_classifier(model, splits: Splits, settings: Settings, prefix: str = "clf") -> dict:
     """Test accuracy and loss of a classifier on images, answering as validation says.
 
     With ``test_mirror`` the classifier may answer with the mean of its
     probabilities on each image and its mirror image; it does so only if that
     is more accurate on the validation split (``mirror`` in the result says
-    which was used). ``accuracy``/``loss`` are the figures of the chosen way;
-    ``*_single_view`` are always those of one pass on the image alone.
+    which was used). ``test_accuracy``/``test_loss`` are the figures of the
+    chosen way; ``*_single_view`` are always those of one pass on the image
+    alone. Every key starts with ``prefix``.
     """
     def score(x, y, mirror):
         return evaluate(model, CrossEntropy(), backend.to_device(x), backend.to_device(y), mirror=mirror)
@@ -241,8 +242,9 @@ def score_classifier(model, splits: Splits, settings: Settings) -> dict:
         mirror = result["val_accuracy_mirrored"] > val["accuracy"]
     single = score(splits.x_test, splits.y_test, False)
     chosen = score(splits.x_test, splits.y_test, True) if mirror else single
-    return {"accuracy": chosen["accuracy"], "loss": chosen["loss"], "mirror": mirror,
-            "accuracy_single_view": single["accuracy"], "loss_single_view": single["loss"], **result}
+    result.update(mirror=mirror, test_accuracy=chosen["accuracy"], test_loss=chosen["loss"],
+                  test_accuracy_single_view=single["accuracy"], test_loss_single_view=single["loss"])
+    return {f"{prefix}_{k}": v for k, v in result.items()}
 
 
 def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000):
@@ -332,8 +334,7 @@ def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
                                  checkpoint=out / "classifier.npz")
     histories["classifier on frozen codes"] = h
     frozen = Sequential(ae.encoder, scaler, head)  # the same weights, on images
-    metrics.update({f"clf_frozen_test_{k}": v for k, v in
-                    score_classifier(frozen, splits, settings).items()},
+    metrics.update(score_classifier(frozen, splits, settings, prefix="clf_frozen"),
                    clf_frozen_best_epoch=h.get("best_epoch"))
 
     log("4/5 t-SNE map of the test codes")
@@ -349,10 +350,9 @@ def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
     log("5/5 encoder + head fine-tuned end to end")
     tuned, h = fine_tune(ae, scaler, head, splits, settings, checkpoint=out / "finetuned.npz")
     histories["encoder + head fine-tuned"] = h
-    scores = score_classifier(tuned, splits, settings)
-    metrics.update({f"clf_finetune_test_{k}": v for k, v in scores.items()},
+    metrics.update(score_classifier(tuned, splits, settings, prefix="clf_finetune"),
                    clf_finetune_best_epoch=h.get("best_epoch"))
-    probs = predict(tuned, backend.to_device(splits.x_test), mirror=scores["mirror"])
+    probs = predict(tuned, backend.to_device(splits.x_test), mirror=metrics["clf_finetune_mirror"])
     pred = backend.to_numpy(probs.argmax(axis=1))
     cm = _confusion(splits.y_test, pred)
     plots.plot_confusion(cm, CLASS_NAMES, out / "confusion.png",

@@ -55,11 +55,11 @@ def _mirror_note(metrics: dict) -> str:
         return ""
     lines = []
     for key, name in (("clf_frozen", "head on frozen codes"), ("clf_finetune", "fine-tuned classifier")):
-        if f"{key}_test_mirror" not in metrics:
+        if f"{key}_val_accuracy_mirrored" not in metrics:
             continue
-        single = metrics[f"{key}_test_val_accuracy_single_view"]
-        mirrored = metrics[f"{key}_test_val_accuracy_mirrored"]
-        used = "so its answer is the mean over the two" if metrics[f"{key}_test_mirror"] else \
+        single = metrics[f"{key}_val_accuracy_single_view"]
+        mirrored = metrics[f"{key}_val_accuracy_mirrored"]
+        used = "so its answer is the mean over the two" if metrics[f"{key}_mirror"] else \
             "so it answers from the image alone"
         lines.append(f"- {name}: validation accuracy {100 * single:.2f} % on the image alone, "
                      f"{100 * mirrored:.2f} % averaged with its mirror image; {used}.")
