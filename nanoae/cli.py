@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="autoencoder checkpoint (from train-ae or demo)")
     p.add_argument("--out", type=Path, default=Path("runs/tsne.png"), help="PNG to write (default: %(default)s)")
     p.add_argument("--points", type=_positive_int, default=10000, help="test images to map (default: %(default)s)")
+    p.add_argument("--perplexity", type=_positive_float, default=20.0,
+                   help="t-SNE perplexity, about the number of neighbours that count (default: %(default)s)")
     return parser
 
 

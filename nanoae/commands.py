@@ -116,7 +116,8 @@ def tsne(args):
     ae = load_model(args.ae)
     splits = load_splits(_settings(args))
     codes = encode_splits(ae, splits)[2]
-    embedding, metrics = tsne_map(codes, splits.y_test, seed=args.seed, points=args.points)
+    embedding, metrics = tsne_map(codes, splits.y_test, seed=args.seed, points=args.points,
+                                  perplexity=args.perplexity)
     n = metrics["tsne_points"]
     plots.plot_tsne(embedding, splits.y_test[:n], CLASS_NAMES, args.out,
                     title=f"t-SNE of {n} test codes",

@@ -81,6 +81,7 @@ class Settings:
     test_mirror: bool = True
     # the map
     tsne_points: int = 10000
+    tsne_perplexity: float = 20.0  # chosen on the validation codes (see tsne_map)
     backend: str = "numpy"
     progress: bool | None = None
 
@@ -247,8 +248,13 @@ def score_classifier(model, splits: Splits, settings: Settings, prefix: str = "c
     return {f"{prefix}_{k}": v for k, v in result.items()}
 
 
-def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000):
-    """t-SNE (scikit-learn, its defaults) of the first ``points`` codes, and how good the map is.
+def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000, perplexity: float = 20.0):
+    """t-SNE (scikit-learn) of the first ``points`` codes, and how good the map is.
+
+    perplexity: about how many neighbours each point's neighbourhood holds.
+    scikit-learn's default is 30; 20 was chosen on the validation codes
+    (5-NN 78.5 % against 78.1 % at 30 and 78.3 % at 45, trustworthiness 0.9985
+    against 0.9982 and 0.9979). Otherwise scikit-learn's defaults.
 
     trustworthiness (k=5): how well the map's 5 nearest neighbours were
     neighbours in the codes too (1.0 = none is a stranger). 5-NN accuracy: the
@@ -263,7 +269,7 @@ def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000):
     labels = backend.to_numpy(labels)[:points]
     t0 = time.perf_counter()
     # perplexity must stay below the number of points (only matters for tiny runs)
-    perplexity = min(30.0, (len(codes) - 1) / 3)
+    perplexity = min(float(perplexity), (len(codes) - 1) / 3)
     embedding = TSNE(n_components=2, perplexity=perplexity, random_state=seed).fit_transform(codes)
     seconds = time.perf_counter() - t0
     knn = KNeighborsClassifier(n_neighbors=5)
@@ -271,6 +277,7 @@ def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000):
     folds = max(2, min(5, int(counts[counts > 0].min())))  # 5-fold unless a class is tiny
     return embedding, {
         "tsne_points": len(codes),
+        "tsne_perplexity": perplexity,
         "tsne_trustworthiness": float(trustworthiness(codes, embedding, n_neighbors=5)),
         "tsne_knn_accuracy": float(cross_val_score(knn, embedding, labels, cv=folds).mean()),
         "codes_knn_accuracy": float(cross_val_score(knn, codes, labels, cv=folds).mean()),
@@ -339,7 +346,8 @@ def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
 
     log("4/5 t-SNE map of the test codes")
     embedding, tsne_metrics = tsne_map(c_test, splits.y_test, seed=settings.seed,
-                                       points=settings.tsne_points)
+                                       points=settings.tsne_points,
+                                       perplexity=settings.tsne_perplexity)
     metrics.update(tsne_metrics)
     n = tsne_metrics["tsne_points"]
     plots.plot_tsne(embedding, splits.y_test[:n], CLASS_NAMES, out / "tsne.png",
