@@ -34,10 +34,11 @@ from .losses import BinaryCrossEntropy, CrossEntropy
 from .model import Sequential
 from .models import Autoencoder, Classifier, FineTuned, Standardize, dead_units
 from .optim import Adam
-from .training import as_batch, cosine_schedule, evaluate, fit, predict, split_validation
+from .training import (as_batch, cosine_schedule, fit, mirror_images, predict,
+                       split_validation)
 
 __all__ = ["Settings", "REFERENCE_AE", "load_splits", "train_autoencoder", "encode_splits", "head_training_set",
-           "mirrored", "train_head", "fine_tune", "score_classifier", "tsne_map",
+           "train_head", "fine_tune", "score_classifier", "tsne_map",
            "autoencoder_metrics", "run_demo"]
 
 
@@ -173,19 +174,14 @@ def encode_splits(model, splits: Splits):
                  for x in (splits.x_train, splits.x_val, splits.x_test))
 
 
-def mirrored(images):
-    """Flattened square images mirrored left to right (a T-shirt is still a T-shirt)."""
-    side = int(round(images.shape[1] ** 0.5))
-    return numpy.ascontiguousarray(images.reshape(-1, side, side)[:, :, ::-1].reshape(len(images), -1))
-
-
 def head_training_set(model, splits: Splits, codes_train, settings: Settings):
     """The codes the head trains on: the training codes, plus (``head_mirror``) those of
-    the mirrored training images, which the frozen encoder maps elsewhere."""
+    the mirrored training images (a T-shirt is still a T-shirt), which the frozen encoder
+    maps elsewhere."""
     if not settings.head_mirror:
         return codes_train, splits.y_train
     xp = backend.get_array_module(codes_train)
-    extra = predict(model.encoder, backend.to_device(mirrored(splits.x_train)))
+    extra = predict(model.encoder, backend.to_device(mirror_images(splits.x_train)))
     return xp.concatenate([codes_train, extra]), numpy.concatenate([splits.y_train, splits.y_train])
 
 
@@ -232,19 +228,30 @@ def score_classifier(model, splits: Splits, settings: Settings, prefix: str = "c
     chosen way; ``*_single_view`` are always those of one pass on the image
     alone. Every key starts with ``prefix``.
     """
-    def score(x, y, mirror):
-        return evaluate(model, CrossEntropy(), backend.to_device(x), backend.to_device(y), mirror=mirror)
+    loss = CrossEntropy()
 
-    val = score(splits.x_val, splits.y_val, False)
-    result = {"val_accuracy_single_view": val["accuracy"]}
+    def views(x, mirror):
+        """Class probabilities on the images alone and, if asked, averaged with those on
+        their mirror images: one pass per view."""
+        x = backend.to_device(x)
+        single = predict(model, x)
+        return single, (0.5 * (single + predict(model, mirror_images(x))) if mirror else None)
+
+    def figures(probs, y):
+        y = backend.to_device(y)
+        return float((probs.argmax(axis=1) == y).mean()), float(loss(probs, y))
+
+    val_single, val_both = views(splits.x_val, settings.test_mirror)
+    result = {"val_accuracy_single_view": figures(val_single, splits.y_val)[0]}
     mirror = False
-    if settings.test_mirror:
-        result["val_accuracy_mirrored"] = score(splits.x_val, splits.y_val, True)["accuracy"]
-        mirror = result["val_accuracy_mirrored"] > val["accuracy"]
-    single = score(splits.x_test, splits.y_test, False)
-    chosen = score(splits.x_test, splits.y_test, True) if mirror else single
-    result.update(mirror=mirror, test_accuracy=chosen["accuracy"], test_loss=chosen["loss"],
-                  test_accuracy_single_view=single["accuracy"], test_loss_single_view=single["loss"])
+    if val_both is not None:
+        result["val_accuracy_mirrored"] = figures(val_both, splits.y_val)[0]
+        mirror = result["val_accuracy_mirrored"] > result["val_accuracy_single_view"]
+    test_single, test_both = views(splits.x_test, mirror)
+    single = figures(test_single, splits.y_test)
+    accuracy, value = figures(test_both, splits.y_test) if mirror else single
+    result.update(mirror=mirror, test_accuracy=accuracy, test_loss=value,
+                  test_accuracy_single_view=single[0], test_loss_single_view=single[1])
     return {f"{prefix}_{k}": v for k, v in result.items()}
 
 

@@ -118,7 +118,7 @@ def evaluate(model, loss, x, y=None, *, batch_size: int = 2048, mirror: bool = F
 def _forward(model, xb, mirror: bool):
     if not mirror:
         return model(xb)
-    return 0.5 * (model(xb) + model(_mirror(xb, slice(None))))
+    return 0.5 * (model(xb) + model(mirror_images(xb)))
 
 
 def _loss_value(model, loss, pred, target):
@@ -323,25 +323,35 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     return history
 
 
-def _mirror(xb, which):
-    """Flip the rows of ``xb`` (flattened square images) selected by ``which`` left to right.
+def _square_side(x, what: str) -> int:
+    """The side of the flattened square images in the rows of ``x``."""
+    side = math.isqrt(x.shape[1])
+    if side * side != x.shape[1]:
+        raise ValueError(f"{what} needs flattened square images, got {x.shape[1]} features")
+    return side
 
-    ``which``: a boolean mask or ``slice(None)`` (all of them).
-    """
-    side = math.isqrt(xb.shape[1])
-    if side * side != xb.shape[1]:
-        raise ValueError(f"fit: flip needs flattened square images, got {xb.shape[1]} features")
+
+def mirror_images(x):
+    """Flattened square images (N, side * side) mirrored left to right, as a new array."""
+    side = _square_side(x, "mirror")
+    return x.reshape(len(x), side, side)[:, :, ::-1].reshape(len(x), -1)  # the reshape copies
+
+
+def _mirror(xb, which):
+    """Flip the rows of ``xb`` (flattened square images) selected by the boolean mask ``which``."""
+    side = _square_side(xb, "fit: flip")
     if not xb.flags.owndata:
         xb = xb.copy()  # a view of the caller's data: never mirror that in place
     images = xb.reshape(len(xb), side, side)
-    images[which] = images[which][:, :, ::-1]
+    images[which] = images[which][:, :, ::-1]  # the right side is a copy: no overlap
     return xb
 
 
 def mask_inputs(xb, p: float, rng):
     """``xb`` with each value zeroed with probability p and the rest scaled by 1 / (1 - p)."""
-    keep = rng.random(xb.shape, dtype=numpy.float32) >= p
-    return xb * keep * xb.dtype.type(1 / (1 - p))
+    out = xb * (rng.random(xb.shape, dtype=numpy.float32) >= p)  # a new array, never xb
+    out *= xb.dtype.type(1 / (1 - p))
+    return out
 
 
 def shift_images(xb, offsets, pad: int):
@@ -353,9 +363,7 @@ def shift_images(xb, offsets, pad: int):
     image zero-padded by ``pad`` on every side.
     """
     xp = backend.get_array_module(xb)
-    side = math.isqrt(xb.shape[1])
-    if side * side != xb.shape[1]:
-        raise ValueError(f"shift needs flattened square images, got {xb.shape[1]} features")
+    side = _square_side(xb, "shift")
     padded = xp.pad(xb.reshape(len(xb), side, side), ((0, 0), (pad, pad), (pad, pad)))
     grid = xp.arange(side)
     rows = (grid + pad)[None, :, None] - offsets[:, 0, None, None]  # (N, side, 1)
