@@ -90,6 +90,12 @@ def _common(p, *, training=True):
                        help="show progress bars (default: only on a terminal)")
 
 
+def _widths(p):
+    p.add_argument("--widths", type=_positive_int, nargs="+", metavar="W",
+                   help="the encoder's layer widths after the 784 pixels, the last being the code "
+                   "(default: 256 128 32; the reference is 128 64 32); the decoder mirrors them")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nanoae", description="A dense autoencoder and classifier on Fashion-MNIST, "
@@ -113,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 2e-3)")
     p.add_argument("--mask", type=_probability, help="fraction of input pixels the autoencoder sees "
                    "zeroed while it learns to reconstruct them (default: 0.1)")
-    p.add_argument("--code", choices=("linear", "relu"), help="activation of the 32-d code (default: linear)")
+    p.add_argument("--code", choices=("linear", "relu"), help="activation of the code (default: linear)")
+    _widths(p)
     p.add_argument("--no-reference", action="store_true",
                    help="skip the reference (ReLU-code) autoencoder trained for the parity figure")
 
@@ -128,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", type=_probability, default=0.1, help="fraction of input pixels zeroed "
                    "while the model learns to reconstruct them (default: %(default)s)")
     p.add_argument("--code", choices=("linear", "relu"), default="linear", help="code activation (default: %(default)s)")
-    p.add_argument("--reference", action="store_true", help="the reference recipe instead: ReLU code, "
-                   "20 epochs at a constant lr 1e-3, no masking (ignores --epochs/--lr/--mask/--code)")
+    _widths(p)
+    p.add_argument("--reference", action="store_true", help="the reference recipe instead: "
+                   "784-128-64-32, ReLU code, 20 epochs at a constant lr 1e-3, no masking "
+                   "(ignores --epochs/--lr/--mask/--code/--widths)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
 
     p = sub.add_parser("train-classifier", help="train a classifier on an autoencoder's codes",

@@ -47,9 +47,15 @@ def _settings(args, **extra) -> Settings:
                     progress=getattr(args, "progress", None), **extra)
 
 
+def _ae_widths(args) -> dict:
+    """``--widths W...`` as Settings.ae_widths (the 784 pixels first), or nothing if not given."""
+    return {} if args.widths is None else {"ae_widths": (784, *args.widths)}
+
+
 def demo(args):
     overrides = {k: v for k, v in dict(ae_epochs=args.epochs, ae_lr=args.lr, ae_mask=args.mask,
                                        code_activation=args.code).items() if v is not None}
+    overrides.update(_ae_widths(args))
     if args.no_reference:
         overrides["reference"] = False
     base = dict(seed=args.seed, data_dir=args.data_dir, verify=args.verify, backend=args.backend,
@@ -61,7 +67,7 @@ def demo(args):
 
 def train_ae(args):
     settings = _settings(args, ae_epochs=args.epochs, ae_lr=args.lr, ae_mask=args.mask,
-                         code_activation=args.code)
+                         code_activation=args.code, **_ae_widths(args))
     splits = load_splits(settings)
     model, _ = train_autoencoder(splits.x_all, settings, reference=args.reference,
                                  checkpoint=args.out, resume=args.resume)

@@ -2,8 +2,10 @@
 
 1. ``load_splits``: train (with a held-out validation split) and test, as uint8.
 2. ``train_autoencoder``: the autoencoder, trained to reproduce its input (BCE, Adam);
-   by default a denoising one (it sees 10 % of the pixels zeroed, and must
-   reproduce the clean image), whose codes place images of a class closer.
+   by default 784-256-128-32 with a linear code, and a denoising one (it sees
+   10 % of the pixels zeroed, and must reproduce the clean image), whose codes
+   place images of a class closer. The reference 784-128-64-32 with a ReLU code
+   (``REFERENCE_AE``) is trained too, for the parity figure.
 3. ``encode_splits`` + ``train_head``: a dense softmax head on the frozen codes.
 4. ``fine_tune``: encoder and head trained together on the labels.
 5. ``tsne_map``: a 2-D t-SNE map of the test codes, with trustworthiness and 5-NN accuracy.
@@ -42,9 +44,10 @@ __all__ = ["Settings", "REFERENCE_AE", "load_splits", "train_autoencoder", "enco
            "autoencoder_metrics", "run_demo"]
 
 
-# The issue's reference recipe, fixed so that its figure compares with PyTorch's:
-# ReLU code, 20 epochs at a constant learning rate of 1e-3, clean inputs.
-REFERENCE_AE = {"code_activation": "relu", "epochs": 20, "lr": 1e-3, "cosine": False, "mask": 0.0}
+# The reference recipe, fixed so that its figure compares with PyTorch's:
+# 784-128-64-32-64-128-784, ReLU code, 20 epochs at a constant learning rate of 1e-3, clean inputs.
+REFERENCE_AE = {"widths": (784, 128, 64, 32), "code_activation": "relu", "epochs": 20, "lr": 1e-3,
+                "cosine": False, "mask": 0.0}
 
 
 @dataclass
@@ -56,7 +59,10 @@ class Settings:
     val_fraction: float = 0.1
     data_dir: str | None = None
     verify: bool = True  # compare data files with the official checksums (off: your own subset)
-    # the autoencoder whose codes the rest of the story uses
+    # the autoencoder whose codes the rest of the story uses: the encoder's widths,
+    # input first (the reference is 784-128-64-32; twice as wide before the code
+    # lifts the fine-tuned classifier from 89.8 to 90.9 % on validation)
+    ae_widths: tuple = (784, 256, 128, 32)
     ae_epochs: int = 40
     ae_lr: float = 2e-3  # peak of a cosine schedule
     ae_mask: float = 0.1  # denoising: drop this fraction of input pixels, reconstruct them all
@@ -95,6 +101,7 @@ class Settings:
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["head_hidden"] = list(self.head_hidden)
+        d["ae_widths"] = list(self.ae_widths)
         return d
 
 
@@ -133,9 +140,9 @@ def train_autoencoder(x, settings: Settings, *, reference: bool = False, checkpo
     chosen on validation figures (fixed epochs, fixed schedule).
     """
     recipe = dict(REFERENCE_AE) if reference else {
-        "code_activation": settings.code_activation, "epochs": settings.ae_epochs,
-        "lr": settings.ae_lr, "cosine": True, "mask": settings.ae_mask}
-    model = Autoencoder(code_activation=recipe["code_activation"], seed=settings.seed)
+        "widths": tuple(settings.ae_widths), "code_activation": settings.code_activation,
+        "epochs": settings.ae_epochs, "lr": settings.ae_lr, "cosine": True, "mask": settings.ae_mask}
+    model = Autoencoder(recipe["widths"], code_activation=recipe["code_activation"], seed=settings.seed)
     opt = Adam(model.parameters(), lr=recipe["lr"])
     steps = -(-len(x) // settings.batch_size) * recipe["epochs"]
     history = fit(model, BinaryCrossEntropy(), opt, x, epochs=recipe["epochs"],
@@ -259,9 +266,10 @@ def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000, perplexity: f
     """t-SNE (scikit-learn) of the first ``points`` codes, and how good the map is.
 
     perplexity: about how many neighbours each point's neighbourhood holds.
-    scikit-learn's default is 30; 20 was chosen on the validation codes
-    (5-NN 78.5 % against 78.1 % at 30 and 78.3 % at 45, trustworthiness 0.9985
-    against 0.9982 and 0.9979). Otherwise scikit-learn's defaults.
+    scikit-learn's default is 30; 20 was chosen on the validation codes of the
+    default autoencoder (trustworthiness 0.99758 against 0.99728 at 30, 0.99755
+    at 10 and 0.99711 at 45; 5-NN 79.9 % against 80.0 % at 30, a tie within the
+    noise of 6,000 points). Otherwise scikit-learn's defaults.
 
     trustworthiness (k=5): how well the map's 5 nearest neighbours were
     neighbours in the codes too (1.0 = none is a stranger). 5-NN accuracy: the

@@ -209,18 +209,18 @@ def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
     colors = matplotlib.colormaps["tab10"].colors  # qualitative: classes have no order
     fig = Figure(figsize=(8.2, 6.6), layout="constrained")
     ax = fig.subplots()
-    for c, name in enumerate(class_names):
-        pts = emb[labels == c]
-        if not len(pts):
-            continue
-        col = colors[c % len(colors)]
+    present = [c for c in range(len(class_names)) if (labels == c).any()]
+    for c in present:
         drawn = emb[(labels == c) & shown]
         # Rasterized: tens of thousands of points would bloat a vector file and slow drawing.
-        ax.scatter(drawn[:, 0], drawn[:, 1], s=2.5, alpha=0.6, color=col, linewidths=0,
-                   rasterized=True, label=name)
-        mx, my = np.median(pts, axis=0)
-        ax.text(mx, my, name, ha="center", va="center", fontsize=9, weight="bold",
-                color=col, path_effects=_OUTLINE)
+        ax.scatter(drawn[:, 0], drawn[:, 1], s=2.5, alpha=0.6, color=colors[c % len(colors)],
+                   linewidths=0, rasterized=True, label=class_names[c])
+    if present:
+        medians = np.array([np.median(emb[labels == c], axis=0) for c in present])
+        span = np.ptp(emb, axis=0) + 1e-12
+        for c, (x, y) in zip(present, label_positions(medians, span * (0.13, 0.035))):
+            ax.text(x, y, class_names[c], ha="center", va="center", fontsize=9, weight="bold",
+                    color=colors[c % len(colors)], path_effects=_OUTLINE)
     ax.set_xticks([])
     ax.set_yticks([])
     caption = "t-SNE axes have no units: only neighbourhoods are meaningful"
@@ -238,6 +238,31 @@ def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
     if subtitle:
         ax.set_title(subtitle, fontsize=9)
     return _save(fig, path)
+
+
+def label_positions(points, box, iterations: int = 100):
+    """Label centres near ``points`` (K, 2) whose boxes (width, height) = ``box`` do not overlap.
+
+    Two class medians can lie close together (pullover and coat, on a map of
+    Fashion-MNIST), and their labels would then print over each other. Each
+    pass moves every overlapping pair apart vertically by half of their
+    vertical overlap each, so a label stays as close to its class as the others allow.
+    """
+    pos = np.array(points, dtype=float)
+    width, height = box
+    for _ in range(iterations):
+        moved = False
+        for i in range(len(pos)):
+            for j in range(i + 1, len(pos)):
+                dx, dy = pos[j] - pos[i]
+                if abs(dx) < width and abs(dy) < height:
+                    push = (height - abs(dy)) / 2 * (1 if dy >= 0 else -1)
+                    pos[i, 1] -= push
+                    pos[j, 1] += push
+                    moved = True
+        if not moved:
+            break
+    return pos
 
 
 def plot_codes_activity(codes, path, title=None) -> Path:

@@ -68,6 +68,12 @@ def _mirror_note(metrics: dict) -> str:
             "accurate on the validation split:\n\n" + "\n".join(lines) + "\n")
 
 
+def _mirrored_widths(settings: dict) -> list:
+    """The whole autoencoder's widths, encoder then decoder (784-256-128-32-128-256-784)."""
+    widths = list(settings.get("ae_widths", (784, 128, 64, 32)))  # older metrics: the reference
+    return widths + widths[-2::-1]
+
+
 def write_report(out: Path, metrics: dict, confusion) -> Path:
     s = metrics["settings"]
     cm = numpy.asarray(confusion)
@@ -76,8 +82,8 @@ def write_report(out: Path, metrics: dict, confusion) -> Path:
     text = f"""# nanoae demo report
 
 Backend **{metrics['backend']}**, seed {metrics['seed']}, batch {s['batch_size']};
-autoencoder {s['ae_epochs']} epochs, lr {s['ae_lr']:g} cosine, {s.get('ae_mask', 0):g} of the input
-pixels masked ({s['code_activation']} code);
+autoencoder {'-'.join(map(str, _mirrored_widths(s)))} ({s['code_activation']} code),
+{s['ae_epochs']} epochs, lr {s['ae_lr']:g} cosine, {s.get('ae_mask', 0):g} of the input pixels masked;
 head {'-'.join(map(str, s['head_hidden']))} for {s['head_epochs']} epochs; fine-tuning
 {s['finetune_epochs']} epochs at lr {s['finetune_lr']:g}; total {metrics['total_seconds']:.0f} s.
 Versions: {', '.join(f'{k} {v}' for k, v in metrics['versions'].items())}.

@@ -104,11 +104,14 @@ def test_demo_quick_on_small_data_writes_everything(tmp_path, fake_data, capsys)
 def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys):
     ae, clf = str(tmp_path / "ae.npz"), str(tmp_path / "clf.npz")
     common = ["--data-dir", fake_data, "--no-verify", "--batch-size", "50"]
-    assert main(["train-ae", "--epochs", "1", "--out", ae, *common]) == 0
+    assert main(["train-ae", "--epochs", "1", "--out", ae, "--widths", "24", "16", *common]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["checkpoint"] == ae and first["test_bce"] > 0
-    assert main(["train-ae", "--epochs", "2", "--out", ae, "--resume", *common]) == 0
+    assert main(["train-ae", "--epochs", "2", "--out", ae, "--widths", "24", "16", "--resume", *common]) == 0
     capsys.readouterr()
+    from nanoae.checkpoint import read_checkpoint_meta
+
+    assert read_checkpoint_meta(ae)["user"]["model"]["widths"] == [784, 24, 16]  # --widths, pixels first
     assert main(["train-classifier", "--ae", ae, "--out", clf, "--epochs", "2", "--hidden", "8",
                  "--finetune", "1", *common]) == 0
     trained = json.loads(capsys.readouterr().out)

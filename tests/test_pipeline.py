@@ -3,7 +3,7 @@
 import numpy
 
 import nanoae as nn
-from nanoae.pipeline import Settings, Splits, score_classifier
+from nanoae.pipeline import REFERENCE_AE, Settings, Splits, score_classifier, train_autoencoder
 
 
 def left_vs_right():
@@ -37,3 +37,15 @@ def test_mirror_averaging_is_used_only_where_validation_prefers_it():
 
     r = score_classifier(model, wrong_as_is, Settings(test_mirror=False), prefix="p")
     assert r["p_mirror"] is False and "p_val_accuracy_mirrored" not in r
+
+
+def test_autoencoder_widths_come_from_the_settings_and_the_reference_stays_fixed():
+    x = numpy.random.default_rng(0).integers(0, 256, (64, 784), dtype=numpy.uint8)
+    settings = Settings(ae_widths=(784, 16, 8), ae_epochs=1, batch_size=32, progress=False)
+    model, history = train_autoencoder(x, settings)
+    assert model.config["widths"] == [784, 16, 8] and model.config["code_activation"] == "linear"
+    assert len(history["epoch"]) == 1
+    reference, history = train_autoencoder(x, settings, reference=True)
+    assert reference.config["widths"] == list(REFERENCE_AE["widths"]) == [784, 128, 64, 32]
+    assert reference.config["code_activation"] == "relu" and len(history["epoch"]) == 20
+    assert Settings().as_dict()["ae_widths"] == [784, 256, 128, 32]  # JSON-friendly in metrics

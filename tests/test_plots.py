@@ -110,6 +110,18 @@ def test_tsne_with_subtitle_and_subsampling(tmp_path, rng):
         plots.plot_tsne(emb[:, :1], labels, CLASS_NAMES, tmp_path / "bad.png")
 
 
+def test_label_positions_separate_close_labels_and_leave_the_rest():
+    points = [[0.0, 0.0], [0.05, 0.01], [5.0, 5.0], [0.0, 0.3]]
+    pos = plots.label_positions(points, (1.0, 0.2))
+    for i in range(len(pos)):  # no two label boxes overlap any more
+        for j in range(i + 1, len(pos)):
+            dx, dy = abs(pos[i] - pos[j])
+            assert dx >= 1.0 or dy >= 0.2 - 1e-9, (i, j, pos)
+    assert np.array_equal(pos[:, 0], np.asarray(points)[:, 0])  # moved vertically only
+    assert np.array_equal(pos[2], [5.0, 5.0])  # a label far from the others stays put
+    assert pos[1, 1] > pos[0, 1]  # order kept: the higher median keeps the higher label
+
+
 def test_codes_activity_marks_dead_units(tmp_path, rng):
     codes = np.maximum(rng.normal(size=(200, 32)), 0)
     codes[:, [2, 7]] = 0
