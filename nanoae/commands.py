@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import numpy
 
 from .checkpoint import load_checkpoint, read_checkpoint_meta
+from .data import CLASS_NAMES, IMAGE_SHAPE
 from .errors import CheckpointError
 from .model import Sequential
 from .models import FineTuned, Standardize, build_model
@@ -48,8 +50,8 @@ def _settings(args, **extra) -> Settings:
 
 
 def _ae_widths(args) -> dict:
-    """``--widths W...`` as Settings.ae_widths (the 784 pixels first), or nothing if not given."""
-    return {} if args.widths is None else {"ae_widths": (784, *args.widths)}
+    """``--widths W...`` as Settings.ae_widths (the pixels first), or nothing if not given."""
+    return {} if args.widths is None else {"ae_widths": (math.prod(IMAGE_SHAPE), *args.widths)}
 
 
 def demo(args):
@@ -117,7 +119,6 @@ def evaluate_checkpoints(args):
 
 def tsne(args):
     from . import plots  # noqa: PLC0415
-    from .data import CLASS_NAMES  # noqa: PLC0415
 
     ae = load_model(args.ae)
     splits = load_splits(_settings(args))

@@ -209,14 +209,18 @@ def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
     colors = matplotlib.colormaps["tab10"].colors  # qualitative: classes have no order
     fig = Figure(figsize=(8.2, 6.6), layout="constrained")
     ax = fig.subplots()
-    present = [c for c in range(len(class_names)) if (labels == c).any()]
-    for c in present:
-        drawn = emb[(labels == c) & shown]
+    present, medians = [], []
+    for c, name in enumerate(class_names):
+        members = labels == c
+        if not members.any():
+            continue
+        drawn = emb[members & shown]
         # Rasterized: tens of thousands of points would bloat a vector file and slow drawing.
         ax.scatter(drawn[:, 0], drawn[:, 1], s=2.5, alpha=0.6, color=colors[c % len(colors)],
-                   linewidths=0, rasterized=True, label=class_names[c])
+                   linewidths=0, rasterized=True, label=name)
+        present.append(c)
+        medians.append(np.median(emb[members], axis=0))  # every point, drawn or not
     if present:
-        medians = np.array([np.median(emb[labels == c], axis=0) for c in present])
         span = np.ptp(emb, axis=0) + 1e-12
         for c, (x, y) in zip(present, label_positions(medians, span * (0.13, 0.035))):
             ax.text(x, y, class_names[c], ha="center", va="center", fontsize=9, weight="bold",

@@ -70,7 +70,7 @@ def _mirror_note(metrics: dict) -> str:
 
 def _mirrored_widths(settings: dict) -> list:
     """The whole autoencoder's widths, encoder then decoder (784-256-128-32-128-256-784)."""
-    widths = list(settings.get("ae_widths", (784, 128, 64, 32)))  # older metrics: the reference
+    widths = list(settings["ae_widths"])
     return widths + widths[-2::-1]
 
 
