@@ -1,0 +1,68 @@
+"""05 - Data-parallel training: the hand-written loop of 01 on several processes at once.
+
+What it teaches: data parallelism is the training step of 01 plus two calls.
+Every process (a *rank*) holds the whole model and computes the gradient on its
+own slice of each global batch; one all-reduce then gives every rank the
+gradient of the whole batch, so every rank takes the same optimizer step and
+the weights stay identical everywhere, as if one process had done it all.
+
+Run:  mpiexec -n 2 python examples/05_data_parallel.py   (pip install -e ".[mpi]" first)
+      python examples/05_data_parallel.py                 (one process: the same loop, size 1)
+Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (default 2), NANOAE_EXAMPLE_LIMIT.
+"""
+
+import numpy as np
+from _knobs import epochs, load
+
+import nanoae as nn
+from nanoae.backend import to_device
+from nanoae.distributed import world
+
+EPOCHS, BATCH = epochs(2), 256  # BATCH is the *global* batch: the ranks share it
+
+comm = world()  # size 1 and no MPI at all when not started by mpiexec
+comm.install_excepthook()  # a crash on any rank ends every rank, instead of a silent hang
+
+
+def say(message):
+    if comm.is_root:  # one rank speaks for all; the others would print the same lines
+        print(message, flush=True)
+
+
+x_train, _ = load("train")  # every rank loads the same data (and picks its slices below)
+x_train = to_device(x_train.astype(np.float32) / 255)
+say(f"{comm.size} rank(s), {len(x_train)} training images, global batch {BATCH} "
+    f"= {comm.size} x {BATCH // comm.size} per rank")
+
+rng = np.random.default_rng(0)
+model = nn.Sequential(nn.Dense(784, 128, rng=rng), nn.ReLU(), nn.Dense(128, 32, rng=rng),
+                      nn.Dense(32, 128, rng=rng), nn.ReLU(), nn.Dense(128, 784, rng=rng),
+                      nn.Sigmoid())
+loss_fn = nn.BinaryCrossEntropy()
+optimizer = nn.Adam(model.parameters(), lr=1e-3)
+
+# Call 1: start from the same weights everywhere. (The seeded rng already gives every
+# rank the same draw; broadcasting rank 0's weights makes it true whatever the seeding.)
+comm.broadcast_parameters(model.parameters())
+
+for epoch in range(EPOCHS):
+    # The same seed on every rank: the same permutation, so the slices below never overlap.
+    order = np.random.default_rng([0, epoch]).permutation(len(x_train))
+    total = 0.0
+    for start in range(0, len(order), BATCH):
+        batch = order[start:start + BATCH]  # the global batch, identical on every rank
+        mine = batch[comm.shard(len(batch))]  # this rank's contiguous part of it
+        if len(mine):  # (a last, small batch may leave a rank without examples)
+            xb = x_train[to_device(mine)]
+            pred = model(xb)
+            loss = loss_fn(pred, xb, logits=model[-1].logits)
+            model.backward_from_loss(loss_fn, input_grad=False)  # p.grad of MY shard's mean loss
+            total += float(loss) * len(mine)
+        # Call 2: the global batch's mean loss is sum_r (b_r / B) * (rank r's mean loss),
+        # so its gradient is the same weighted sum of the ranks' gradients: one all-reduce.
+        comm.average_gradients(model.parameters(), weight=len(mine) / len(batch))
+        optimizer.step()  # the same gradient everywhere: the same step everywhere
+    total = comm.allreduce_sum(total)  # the loss sums of all shards: the epoch's figure
+    say(f"epoch {epoch + 1}/{EPOCHS}: train BCE {total / len(x_train):.4f}")
+
+say("every rank holds the same weights; rank 0 would be the one to save them")

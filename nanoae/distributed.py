@@ -1,0 +1,411 @@
+"""Data-parallel training over MPI (mpi4py) and, for CuPy arrays, NCCL.
+
+Every rank holds the whole model and a disjoint slice (a *shard*) of each
+global mini-batch. One training step is the usual one plus one line:
+
+    comm.broadcast_parameters(params)          # once: every rank starts from rank 0's weights
+    for each global batch B:
+        forward + backward on this rank's shard b_r      # fills p.grad = dL_r/dp
+        comm.average_gradients(params, weight=b_r / B)   # the one collective of the step
+        optimizer.step()                                 # identical on every rank
+
+Why the weight. The loss of a shard is its mean, L_r = (1/b_r) sum_{i in r} l_i,
+and the loss of the global batch is L = (1/B) sum_i l_i = sum_r (b_r/B) L_r, so
+
+    dL/dp = sum_r (b_r / B) dL_r/dp.
+
+``average_gradients`` computes that sum on every rank with ONE all-reduce over
+one float32 buffer that holds every ``p.grad`` back to back (one call per step,
+not one per array: each call costs a latency alpha, however small the array).
+With equal shards the weight is 1/size, the plain mean. The buffer carries the
+weight itself in one more element, so the sum of the weights (which must be 1)
+is checked without a second collective.
+
+The engines are the ones clusters already run, as in ChainerMN:
+
+* NumPy arrays: ``MPI.COMM_WORLD.Allreduce`` through mpi4py (its "flat"
+  communicator: pack, all-reduce, unpack);
+* CuPy arrays: NCCL through ``cupy.cuda.nccl`` (its "pure_nccl" communicator):
+  rank 0 draws NCCL's unique id, MPI broadcasts it, every rank joins one NCCL
+  communicator, and the buffer never leaves the GPU. (No GPU was available
+  while this was written: the CuPy path follows CuPy's documented NCCL API and
+  is untested here.)
+
+Without MPI nothing changes: ``world()`` returns a communicator of size 1 whose
+methods do nothing, and mpi4py is not even imported unless the process was
+started by an MPI launcher (``mpiexec``/``mpirun``/``srun``, detected from the
+environment they set) or ``NANOAE_MPI=1``.
+
+Faults. A rank that dies while the others wait in a collective leaves them
+waiting forever (the classic MPI hang). ``abort_on_error`` and
+``install_excepthook`` turn an exception or Ctrl-C on any rank into one line
+``rank R of N: <error>`` and ``MPI_Abort``, which ends every rank of the job
+within seconds; checkpoints are written atomically (checkpoint.py), so the last
+one stays intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+import traceback
+
+import numpy
+
+from .backend import get_array_module, to_numpy
+
+__all__ = ["Communicator", "world", "launched_size", "abort_on_error", "fingerprint"]
+
+# Environment variables through which MPI launchers tell a process the job's size:
+# MPICH/Intel MPI (hydra), Open MPI, MVAPICH.
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launched_size() -> int | None:
+    """The number of ranks an MPI launcher started, from its environment; None if none did."""
+    for name in _SIZE_VARIABLES:
+        value = os.environ.get(name)
+        if value and value.isdigit():
+            return int(value)
+    return None
+
+
+_world = None
+
+
+def world() -> Communicator:
+    """The communicator over every process of the job (``MPI.COMM_WORLD``); size 1 without MPI.
+
+    mpi4py is imported only when the process was started by an MPI launcher with
+    more than one rank, or when ``NANOAE_MPI=1`` says so (``NANOAE_MPI=0``: never).
+    """
+    global _world
+    if _world is None:
+        _world = Communicator(_mpi_world())
+    return _world
+
+
+def _mpi_world():
+    """``MPI.COMM_WORLD`` if this process is one of several MPI ranks, else None."""
+    wanted = os.environ.get("NANOAE_MPI", "").strip()
+    size = launched_size()
+    if wanted == "0" or (wanted != "1" and (size is None or size == 1)):
+        return None
+    try:
+        from mpi4py import MPI  # noqa: PLC0415  (optional dependency)
+    except ImportError as exc:
+        raise RuntimeError(
+            f"this process is one of {size or 'several'} MPI ranks, but mpi4py cannot be imported "
+            f"({exc}); without it every rank would train alone on all the data. Install it: "
+            "pip install 'nanoae[mpi]' (or set NANOAE_MPI=0 to run each process on its own)"
+        ) from exc
+    return MPI.COMM_WORLD
+
+
+class Communicator:
+    """The ranks of a data-parallel job: who am I, and the few collectives training needs.
+
+    rank: this process's number, 0 .. size-1; size: how many processes;
+    is_root: rank == 0, the one that prints and writes files.
+    ``mpi_comm`` is an mpi4py communicator, or None for a single process.
+    """
+
+    def __init__(self, mpi_comm=None):
+        self.mpi_comm = mpi_comm
+        self.rank = 0 if mpi_comm is None else mpi_comm.Get_rank()
+        self.size = 1 if mpi_comm is None else mpi_comm.Get_size()
+        self._buffer = None  # the float32 gradient buffer, reused step after step
+        self._nccl = None  # created on first use with CuPy arrays (after the GPU is chosen)
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def __repr__(self) -> str:
+        return f"Communicator(rank={self.rank}, size={self.size})"
+
+    # --- the two calls of a training loop ---------------------------------------------
+
+    def broadcast_parameters(self, params) -> None:
+        """Make every rank's ``p.data`` equal to rank 0's (one broadcast of one buffer)."""
+        params = list(params)
+        if self.size == 1 or not params:
+            return
+        xp = get_array_module(*[p.data for p in params])
+        dtype = numpy.result_type(*[p.data.dtype for p in params])
+        buf = xp.empty(sum(int(p.data.size) for p in params), dtype=dtype)
+        _pack([p.data for p in params], buf)
+        self._broadcast(buf)
+        for p, view in zip(params, _views(params, buf)):
+            p.data[...] = view
+
+    def average_gradients(self, params, weight: float | None = None) -> None:
+        """Replace each ``p.grad`` by ``sum over ranks of weight_r * grad_r``, on every rank.
+
+        weight: this rank's share of the global batch, b_r / B (default 1/size,
+        for equal shards); the weights of all ranks must add up to 1. A rank
+        whose shard is empty passes 0 and needs no gradient (``p.grad`` is not
+        read). Every rank must call this at every step, with the same params.
+
+        One all-reduce in float32 over one buffer [grad_0, grad_1, ..., weight].
+        ``p.grad`` is read afresh at each call (layers may rebind it) and the
+        result is written back into it.
+        """
+        params = list(params)
+        weight = 1.0 / self.size if weight is None else float(weight)
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"average_gradients: weight must be this rank's share of the "
+                             f"global batch, in [0, 1], got {weight}")
+        if self.size == 1:
+            if weight != 1.0:
+                raise ValueError(f"average_gradients: a single process holds the whole batch, "
+                                 f"so its weight must be 1, got {weight}")
+            return
+        buf = self._gradient_buffer(params)
+        if weight == 0.0:
+            buf[...] = 0  # nothing to contribute; stale or missing gradients stay out of the sum
+        else:
+            _pack([p.grad for p in params], buf[:-1])
+            buf[:-1] *= numpy.float32(weight)
+            buf[-1] = weight
+        self._allreduce(buf)
+        # The weights' sum is checked where reading it is free: on the host. On a GPU,
+        # reading it would make every step wait for the device.
+        total = float(buf[-1]) if get_array_module(buf) is numpy else 1.0
+        if abs(total - 1.0) > 1e-5:
+            raise ValueError(f"average_gradients: the ranks' weights add up to {total:.6g}, not 1; "
+                             "each rank must pass (its shard's size) / (the global batch size)")
+        for p, view in zip(params, _views(params, buf[:-1])):
+            if getattr(p, "grad", None) is None or p.grad.shape != p.data.shape:
+                p.grad = view.astype(p.data.dtype)  # a rank with an empty shard may have none yet
+            else:
+                p.grad[...] = view
+
+    # --- sums, checks, choosing a GPU ---------------------------------------------------
+
+    def allreduce_sum(self, values):
+        """The sum over ranks of a number or a 1-D list of numbers (float64, on the host).
+
+        For evaluation: each rank adds up its shard's losses and counts, and
+        every rank gets the totals. Returns a float for a number, else an array.
+        """
+        host = numpy.array(to_numpy(values), dtype=numpy.float64)
+        scalar = host.ndim == 0
+        host = host.reshape(-1)
+        if self.size > 1:
+            self.mpi_comm.Allreduce(_in_place(), host)
+        return float(host[0]) if scalar else host
+
+    def check_agree(self, what: str, value) -> None:
+        """Raise ValueError on every rank unless all ranks pass an equal ``value`` (its repr).
+
+        For checks once at the start: the model's config, the data's fingerprint.
+        """
+        if self.size == 1:
+            return
+        mine = hashlib.sha256(repr(value).encode()).hexdigest()
+        everyone = self.mpi_comm.allgather(mine)
+        differ = [r for r, h in enumerate(everyone) if h != everyone[0]]
+        if differ:
+            raise ValueError(f"the ranks disagree on {what}: ranks {differ} differ from rank 0 "
+                             f"(rank {self.rank} has {_short(value)}); every rank must load the "
+                             "same model and the same data")
+
+    def shard(self, n: int) -> slice:
+        """This rank's contiguous part of a batch of n examples (sizes differ by at most 1)."""
+        return slice(self.rank * n // self.size, (self.rank + 1) * n // self.size)
+
+    def use_gpu(self, device_count: int | None = None) -> int:
+        """Bind this rank to one GPU of its machine (its rank among the ranks there); returns it.
+
+        Raises RuntimeError when a machine runs more ranks than it has GPUs.
+        device_count: the GPUs per machine (default: ask CUDA).
+        """
+        local_rank, local_size = self._local_rank()
+        if device_count is None:
+            import cupy  # noqa: PLC0415  (only on the GPU path)
+
+            device_count = cupy.cuda.runtime.getDeviceCount()
+        if local_size > device_count:
+            raise RuntimeError(f"--backend cupy: this machine runs {local_size} ranks but has "
+                               f"{device_count} GPU(s); start at most one rank per GPU "
+                               f"(mpiexec -n {max(1, device_count)} ...) or use --backend numpy")
+        if device_count:
+            import cupy  # noqa: PLC0415
+
+            cupy.cuda.Device(local_rank).use()
+        return local_rank
+
+    def abort(self, code: int = 1) -> None:
+        """End every rank of the job now (MPI_Abort); a single process just exits."""
+        sys.stderr.flush()
+        if self.size > 1:
+            self.mpi_comm.Abort(code)
+        os._exit(code)
+
+    def install_excepthook(self) -> None:
+        """An uncaught exception on any rank prints ``rank R of N: ...`` and aborts the job.
+
+        (What ``python -m mpi4py script.py`` does; a hand-written loop calls this once.)
+        """
+        if self.size == 1:
+            return
+
+        def hook(kind, exc, tb):
+            traceback.print_exception(kind, exc, tb)
+            print(_fault_line(self, exc), file=sys.stderr, flush=True)
+            self.abort(130 if issubclass(kind, KeyboardInterrupt) else 1)
+
+        sys.excepthook = hook
+
+    # --- the engines ---------------------------------------------------------------------
+
+    def _gradient_buffer(self, params):
+        """The float32 buffer for every gradient plus one element for the weight (kept)."""
+        xp = get_array_module(*[p.data for p in params])
+        n = sum(int(p.data.size) for p in params) + 1
+        buf = self._buffer
+        if buf is None or buf.size != n or get_array_module(buf) is not xp:
+            buf = self._buffer = xp.empty(n, dtype=numpy.float32)
+        return buf
+
+    def _allreduce(self, buf) -> None:
+        """buf <- the element-wise sum of every rank's buf, in place."""
+        if get_array_module(buf) is numpy:
+            self.mpi_comm.Allreduce(_in_place(), buf)
+        else:
+            self._nccl_comm().allreduce_sum(buf)
+
+    def _broadcast(self, buf) -> None:
+        """buf <- rank 0's buf, in place."""
+        if get_array_module(buf) is numpy:
+            self.mpi_comm.Bcast(buf, root=0)
+        else:
+            self._nccl_comm().broadcast(buf)
+
+    def _nccl_comm(self):
+        if self._nccl is None:
+            self._nccl = _Nccl(self.mpi_comm)
+        return self._nccl
+
+    def _local_rank(self):
+        """(rank among the ranks on this machine, how many ranks this machine runs)."""
+        if self.size == 1:
+            return 0, 1
+        from mpi4py import MPI  # noqa: PLC0415
+
+        local = self.mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            return local.Get_rank(), local.Get_size()
+        finally:
+            local.Free()
+
+
+class _Nccl:
+    """An NCCL communicator over the same ranks, bootstrapped through MPI (ChainerMN's pure_nccl).
+
+    Collectives run on the current CUDA stream, in order with the kernels that
+    computed the gradients and those of the optimizer that read them.
+    """
+
+    def __init__(self, mpi_comm):
+        import cupy  # noqa: PLC0415
+        from cupy.cuda import nccl  # noqa: PLC0415
+
+        if not getattr(nccl, "available", True):
+            raise RuntimeError("CuPy was built without NCCL; install a CuPy wheel with NCCL "
+                               "(cupy-cuda12x / cupy-cuda13x) to train on several GPUs")
+        self.cupy, self.nccl = cupy, nccl
+        uid = nccl.get_unique_id() if mpi_comm.Get_rank() == 0 else None
+        uid = mpi_comm.bcast(uid, root=0)  # NCCL needs one id, drawn once; MPI carries it
+        self.comm = nccl.NcclCommunicator(mpi_comm.Get_size(), uid, mpi_comm.Get_rank())
+        self.types = {numpy.dtype(numpy.float32): nccl.NCCL_FLOAT32,
+                      numpy.dtype(numpy.float64): nccl.NCCL_FLOAT64}
+
+    def _type(self, buf):
+        if buf.dtype not in self.types or not buf.flags.c_contiguous:
+            raise TypeError(f"NCCL: expected a contiguous float32/float64 buffer, got {buf.dtype}")
+        return self.types[buf.dtype]
+
+    def allreduce_sum(self, buf) -> None:
+        stream = self.cupy.cuda.get_current_stream().ptr
+        self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._type(buf),
+                            self.nccl.NCCL_SUM, stream)
+
+    def broadcast(self, buf) -> None:
+        stream = self.cupy.cuda.get_current_stream().ptr
+        self.comm.bcast(buf.data.ptr, buf.size, self._type(buf), 0, stream)
+
+
+def _pack(arrays, buf) -> None:
+    """Copy ``arrays`` one after the other into the flat ``buf`` (casting to its dtype)."""
+    offset = 0
+    for a in arrays:
+        buf[offset:offset + a.size] = a.reshape(-1)
+        offset += a.size
+
+
+def _views(params, buf):
+    """The pieces of ``buf`` shaped like each parameter (the inverse of _pack)."""
+    offset = 0
+    for p in params:
+        n = int(p.data.size)
+        yield buf[offset:offset + n].reshape(p.data.shape)
+        offset += n
+
+
+def _in_place():
+    from mpi4py import MPI  # noqa: PLC0415
+
+    return MPI.IN_PLACE
+
+
+def _short(value, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _fault_line(comm: Communicator, exc: BaseException) -> str:
+    what = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else (
+        f"{type(exc).__name__}: {exc}")
+    return f"nanoae: rank {comm.rank} of {comm.size}: {what}; ending every rank of the job"
+
+
+@contextlib.contextmanager
+def abort_on_error(comm: Communicator):
+    """Inside: an exception or Ctrl-C on this rank ends the whole job (one line, MPI_Abort).
+
+    With a single process it does nothing: the exception propagates as usual.
+    A ``SystemExit`` (e.g. argparse's) passes through: every rank raises it alike.
+    """
+    try:
+        yield
+    except (Exception, KeyboardInterrupt) as exc:
+        if comm.size == 1:
+            raise
+        if not isinstance(exc, KeyboardInterrupt) and not _is_user_error(exc):
+            traceback.print_exc()
+        print(_fault_line(comm, exc), file=sys.stderr, flush=True)
+        comm.abort(130 if isinstance(exc, KeyboardInterrupt) else 1)
+
+
+def _is_user_error(exc) -> bool:
+    """Errors whose message says it all (no traceback needed): nanoae's own, and bad values."""
+    from .errors import NanoaeError  # noqa: PLC0415
+
+    return isinstance(exc, (NanoaeError, ValueError))
+
+
+def fingerprint(*arrays) -> str:
+    """A short digest of arrays' shapes, dtypes and bytes, to compare data across ranks."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            digest.update(b"None")
+            continue
+        host = numpy.ascontiguousarray(to_numpy(a))
+        digest.update(f"{host.shape}{host.dtype}".encode())
+        digest.update(host.data)
+    return digest.hexdigest()[:16]
