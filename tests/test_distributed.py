@@ -1,0 +1,210 @@
+"""Data parallel over MPI: N ranks equal one process; faults end the job; misuse is refused.
+
+The MPI tests launch ``mpiexec -n 2`` on tests/mpi_worker.py with small
+synthetic data and are skipped, with the reason, where mpi4py or mpiexec is
+missing (``pip install -e ".[mpi]"`` brings both). The size-1 tests need neither.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nanoae as nn
+from nanoae import distributed
+from nanoae.distributed import Communicator
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "mpi_worker.py"
+
+
+def _mpiexec():
+    beside = Path(sys.executable).parent / "mpiexec"  # the mpich wheel puts it in the venv
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+def _skip_reason():
+    if importlib.util.find_spec("mpi4py") is None:
+        return "mpi4py is not installed (pip install -e '.[mpi]')"
+    if _mpiexec() is None:
+        return "no mpiexec in the virtual environment or on PATH (pip install -e '.[mpi]')"
+    return None
+
+
+needs_mpi = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+
+
+def _env():
+    # One BLAS thread per rank (2 ranks on 2 cores), and no launcher variables inherited
+    # from an outer mpiexec: the plain runs below must be true single processes.
+    env = {k: v for k, v in os.environ.items()
+           if k not in distributed._SIZE_VARIABLES and k != "NANOAE_MPI"}
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parent), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def run_worker(tmp_path, *args, ranks=2, timeout=60):
+    """Run mpi_worker.py on ``ranks`` MPI ranks (or, with ranks=None, as one plain process)."""
+    command = [sys.executable, str(WORKER), *args, "--out", str(tmp_path)]
+    if ranks is not None:
+        command = [_mpiexec(), "-n", str(ranks), *command]
+    return subprocess.run(command, env=_env(), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _ok(proc):
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+
+
+def _params(path):
+    with np.load(path) as saved:
+        return [saved[k] for k in sorted(saved.files, key=lambda k: int(k.split("_")[1]))]
+
+
+@needs_mpi
+def test_two_ranks_equal_one_process_after_20_steps(tmp_path):
+    # 71 examples, global batch 8: every 9th step is a batch of 7, split 3 + 4 (weights 3/7, 4/7).
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    _ok(run_worker(tmp_path / "one", "loop", ranks=None))
+    _ok(run_worker(tmp_path / "two", "loop"))  # the worker also checks both ranks agree bitwise
+    single, parallel = _params(tmp_path / "one/params.npz"), _params(tmp_path / "two/params.npz")
+    start = [p.data for p in __import__("mpi_worker").model_and_optimizer()[0].parameters()]
+    for a, b, w0 in zip(parallel, single, start):
+        assert not np.allclose(b, w0), "the parameters did not move: the test would prove nothing"
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@needs_mpi
+def test_uneven_shards_need_the_weights(tmp_path):
+    # Batch 3 on 2 ranks: shards of 1 and 2. The plain mean (weight 1/2 each) is not the
+    # gradient of the batch's mean loss; the weights 1/3 and 2/3 are.
+    _ok(run_worker(tmp_path, "loop", "--batch-size", "3", "--steps", "5"))
+    (tmp_path / "one").mkdir()
+    _ok(run_worker(tmp_path / "one", "loop", "--batch-size", "3", "--steps", "5", ranks=None))
+    for a, b in zip(_params(tmp_path / "params.npz"), _params(tmp_path / "one/params.npz")):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@needs_mpi
+@pytest.mark.parametrize("how", ["abort_on_error", "install_excepthook"])
+def test_a_failing_rank_ends_the_job_and_keeps_the_checkpoint(tmp_path, how):
+    # Rank 1 raises at step 12 (epoch 2) while rank 0 waits in the all-reduce of that step.
+    ckpt = tmp_path / "ckpt.npz"
+    args = ["loop", "--fail-rank", "1", "--fail-step", "12", "--checkpoint", str(ckpt)]
+    t0 = time.monotonic()
+    proc = run_worker(tmp_path, *args, *(["--hook"] if how == "install_excepthook" else []),
+                      timeout=30)  # a hang would raise TimeoutExpired here
+    assert proc.returncode != 0
+    assert "rank 1 of 2: RuntimeError: injected fault at step 12" in proc.stderr
+    assert time.monotonic() - t0 < 30
+    from nanoae.checkpoint import load_checkpoint  # noqa: PLC0415
+
+    model, optimizer = __import__("mpi_worker").model_and_optimizer()
+    saved = load_checkpoint(ckpt, model, optimizer)  # the end-of-epoch-1 checkpoint, whole
+    assert saved["user"]["epoch"] == 1
+
+
+@needs_mpi
+def test_evaluation_over_shards_equals_one_process(tmp_path):
+    from mpi_worker import data, model_and_optimizer  # noqa: PLC0415
+
+    from nanoae.training import evaluate  # noqa: PLC0415
+
+    _ok(run_worker(tmp_path, "evaluate"))
+    reduced = json.loads((tmp_path / "evaluate.json").read_text())
+    x, y = data(seed=2)
+    single = evaluate(model_and_optimizer()[0], nn.CrossEntropy(), x, y)
+    assert reduced["accuracy"] == single["accuracy"]
+    assert reduced["loss"] == pytest.approx(single["loss"], rel=1e-6)
+
+
+@needs_mpi
+def test_more_ranks_than_gpus_is_a_clear_error(tmp_path):
+    proc = run_worker(tmp_path, "gpus", timeout=30)
+    assert proc.returncode != 0
+    assert "this machine runs 2 ranks but has 1 GPU(s)" in proc.stderr
+    assert "mpiexec -n 1" in proc.stderr
+
+
+@needs_mpi
+def test_ranks_that_disagree_on_the_data_are_refused(tmp_path):
+    proc = run_worker(tmp_path, "disagree", timeout=30)
+    assert proc.returncode != 0
+    assert "the ranks disagree on the training data: ranks [1] differ from rank 0" in proc.stderr
+
+
+@needs_mpi
+def test_example_05_runs_under_mpiexec(tmp_path):
+    from idx_helpers import make_fake_fashion  # noqa: PLC0415
+
+    make_fake_fashion(tmp_path / "data", n_train=300, n_test=20)
+    env = {**_env(), "NANOAE_DATA_DIR": str(tmp_path / "data"), "NANOAE_EXAMPLE_NO_VERIFY": "1",
+           "NANOAE_EXAMPLE_EPOCHS": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    command = [_mpiexec(), "-n", "2", sys.executable, str(HERE.parent / "examples/05_data_parallel.py")]
+    proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    _ok(proc)
+    assert proc.stdout.count("epoch 1/1: train BCE") == 1  # rank 0 alone prints
+    assert "2 rank(s), 300 training images, global batch 256 = 2 x 128 per rank" in proc.stdout
+
+
+# --- a single process: no MPI needed, none imported ---------------------------------------
+
+
+def test_single_process_does_not_import_mpi4py(tmp_path):
+    proc = run_worker(tmp_path, "sizeone", ranks=None)
+    _ok(proc)
+    assert json.loads((tmp_path / "sizeone.json").read_text()) == {"size": 1, "mpi4py_imported": False}
+
+
+def test_size_one_communicator_changes_nothing():
+    comm = Communicator()
+    model = nn.Sequential(nn.Dense(3, 2, rng=np.random.default_rng(0)))
+    model(np.ones((4, 3), np.float32))
+    model.backward(np.ones((4, 2), np.float32))
+    before = [(p.data.copy(), p.grad.copy()) for p in model.parameters()]
+    comm.broadcast_parameters(model.parameters())
+    comm.average_gradients(model.parameters(), weight=1.0)
+    for p, (data, grad) in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.data, data)
+        np.testing.assert_array_equal(p.grad, grad)
+    assert (comm.rank, comm.size, comm.is_root) == (0, 1, True)
+    assert comm.allreduce_sum(2.5) == 2.5
+    np.testing.assert_array_equal(comm.allreduce_sum([1, 2]), [1.0, 2.0])
+    assert comm.shard(7) == slice(0, 7)
+    comm.check_agree("anything", 1)
+
+
+def test_size_one_rejects_a_partial_weight():
+    with pytest.raises(ValueError, match="a single process holds the whole batch"):
+        Communicator().average_gradients([], weight=0.5)
+
+
+def test_launched_under_mpi_without_mpi4py_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.delenv("NANOAE_MPI", raising=False)
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # what a missing package looks like
+    with pytest.raises(RuntimeError, match=r"one of 2 MPI ranks, but mpi4py cannot be imported"):
+        distributed._mpi_world()
+
+
+def test_shards_cover_a_batch_exactly_once():
+    for size in (1, 2, 3, 5):
+        for n in (0, 1, 4, 7, 8):
+            parts = []
+            for rank in range(size):
+                comm = Communicator()
+                comm.rank, comm.size = rank, size
+                s = comm.shard(n)
+                parts.extend(range(n)[s])
+            assert parts == list(range(n)), (size, n)
