@@ -2,6 +2,8 @@
 
     python benchmarks/bench.py [--repeats N] [--epochs-per-run E] [--only NAMES]
                                [--json PATH] [--quick] [--device cpu|cuda] [--unset-openblas-env]
+    python benchmarks/bench.py --workers N [--repeats N] [--epochs-per-run E] [--json PATH] [--quick]
+                               (data-parallel scaling over MPI instead: see data_parallel.py)
 
 Two workloads, both float32, Adam (lr 1e-3), batch 256, a fresh shuffle every epoch:
 
@@ -168,11 +170,19 @@ def main(argv=None) -> int:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--unset-openblas-env", action="store_true",
                    help=f"unset {' and '.join(OPENBLAS_VARS)} in the child processes")
+    p.add_argument("--workers", type=int, help="instead: the data-parallel benchmark, N MPI ranks x "
+                   "(cores/N) BLAS threads against 1 rank x all cores (data_parallel.py)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=FULL_N, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         return child(args)
+    if args.workers is not None:
+        import data_parallel  # noqa: PLC0415  (beside this file)
+
+        forward = ["--workers", str(args.workers), "--epochs-per-run", str(args.epochs_per_run)]
+        forward += (["--repeats", str(args.repeats)] if args.repeats else []) + (["--quick"] if args.quick else [])
+        return data_parallel.main(forward + (["--json", str(args.json)] if args.json else []))
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     args.n = QUICK_N if args.quick else FULL_N

@@ -1,0 +1,230 @@
+"""Data-parallel scaling: N ranks x (cores/N) BLAS threads against 1 rank x all cores.
+
+    python benchmarks/bench.py --workers N [--quick] [--repeats R] [--epochs-per-run E] [--json PATH]
+    python benchmarks/data_parallel.py --workers N ...        (the same)
+
+Needs ``pip install -e '.[mpi]'`` (mpi4py and mpiexec) and the real Fashion-MNIST.
+
+What it measures, on the reference autoencoder 784-128-64-32-64-128-784 (ReLU code,
+BCE, Adam lr 1e-3, global batch 256), trained by ``fit`` exactly as a user runs it:
+
+* ``1 rank``: one plain process (no MPI) with every core's BLAS thread;
+* ``N ranks``: ``mpiexec -n N``, each rank with cores/N BLAS threads
+  (OMP/OPENBLAS/MKL_NUM_THREADS), each computing on batch/N examples and
+  all-reducing the gradient once per step.
+
+Per configuration: the median seconds per epoch (fit's own ``history["seconds"]``,
+after one warm-up epoch), and for N ranks the time spent inside the all-reduce
+per step and per epoch (rank 0's clock around ``MPI_Allreduce``; the ranks wait
+for each other there, so it includes load imbalance) and the bytes of the buffer
+(every gradient in float32, plus one element for the shard weight). Runs are
+interleaved (for repeat: 1 rank, N ranks), each in its own processes.
+
+Then ``alpha``/``beta`` of the scaling model
+
+    time per step = compute(batch / N) + alpha + bytes / beta
+
+from a separate microbenchmark: ``MPI_Allreduce`` of float32 buffers of 4 B to
+4 MiB on N ranks, median of many calls per size, and a least-squares line
+t = alpha + bytes / beta through them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+MARK = "DP-RESULT "
+BATCH, LR = 256, 1e-3
+SIZES = [1, 16, 256, 4096, 65536, 262144, 1048576]  # float32 elements: 4 B .. 4 MiB
+
+
+# ------------------------------------------------------------------------- on every rank
+def child_train(args) -> dict:
+    """Train the reference autoencoder with fit on this job's ranks; rank 0 reports."""
+    sys.path.insert(0, str(HERE))
+    from contenders import load_data  # noqa: PLC0415
+
+    import nanoae  # noqa: PLC0415
+    from nanoae.distributed import Communicator, world  # noqa: PLC0415
+    from nanoae.models import Autoencoder  # noqa: PLC0415
+    from nanoae.training import fit  # noqa: PLC0415
+
+    class TimedCommunicator(Communicator):
+        """The world communicator, with a stopwatch around each all-reduce."""
+        seconds, calls, nbytes = 0.0, 0, 0
+
+        def _allreduce(self, buf):
+            t0 = time.perf_counter()
+            super()._allreduce(buf)
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+            self.nbytes = int(buf.nbytes)
+
+    comm = TimedCommunicator(world().mpi_comm)
+    x, _ = load_data("ae", args.n)
+    model = Autoencoder((784, 128, 64, 32), code_activation="relu", seed=0)
+    optimizer = nanoae.Adam(model.parameters(), lr=LR)
+    history = fit(model, nanoae.BinaryCrossEntropy(), optimizer, x, epochs=1 + args.epochs_per_run,
+                  batch_size=BATCH, seed=0, progress=False, verbose=False, comm=comm)
+    steps = -(-len(x) // BATCH)
+    return {"ranks": comm.size, "seconds": history["seconds"][1:], "warmup": history["seconds"][0],
+            "allreduce_ms_per_step": 1e3 * comm.seconds / max(1, comm.calls),
+            "allreduce_s_per_epoch": comm.seconds / max(1, comm.calls) * steps,
+            "buffer_bytes": comm.nbytes, "steps_per_epoch": steps,
+            "final_train_loss": history["train_loss"][-1]}
+
+
+def child_alpha_beta(args) -> dict:
+    """Median time of MPI_Allreduce (float32, sum, in place) per buffer size, and the fitted line."""
+    from mpi4py import MPI  # noqa: PLC0415
+
+    comm = MPI.COMM_WORLD
+    sizes = SIZES[:4] if args.quick else SIZES
+    medians = []
+    for n in sizes:
+        buf = numpy.ones(n, dtype=numpy.float32)
+        calls = 20 if args.quick else max(20, min(2000, 2_000_000 // max(n, 1)))
+        for _ in range(5):  # warm-up: connection set-up, first-touch
+            comm.Allreduce(MPI.IN_PLACE, buf)
+        times = []
+        for _ in range(calls):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            comm.Allreduce(MPI.IN_PLACE, buf)
+            times.append(time.perf_counter() - t0)
+        # the slowest rank's time is the collective's time
+        medians.append(comm.allreduce(statistics.median(times), op=MPI.MAX))
+    nbytes = [4 * n for n in sizes]
+    slope, intercept = numpy.polyfit(nbytes, medians, 1)  # t = alpha + bytes / beta
+    return {"ranks": comm.Get_size(), "bytes": nbytes, "median_s": medians,
+            "alpha_s": float(intercept), "beta_bytes_per_s": float(1 / slope) if slope > 0 else None}
+
+
+def child(args) -> int:
+    from nanoae.distributed import world  # noqa: PLC0415
+
+    comm = world()
+    result = child_train(args) if args.child == "train" else child_alpha_beta(args)
+    if comm.is_root:
+        print(MARK + json.dumps(result), flush=True)
+    return 0
+
+
+# ------------------------------------------------------------------------- the parent
+def _mpiexec() -> str | None:
+    beside = Path(sys.executable).parent / "mpiexec"
+    if beside.exists():
+        return str(beside)
+    from shutil import which  # noqa: PLC0415
+
+    return which("mpiexec")
+
+
+def spawn(what: str, ranks: int, threads: int, args) -> dict:
+    """One run: a plain process (ranks == 1) or an mpiexec job; its rank 0's result."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", what, "--n", str(args.n),
+               "--epochs-per-run", str(args.epochs_per_run)] + (["--quick"] if args.quick else [])
+    if ranks > 1:
+        command = [_mpiexec(), "-n", str(ranks)] + command
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+    raise RuntimeError(f"{' '.join(command)} failed (exit {proc.returncode}):\n{tail}")
+
+
+def summarise(runs: list[dict]) -> dict:
+    epochs = [s for r in runs for s in r["seconds"]]
+    out = {"median_s": statistics.median(epochs), "min_s": min(epochs), "max_s": max(epochs),
+           "final_train_loss": runs[-1]["final_train_loss"], "runs": runs}
+    if runs[0]["ranks"] > 1:
+        out.update(allreduce_ms_per_step=statistics.median(r["allreduce_ms_per_step"] for r in runs),
+                   allreduce_s_per_epoch=statistics.median(r["allreduce_s_per_epoch"] for r in runs),
+                   buffer_bytes=runs[0]["buffer_bytes"])
+    return out
+
+
+def report(single: dict, multi: dict, ab: dict, args, cores: int) -> None:
+    n_ranks = args.workers
+    print(f"\n== data parallel: reference autoencoder, {args.n} images, global batch {BATCH}, "
+          f"{args.repeats} repeat(s) x {args.epochs_per_run} epoch(s) after 1 warm-up; {cores} cores ==")
+    print(f"{'configuration':<26} {'s/epoch':>8} {'min-max':>13} {'all-reduce s/epoch':>18} "
+          f"{'ms/step':>8} {'ratio':>6}")
+    print(f"{f'1 rank x {cores} threads':<26} {single['median_s']:8.3f} "
+          f"{single['min_s']:6.3f}-{single['max_s']:<6.3f} {'-':>18} {'-':>8} {1:6.2f}")
+    label = f"{n_ranks} ranks x {max(1, cores // n_ranks)} thread(s)"
+    print(f"{label:<26} {multi['median_s']:8.3f} {multi['min_s']:6.3f}-{multi['max_s']:<6.3f} "
+          f"{multi['allreduce_s_per_epoch']:18.3f} {multi['allreduce_ms_per_step']:8.3f} "
+          f"{multi['median_s'] / single['median_s']:6.2f}")
+    sent = 2 * (n_ranks - 1) / n_ranks * multi["buffer_bytes"]
+    print(f"bytes per step: buffer {multi['buffer_bytes']:,} B (every gradient in float32 + 1); "
+          f"a ring all-reduce sends 2(N-1)/N of it per rank: {sent:,.0f} B")
+    print(f"final train loss (same data, same seed): 1 rank {single['final_train_loss']:.6f}, "
+          f"{n_ranks} ranks {multi['final_train_loss']:.6f}")
+    print(f"\nMPI_Allreduce on {ab['ranks']} ranks (median per call):")
+    for b, t in zip(ab["bytes"], ab["median_s"]):
+        print(f"  {b:>9,} B  {1e6 * t:9.1f} us")
+    beta = ab["beta_bytes_per_s"]
+    print(f"fit t = alpha + bytes/beta: alpha = {1e6 * ab['alpha_s']:.1f} us, "
+          f"beta = {'n/a' if beta is None else f'{beta / 1e9:.2f} GB/s'}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workers", type=int, default=2, help="ranks of the data-parallel run (default 2)")
+    p.add_argument("--repeats", type=int, default=None, help="runs per configuration (default 3; 1 with --quick)")
+    p.add_argument("--epochs-per-run", type=int, default=3, help="timed epochs per run, after 1 warm-up")
+    p.add_argument("--quick", action="store_true", help="1,024 images, 1 repeat, 1 epoch: a smoke test")
+    p.add_argument("--json", type=Path, help="also write the settings, raw times and results here")
+    p.add_argument("--child", choices=("train", "alpha-beta"), help=argparse.SUPPRESS)
+    p.add_argument("--n", type=int, default=60000, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return child(args)
+    if args.workers < 2:
+        p.error("--workers must be at least 2 (1 rank is the baseline every run includes)")
+    if _mpiexec() is None:
+        print("no mpiexec (in the virtual environment or on PATH): pip install -e '.[mpi]'", file=sys.stderr)
+        return 2
+    if args.quick:
+        args.n, args.epochs_per_run = 1024, 1
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    cores = os.cpu_count() or 1
+    runs = {"single": [], "multi": []}
+    for r in range(args.repeats):  # interleaved, so drift of the machine hits both alike
+        for key, ranks, threads in (("single", 1, cores), ("multi", args.workers, max(1, cores // args.workers))):
+            t0 = time.perf_counter()
+            runs[key].append(spawn("train", ranks, threads, args))
+            print(f"[{r + 1}/{args.repeats}] {ranks} rank(s) x {threads} thread(s): "
+                  f"{statistics.median(runs[key][-1]['seconds']):.3f} s/epoch "
+                  f"({time.perf_counter() - t0:.0f} s wall)", file=sys.stderr, flush=True)
+    ab = spawn("alpha-beta", args.workers, 1, args)
+    single, multi = summarise(runs["single"]), summarise(runs["multi"])
+    report(single, multi, ab, args, cores)
+    if args.json:
+        doc = {"settings": {"workers": args.workers, "repeats": args.repeats, "n": args.n,
+                            "epochs_per_run": args.epochs_per_run, "cores": cores, "batch": BATCH, "lr": LR},
+               "single": single, "multi": multi, "alpha_beta": ab}
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
