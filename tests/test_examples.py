@@ -85,3 +85,11 @@ def test_04_gradcheck_by_hand(fake_data, tmp_path):
 def test_outputs_are_git_ignored():
     # examples/out/ must never be committed; the pattern lives beside the scripts.
     assert "/out/" in (EXAMPLES / ".gitignore").read_text().split()
+
+
+def test_05_data_parallel_runs_alone_as_one_rank(fake_data, tmp_path):
+    # Without mpiexec the same loop runs on one process (size 1, no MPI needed);
+    # tests/test_distributed.py runs it under mpiexec -n 2.
+    stdout, _ = run_example("05_data_parallel.py", fake_data, tmp_path, NANOAE_EXAMPLE_LIMIT="200")
+    assert "1 rank(s), 200 training images, global batch 256 = 1 x 256 per rank" in stdout
+    assert "epoch 1/1: train BCE" in stdout
