@@ -177,14 +177,20 @@ def main(argv=None) -> int:
     from . import commands  # noqa: PLC0415  (import the heavy parts only after parsing)
     from .errors import NanoaeError  # noqa: PLC0415
 
+    from .distributed import abort_on_error, world  # noqa: PLC0415  (imports no MPI by itself)
+
     try:
         from . import backend  # noqa: PLC0415
 
-        backend.set_backend(args.backend)
+        comm = world()  # size 1 unless mpiexec started several of us
+        with abort_on_error(comm):  # under MPI a refusal on one rank must end them all
+            backend.set_backend(args.backend)
+            _check_data_parallel(comm, args.command)
     except (RuntimeError, ValueError) as exc:
         parser.exit(2, f"nanoae: error: {exc}\n")
     try:
-        result = commands.COMMANDS[args.command](args)
+        with abort_on_error(comm):  # under MPI: an error on any rank ends every rank
+            result = commands.COMMANDS[args.command](args)
     except KeyboardInterrupt as exc:
         hint = " Resume with the same command and --resume." if args.command == "train-ae" else ""
         print(f"\nnanoae: interrupted{': ' + str(exc) if str(exc) else ''}.{hint}", file=sys.stderr)
@@ -192,9 +198,27 @@ def main(argv=None) -> int:
     except NanoaeError as exc:
         print(f"nanoae: error: {exc}", file=sys.stderr)
         return 1
-    if isinstance(result, dict):
+    if isinstance(result, dict) and comm.is_root:  # under MPI every rank has it; one prints it
         print(json.dumps(result, indent=2))
     return 0
+
+
+# Commands that train data-parallel when started by mpiexec with several ranks (fit uses every
+# rank of the job); the others would only repeat the same work and write the same files N times.
+DATA_PARALLEL = ("train-ae", "train-classifier")
+
+
+def _check_data_parallel(comm, command: str) -> None:
+    """Under MPI with several ranks: a command that trains, and one GPU per rank on CuPy."""
+    from . import backend  # noqa: PLC0415
+
+    if comm.size == 1:
+        return
+    if command not in DATA_PARALLEL:
+        raise ValueError(f"nanoae {command} runs on one process, but mpiexec started {comm.size}; "
+                         f"run it without mpiexec (data parallel: {', '.join(DATA_PARALLEL)})")
+    if backend.get_backend() == "cupy":
+        comm.use_gpu()  # one GPU per rank, or a clear error
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -392,10 +392,11 @@ def abort_on_error(comm: Communicator):
 
 
 def _is_user_error(exc) -> bool:
-    """Errors whose message says it all (no traceback needed): nanoae's own, and bad values."""
+    """Errors whose message says it all (no traceback needed): nanoae's own, bad values and
+    refusals (a programming error, e.g. a TypeError or an AttributeError, shows its traceback)."""
     from .errors import NanoaeError  # noqa: PLC0415
 
-    return isinstance(exc, (NanoaeError, ValueError))
+    return isinstance(exc, (NanoaeError, ValueError, RuntimeError))
 
 
 def fingerprint(*arrays) -> str:

@@ -208,3 +208,14 @@ def test_shards_cover_a_batch_exactly_once():
                 s = comm.shard(n)
                 parts.extend(range(n)[s])
             assert parts == list(range(n)), (size, n)
+
+
+@needs_mpi
+def test_cli_refuses_a_command_that_does_not_train_under_mpiexec(tmp_path):
+    (tmp_path / "ae.npz").write_bytes(b"")  # never read: the refusal comes first
+    command = [_mpiexec(), "-n", "2", sys.executable, "-m", "nanoae.cli", "tsne", "--ae",
+               str(tmp_path / "ae.npz"), "--out", str(tmp_path / "t.png")]
+    proc = subprocess.run(command, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "nanoae tsne runs on one process, but mpiexec started 2" in proc.stderr
+    assert not (tmp_path / "t.png").exists()
