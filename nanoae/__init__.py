@@ -3,7 +3,7 @@
 The numerical core, re-exported here:
 
     Parameter, Dense, ReLU, Sigmoid, Softmax, Sequential,
-    BinaryCrossEntropy, CrossEntropy, Adam, SGD, gradcheck
+    BinaryCrossEntropy, CrossEntropy, Adam, AdamW, SGD, gradcheck
 
 and the backend switch, ``nanoae.backend`` (``set_backend("numpy" | "cupy" | "auto")``).
 Fashion-MNIST, models, training and plots live in ``nanoae.data``,
@@ -16,7 +16,7 @@ from .gradcheck import GradcheckError, GradcheckResult, gradcheck
 from .layers import Dense, Layer, ReLU, Sigmoid, Softmax
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss
 from .model import Sequential
-from .optim import SGD, Adam, Optimizer
+from .optim import SGD, Adam, AdamW, Optimizer
 from .parameter import Parameter
 
 __version__ = "0.1.0"
@@ -35,6 +35,7 @@ __all__ = [
     "CrossEntropy",
     "Optimizer",
     "Adam",
+    "AdamW",
     "SGD",
     "gradcheck",
     "GradcheckResult",

@@ -4,6 +4,7 @@ File layout (a plain, uncompressed NumPy ``.npz``, i.e. a zip of ``.npy`` files)
 
     param/<key>   one array per ``model.state_dict()`` entry ("param/0.W", "param/0.b", ...)
     optim/<key>   one array per array in ``optimizer.state_dict()`` ("optim/m", "optim/v")
+    extra/<key>   the caller's own arrays (``fit`` keeps the best epoch's weights there)
     meta          a JSON document, stored as a 1-D uint8 array of its UTF-8 bytes:
                   format_version, architecture (``repr(model)``), optimizer (class
                   name or null), optimizer_state (its scalars: t, lr, betas...),
@@ -39,7 +40,8 @@ import numpy
 
 from .errors import CheckpointError
 
-__all__ = ["FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "read_checkpoint_meta"]
+__all__ = ["FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "read_checkpoint_meta",
+           "read_checkpoint_extra"]
 
 FORMAT_VERSION = 1
 
@@ -52,16 +54,19 @@ _CORRUPT = (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error, KeyEr
             RuntimeError, MemoryError)
 
 
-def save_checkpoint(path, model, optimizer=None, *, meta=None) -> Path:
+def save_checkpoint(path, model, optimizer=None, *, meta=None, extra=None) -> Path:
     """Write ``model`` (and ``optimizer``'s state) to ``path`` atomically; returns the Path.
 
     ``path`` is used exactly as given: no ``.npz`` is appended when it has no
     suffix (``numpy.savez`` would, so we write through a file object). The parent
     directory is created if missing. ``meta``: a JSON-serialisable dict stored
     under "user"; a value that is not raises TypeError naming its key.
+    ``extra``: a dict of host arrays stored beside the weights (read them back
+    with ``read_checkpoint_extra``).
     """
     path = Path(path)
     arrays = {f"param/{k}": numpy.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    arrays.update({f"extra/{k}": numpy.ascontiguousarray(v) for k, v in (extra or {}).items()})
     state = optimizer.state_dict() if optimizer is not None else {}
     arrays.update({f"optim/{k}": v for k, v in state.items() if isinstance(v, numpy.ndarray)})
     scalars = {k: v for k, v in state.items() if not isinstance(v, numpy.ndarray)}
@@ -130,6 +135,12 @@ def load_checkpoint(path, model=None, optimizer=None) -> dict:
 def read_checkpoint_meta(path) -> dict:
     """Only the metadata of the checkpoint at ``path`` (reads no weights)."""
     return _read(Path(path), with_arrays=False)[0]
+
+
+def read_checkpoint_extra(path) -> dict:
+    """The ``extra`` arrays saved with the checkpoint at ``path`` ({} if none)."""
+    arrays = _read(Path(path), with_arrays=True)[1]
+    return {k[len("extra/"):]: v for k, v in arrays.items() if k.startswith("extra/")}
 
 
 # -- helpers ------------------------------------------------------------------

@@ -4,10 +4,14 @@ The protocol every layer follows:
 
 * ``forward(x)`` (also ``layer(x)``) computes the output and keeps what the
   backward pass will need. It never modifies ``x``.
-* ``backward(grad_out)`` takes dL/dy, the gradient of the loss with respect to
-  the layer's output (same shape as y), and returns dL/dx, the gradient with
-  respect to its input. Layers with parameters also *set* (overwrite, never
-  accumulate) each ``Parameter.grad``.
+* ``backward(grad_out, *, input_grad=True)`` takes dL/dy, the gradient of the
+  loss with respect to the layer's output (same shape as y), and returns
+  dL/dx, the gradient with respect to its input. Layers with parameters also
+  *set* (replace, never accumulate) each ``Parameter.grad``. With
+  ``input_grad=False`` the caller says it has no use for dL/dx (the layer is
+  the first of a network: nobody needs the gradient with respect to the data);
+  a layer may then skip computing it and return None (``Dense`` does: that
+  product is its largest).
 * ``parameters()`` lists the layer's Parameters (an empty list for activations).
 
 Shapes: inputs are batches ``(N, features)``; N is the batch size.
@@ -37,30 +41,36 @@ class Layer:
     def forward(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def backward(self, grad_out):  # pragma: no cover - abstract
+    def backward(self, grad_out, *, input_grad: bool = True):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def parameters(self) -> list[Parameter]:
         return []
 
+    def leaves(self) -> list["Layer"]:
+        """The layers that do the work, in order: ``[self]``; a container lists its own."""
+        return [self]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
     # -- shared checks -------------------------------------------------------
-    def _check_backward(self, grad_out, cached):
-        """grad_out must match the cached forward output; a clear error if not."""
+    def _check_grad(self, grad_out, cached, shape=None, dtype=None):
+        """grad_out must have the shape and dtype of the forward output; a clear error if not.
+
+        ``cached`` is what forward kept (None means forward has not run);
+        ``shape`` and ``dtype`` default to those of ``cached``.
+        """
         if cached is None:
             raise RuntimeError(f"{self.name}: backward() called before forward()")
-        if grad_out.shape != cached.shape:
-            raise ValueError(
-                f"{self.name}: backward expected grad_out of shape {tuple(cached.shape)} "
-                f"(the forward output), got {tuple(grad_out.shape)}"
-            )
-        if grad_out.dtype != cached.dtype:
-            raise TypeError(
-                f"{self.name}: backward expected grad_out of dtype {cached.dtype}, "
-                f"got {grad_out.dtype}"
-            )
+        shape = tuple(cached.shape) if shape is None else tuple(shape)
+        dtype = cached.dtype if dtype is None else dtype
+        if tuple(grad_out.shape) != shape:
+            raise ValueError(f"{self.name}: backward expected grad_out of shape {shape} "
+                             f"(the forward output), got {tuple(grad_out.shape)}")
+        if grad_out.dtype != dtype:
+            raise TypeError(f"{self.name}: backward expected grad_out of dtype {dtype}, "
+                            f"got {grad_out.dtype}")
 
 
 def _check_float(layer, x):
@@ -68,6 +78,26 @@ def _check_float(layer, x):
     if not hasattr(x, "dtype") or x.dtype.kind != "f":
         found = getattr(x, "dtype", type(x).__name__)
         raise TypeError(f"{layer.name}: expected a floating-point array, got {found}")
+
+
+def init_weights(rng, in_features: int, out_features: int, init: str):
+    """Initial weights (in, out) as float64 on the host, drawn from ``rng``.
+
+    * ``"he"``: Normal(0, std = sqrt(2 / in)) (He et al., 2015): keeps the
+      variance of ReLU activations steady from layer to layer.
+    * ``"glorot"``: Normal(0, std = sqrt(2 / (in + out))) (Glorot & Bengio, 2010).
+    * ``"glorot_uniform"``: Uniform(-a, a), a = sqrt(6 / (in + out)): the same
+      variance as "glorot"; Keras's default for Dense layers.
+    """
+    size = (in_features, out_features)
+    if init == "he":
+        return rng.normal(0.0, numpy.sqrt(2.0 / in_features), size=size)
+    if init == "glorot":
+        return rng.normal(0.0, numpy.sqrt(2.0 / (in_features + out_features)), size=size)
+    if init == "glorot_uniform":
+        a = numpy.sqrt(6.0 / (in_features + out_features))
+        return rng.uniform(-a, a, size=size)
+    raise ValueError(f"Dense: init must be 'he', 'glorot' or 'glorot_uniform', got {init!r}")
 
 
 class Dense(Layer):
@@ -81,12 +111,11 @@ class Dense(Layer):
         dL/db = sum_n g[n, :]   (out,)
         dL/dx = g @ W^T         (N, out) @ (out, in) -> (N, in)
 
-    Initialisation: W ~ Normal(0, sqrt(2 / in)) (He et al., 2015: keeps the
-    variance of ReLU activations steady from layer to layer), or
-    ``init="glorot"`` for Normal(0, sqrt(2 / (in + out))); b = 0. The weights
-    are drawn on the host from a NumPy Generator (``rng``: a Generator or an
-    int seed) and then moved to the active backend, so a seeded model starts
-    from the same numbers on the CPU and on the GPU.
+    Initialisation: ``init`` is "he" (default), "glorot" or "glorot_uniform"
+    (see ``init_weights``); b = 0. The weights are drawn on the host from a
+    NumPy Generator (``rng``: a Generator or an int seed) and then moved to the
+    active backend, so a seeded model starts from the same numbers on the CPU
+    and on the GPU.
 
     The input must have the layer's dtype (float32 by default): a float64 or
     integer batch into a float32 layer is an error rather than a silent cast,
@@ -103,11 +132,7 @@ class Dense(Layer):
         if self.dtype.kind != "f":
             raise TypeError(f"Dense: dtype must be floating point, got {self.dtype}")
         super().__init__()
-        fan = {"he": in_features, "glorot": (in_features + out_features) / 2}
-        if init not in fan:
-            raise ValueError(f"Dense: init must be 'he' or 'glorot', got {init!r}")
-        rng = numpy.random.default_rng(rng)
-        w = rng.normal(0.0, numpy.sqrt(2.0 / fan[init]), size=(in_features, out_features))
+        w = init_weights(numpy.random.default_rng(rng), self.in_features, self.out_features, init)
         self.W = Parameter(to_device(w.astype(self.dtype)), name="W")
         self.b = Parameter(to_device(numpy.zeros(out_features, dtype=self.dtype)), name="b")
         self._x = None
@@ -120,37 +145,23 @@ class Dense(Layer):
 
     def forward(self, x):
         self._check_input(x)
-        xp = get_array_module(x)
         self._x = x
-        y = xp.matmul(x, self.W.data)  # (N, in) @ (in, out) -> (N, out)
-        y += self.b.data  # in place: y is ours, a second pass would allocate
-        return y
+        return x @ self.W.data + self.b.data  # (N, in) @ (in, out) -> (N, out)
 
     def backward(self, grad_out, *, input_grad: bool = True):
-        """Set W.grad and b.grad; return dL/dx (or None when ``input_grad`` is False).
+        """Set W.grad and b.grad; return dL/dx (None when ``input_grad`` is False).
 
-        ``input_grad=False`` skips the ``g @ W^T`` product: the first layer of
-        a network never needs the gradient with respect to the data, and for a
-        784-wide input that product is a sixth of the work of a training step.
+        ``input_grad=False`` skips ``g @ W^T``: for the first layer of the
+        autoencoder, a 784-wide product that is about a sixth of a step's work.
         """
-        if self._x is None:
-            raise RuntimeError(f"{self.name}: backward() called before forward()")
-        n, out = self._x.shape[0], self.out_features
-        if grad_out.shape != (n, out):
-            raise ValueError(
-                f"{self.name}: backward expected grad_out of shape {(n, out)}, "
-                f"got {tuple(grad_out.shape)}"
-            )
-        if grad_out.dtype != self.dtype:
-            raise TypeError(f"{self.name}: backward expected grad_out of dtype {self.dtype}, "
-                            f"got {grad_out.dtype}")
-        xp = get_array_module(grad_out)
-        # Written in place (out=): grad may be a view into the model's flat buffer.
-        xp.matmul(self._x.T, grad_out, out=self.W.grad)  # (in, N) @ (N, out)
-        grad_out.sum(axis=0, out=self.b.grad)
+        x = self._x
+        self._check_grad(grad_out, x, shape=(0 if x is None else len(x), self.out_features),
+                         dtype=self.dtype)
+        self.W.grad = x.T @ grad_out  # (in, N) @ (N, out) -> (in, out)
+        self.b.grad = grad_out.sum(axis=0)
         if not input_grad:
             return None
-        return xp.matmul(grad_out, self.W.data.T)  # (N, out) @ (out, in)
+        return grad_out @ self.W.data.T  # (N, out) @ (out, in) -> (N, in)
 
     def _check_input(self, x):
         shape = getattr(x, "shape", None)
@@ -185,21 +196,20 @@ class ReLU(Layer):
     def forward(self, x):
         _check_float(self, x)
         xp = get_array_module(x)
-        self._y = xp.maximum(x, 0)  # a new array: x stays untouched
+        self._y = xp.maximum(x, 0)
         return self._y
 
-    def backward(self, grad_out):
-        self._check_backward(grad_out, self._y)
-        xp = get_array_module(grad_out)
-        return xp.multiply(grad_out, self._y > 0)
+    def backward(self, grad_out, *, input_grad: bool = True):
+        self._check_grad(grad_out, self._y)
+        return grad_out * (self._y > 0)
 
 
 class Sigmoid(Layer):
     """Logistic function: ``y = 1 / (1 + exp(-x))``, elementwise.
 
-    x is first clipped to +-(log(dtype max) - 1) (about +-87 in float32), where
-    exp(-x) would overflow: sigmoid is already 0 or 1 to the dtype's precision
-    there, and the clip keeps the computation free of overflow warnings.
+    x is first clipped to +-(log(dtype max) - 1) (about +-87.7 in float32),
+    where exp(-x) would overflow: sigmoid is already 0 or 1 to the dtype's
+    precision there, and the clip keeps the computation free of overflow warnings.
 
     Backward: ``dL/dx = g * y * (1 - y)``.
 
@@ -218,16 +228,12 @@ class Sigmoid(Layer):
         _check_float(self, x)
         xp = get_array_module(x)
         bound = float(numpy.log(numpy.finfo(x.dtype).max)) - 1.0
-        y = xp.clip(x, -bound, bound)  # a new array; clip is also a cheap copy
-        xp.negative(y, out=y)
-        xp.exp(y, out=y)
-        y += 1
-        xp.reciprocal(y, out=y)
-        self.logits, self._y = x, y
-        return y
+        self.logits = x
+        self._y = 1 / (1 + xp.exp(-xp.clip(x, -bound, bound)))
+        return self._y
 
-    def backward(self, grad_out):
-        self._check_backward(grad_out, self._y)
+    def backward(self, grad_out, *, input_grad: bool = True):
+        self._check_grad(grad_out, self._y)
         y = self._y
         return grad_out * y * (1 - y)
 
@@ -254,13 +260,11 @@ class Softmax(Layer):
     def forward(self, x):
         _check_float(self, x)
         xp = get_array_module(x)
-        z = x - x.max(axis=-1, keepdims=True)
-        xp.exp(z, out=z)
-        z /= z.sum(axis=-1, keepdims=True)
-        self._y = z
-        return z
+        e = xp.exp(x - x.max(axis=-1, keepdims=True))
+        self._y = e / e.sum(axis=-1, keepdims=True)
+        return self._y
 
-    def backward(self, grad_out):
-        self._check_backward(grad_out, self._y)
+    def backward(self, grad_out, *, input_grad: bool = True):
+        self._check_grad(grad_out, self._y)
         y = self._y
         return y * (grad_out - (grad_out * y).sum(axis=-1, keepdims=True))

@@ -45,8 +45,7 @@ _LOG_FLOOR = -100.0  # as torch.nn.BCELoss: log terms are clamped at -100
 
 def _safe_log(xp, p):
     """log(p) for p in [0, 1], never -inf and never a warning: >= max(-100, log(tiny))."""
-    out = xp.log(xp.maximum(p, numpy.finfo(p.dtype).tiny))
-    return xp.maximum(out, _LOG_FLOOR, out=out)
+    return xp.maximum(xp.log(xp.maximum(p, numpy.finfo(p.dtype).tiny)), _LOG_FLOOR)
 
 
 class Loss:
@@ -106,13 +105,15 @@ class BinaryCrossEntropy(Loss):
     def forward(self, pred, target, *, logits=None):
         """The mean BCE. ``logits``: the input z of the Sigmoid that made ``pred``, if known.
 
-        From probabilities alone the loss needs two logarithms per element. Given
-        the logits it needs one, and it is exact even where p rounded to 0 or 1:
+        Given the logits, the loss is computed from them, which is exact even
+        where p has rounded to 0 or 1:
 
-            -(t log p + (1 - t) log(1 - p)) = softplus(z) - t z
-            softplus(z) = log(1 + e^z) = max(z, 0) - log(max(p, 1 - p))
+            -(t log p + (1 - t) log(1 - p)) = softplus(z) - t z,   softplus(z) = log(1 + e^z)
 
-        (``max(p, 1 - p) >= 1/2``, so that logarithm is well conditioned).
+        and softplus is evaluated with the p already at hand, one logarithm
+        and no exponential: ``softplus(z) = max(z, 0) - log(max(p, 1 - p))``
+        (for z >= 0, log(1 + e^z) = z - log p; for z < 0, it is -log(1 - p);
+        max(p, 1 - p) >= 1/2, so that logarithm never meets 0).
         """
         _check_same(self, pred, target)
         xp = get_array_module(pred)
@@ -124,23 +125,10 @@ class BinaryCrossEntropy(Loss):
             if logits.shape != pred.shape or logits.dtype != pred.dtype:
                 raise ValueError(f"{self!r}: logits must match pred, got {tuple(logits.shape)} "
                                  f"{logits.dtype} for pred {tuple(pred.shape)} {pred.dtype}")
-            # max(p, 1 - p) == 1/2 + |p - 1/2|: three cheap passes, no comparison mask
-            m = pred - 0.5
-            xp.abs(m, out=m)
-            m += 0.5
-            xp.log(m, out=m)
-            # sum(max(z, 0)): a two-sided clip is a much faster kernel than maximum(z, 0)
-            relu_sum = xp.clip(logits, 0, numpy.finfo(logits.dtype).max).sum()
-            total = relu_sum - m.sum() - xp.dot(target.ravel(), logits.ravel())
-            loss = total / pred.size
+            softplus = xp.maximum(logits, 0) - xp.log(xp.maximum(pred, 1 - pred))
+            loss = xp.mean(softplus - target * logits)
         else:
-            log_p = _safe_log(xp, pred)
-            log_q = _safe_log(xp, 1 - pred)
-            # t*log p + (1-t)*log q  ==  log q + t*(log p - log q): one product fewer
-            log_p -= log_q
-            log_p *= target
-            log_p += log_q
-            loss = -log_p.mean()
+            loss = -xp.mean(target * _safe_log(xp, pred) + (1 - target) * _safe_log(xp, 1 - pred))
         self._explain_nonfinite(loss, xp, pred=pred, target=target)
         return loss
 
@@ -154,9 +142,7 @@ class BinaryCrossEntropy(Loss):
     def logits_grad(self):
         """dL/dz for z the input of the preceding Sigmoid: ``(p - t) / count``."""
         p, t = self._need("_p"), self._t
-        g = p - t
-        g *= 1.0 / p.size
-        return g
+        return (p - t) / p.size
 
 
 class CrossEntropy(Loss):
@@ -173,9 +159,8 @@ class CrossEntropy(Loss):
 
     fused_layer = Softmax
 
-    def forward(self, probs, labels, *, logits=None):
-        """The mean cross-entropy. ``logits`` is accepted for symmetry with BCE and
-        not needed: only N probabilities are read, so there is nothing to save."""
+    def forward(self, probs, labels):
+        """The mean cross-entropy; only the N probabilities of the true classes are read."""
         if getattr(probs, "ndim", None) != 2:
             raise ValueError(f"{self!r}: expected probs of shape (N, C), got "
                              f"{tuple(getattr(probs, 'shape', ()))}")
@@ -215,10 +200,9 @@ class CrossEntropy(Loss):
         p, labels = self._need("_p"), self._labels
         xp = get_array_module(p)
         n = p.shape[0]
-        g = p.copy()
-        g[xp.arange(n), labels] -= 1
-        g *= 1.0 / n
-        return g
+        onehot = xp.zeros_like(p)
+        onehot[xp.arange(n), labels] = 1
+        return (p - onehot) / n
 
 
 def _check_same(loss, pred, target):

@@ -11,10 +11,10 @@ of its own parameters on the way.
 from __future__ import annotations
 
 from .backend import to_numpy, to_device
-from .layers import Dense, Layer
+from .layers import Layer
 from .parameter import Parameter
 
-__all__ = ["Sequential"]
+__all__ = ["Sequential", "backward_through"]
 
 
 class Sequential(Layer):
@@ -57,10 +57,13 @@ class Sequential(Layer):
         """All parameters, in layer order (W then b for each Dense)."""
         return [p for layer in self.layers for p in layer.parameters()]
 
+    def leaves(self) -> list[Layer]:
+        """The working layers in order, with nested Sequentials opened up."""
+        return [leaf for layer in self.layers for leaf in layer.leaves()]
+
     def last_layer(self) -> Layer:
-        """The last non-container layer (looks inside a nested Sequential)."""
-        last = self.layers[-1]
-        return last.last_layer() if isinstance(last, Sequential) else last
+        """The last working layer (looks inside a nested Sequential)."""
+        return self.leaves()[-1]
 
     def forward(self, x):
         for layer in self.layers:
@@ -68,42 +71,28 @@ class Sequential(Layer):
         return x
 
     def backward(self, grad_out, *, input_grad: bool = True):
-        """Backpropagate dL/dy through every layer; returns dL/dx.
+        """Backpropagate dL/dy through every layer, last to first; returns dL/dx.
 
-        With ``input_grad=False`` the first layer skips computing dL/dx (nobody
-        needs the gradient with respect to the data) and None is returned.
+        With ``input_grad=False`` the first layer may skip computing dL/dx
+        (nobody needs the gradient with respect to the data) and None is returned.
         """
-        return self._backward_layers(self.layers, grad_out, input_grad)
+        return backward_through(self.leaves(), grad_out, input_grad)
 
     def backward_from_loss(self, loss, *, input_grad: bool = True):
         """Backpropagate from a loss whose ``forward`` was just called on this model's output.
 
-        When the last layer and the loss form a fused pair (Sigmoid then
-        BinaryCrossEntropy, Softmax then CrossEntropy; ``loss.fuses_with(layer)``
-        says), the last layer's backward is skipped and the loss supplies the
+        Plain: ``self.backward(loss.backward())``. When the last layer and the
+        loss form a fused pair (Sigmoid then BinaryCrossEntropy, Softmax then
+        CrossEntropy; ``loss.fuses_with(layer)`` says), the loss gives the
         gradient with respect to that layer's *input* directly
-        (``loss.logits_grad()``: ``(y - t) / count``). It is the same gradient,
-        computed stably and with fewer passes. Otherwise this is
-        ``self.backward(loss.backward())``.
-        Returns dL/dx (None with ``input_grad=False``).
+        (``loss.logits_grad()``: ``(y - t) / count``) and the backward pass
+        starts one layer earlier. It is the same gradient, computed stably and
+        with fewer passes. Returns dL/dx (None with ``input_grad=False``).
         """
-        head, last = self.layers[:-1], self.layers[-1]
-        if isinstance(last, Sequential):  # e.g. an autoencoder = Sequential(encoder, decoder)
-            grad = last.backward_from_loss(loss, input_grad=input_grad or bool(head))
-        elif loss.fuses_with(last):
-            grad = loss.logits_grad()
-        else:
-            return self.backward(loss.backward(), input_grad=input_grad)
-        return self._backward_layers(head, grad, input_grad) if head else grad
-
-    @staticmethod
-    def _backward_layers(layers, grad, input_grad):
-        for i in range(len(layers) - 1, -1, -1):
-            layer = layers[i]
-            if i == 0 and not input_grad and isinstance(layer, (Dense, Sequential)):
-                return layer.backward(grad, input_grad=False)
-            grad = layer.backward(grad)
-        return grad
+        layers = self.leaves()
+        if loss.fuses_with(layers[-1]):
+            return backward_through(layers[:-1], loss.logits_grad(), input_grad)
+        return backward_through(layers, loss.backward(), input_grad)
 
     # -- saving and loading ---------------------------------------------------
     def state_dict(self) -> dict:
@@ -129,7 +118,7 @@ class Sequential(Layer):
                     f"{p.data.dtype}, got shape {tuple(value.shape)} dtype {value.dtype}"
                 )
         for key, p in named.items():
-            p.data[...] = to_device(state[key])  # in place: keeps flat-buffer views valid
+            p.data[...] = to_device(state[key])
 
     def _named_parameters(self, prefix=""):
         for i, layer in enumerate(self.layers):
@@ -138,3 +127,14 @@ class Sequential(Layer):
             else:
                 for p in layer.parameters():
                     yield f"{prefix}{i}.{p.name}", p
+
+
+def backward_through(layers, grad, input_grad: bool = True):
+    """The chain rule over ``layers``, last to first: g <- layer.backward(g); returns the last g.
+
+    Only the first layer is told ``input_grad`` (every later layer's dL/dx is
+    the gradient its predecessor needs).
+    """
+    for i in range(len(layers) - 1, -1, -1):
+        grad = layers[i].backward(grad, input_grad=input_grad or i > 0)
+    return grad

@@ -124,7 +124,7 @@ class Standardize(Layer):
         y *= self.inv_std
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, *, input_grad: bool = True):
         return grad_out * self.inv_std
 
     @property

@@ -1,65 +1,123 @@
-"""Optimizers: Adam, and plain SGD (with momentum) to compare it with.
+"""Optimizers: Adam, AdamW, and plain SGD (with momentum) to compare them with.
 
-Both pack the parameters they are given into one flat buffer (see
-``parameter.pack``), so a step is a few whole-vector operations on one long
-array rather than a Python loop over every weight matrix. The update rules are
-written on those vectors exactly as in the papers.
+An optimizer holds a list of Parameters and, per parameter, the arrays of its
+state (Adam's moments ``m`` and ``v``, SGD's velocity). Each ``step()`` reads
+every ``p.grad`` and updates every ``p.data`` in a plain loop over the
+parameters, one update rule written as in its paper. Nothing is shared between
+optimizers: any number of them over any, possibly overlapping, sets of
+parameters each update the live parameters (as ``torch.optim`` does).
 
-An optimizer does not need ``zero_grad()`` before each step: the layers *set*
-their gradients in backward. ``zero_grad()`` exists for code that wants it.
+No ``zero_grad()`` is needed before a step: the layers *set* their gradients
+in backward. ``zero_grad()`` exists for code that wants it.
+
+Subnormal numbers. Where a gradient is exactly 0 for good (a dead ReLU unit),
+``m <- b1 m + (1 - b1) g`` decays towards 0 but, rounded to float32, never
+reaches it: it ends a few units of the smallest *subnormal* number (|x| <
+1.2e-38) and stays there. Intel cores compute with subnormals in microcode,
+many times slower, so a long run slows down as they pile up (AMD cores hide
+it). Every ``flush_every`` steps (default 100) the optimizer therefore sets
+to 0 every state value below its dtype's smallest normal number
+(``flush_subnormals()``); a dead unit's state then stays exactly 0.
+``flush_every=None`` switches this off.
 """
 
 from __future__ import annotations
 
-import math
+import numpy
 
 from .backend import get_array_module, to_device, to_numpy
-from .parameter import pack
 
-__all__ = ["Optimizer", "SGD", "Adam"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
 
 class Optimizer:
-    """Common part: the packed parameters, ``zero_grad`` and the state dict."""
+    """Common part: the parameters, per-parameter state, ``zero_grad`` and the state dict.
 
-    #: names of the per-parameter state vectors, saved in checkpoints
-    _buffers: tuple[str, ...] = ()
+    Subclasses name their per-parameter state arrays in ``_state_names``; each
+    is a list of arrays aligned with ``self.params`` (``self.m[i]`` belongs to
+    ``self.params[i]``).
+    """
 
-    def __init__(self, params, lr: float):
-        if not lr > 0:
-            raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr}")
-        self.lr = float(lr)
+    _state_names: tuple[str, ...] = ()
+
+    def __init__(self, params, lr: float, *, flush_every: int | None = 100):
+        name = type(self).__name__
         self.params = list(params)
-        self.flat = pack(self.params)
+        if not self.params:
+            raise ValueError(f"{name}: got no parameters")
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError(f"{name}: a parameter appears twice in the list")
+        if not lr > 0:
+            raise ValueError(f"{name}: lr must be > 0, got {lr}")
+        if flush_every is not None and int(flush_every) < 1:
+            raise ValueError(f"{name}: flush_every must be >= 1 or None, got {flush_every}")
+        self.lr = float(lr)
+        self.flush_every = None if flush_every is None else int(flush_every)
         self.t = 0  # steps taken
+        for state in self._state_names:  # zeros beside each parameter, on its device
+            setattr(self, state, [get_array_module(p.data).zeros_like(p.data) for p in self.params])
+
+    def step(self) -> None:
+        """One update of every parameter from its current ``grad``."""
+        self.t += 1
+        self.update()
+        if self.flush_every is not None and self.t % self.flush_every == 0:
+            self.flush_subnormals()
+
+    def update(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def zero_grad(self) -> None:
-        self.flat.grad[...] = 0
+        for p in self.params:
+            p.grad[...] = 0
 
+    def flush_subnormals(self) -> None:
+        """Set to 0 every state value with magnitude below its dtype's smallest normal number."""
+        for state in self._state_names:
+            for a in getattr(self, state):
+                xp = get_array_module(a)
+                a *= xp.abs(a) >= numpy.finfo(a.dtype).tiny  # multiply by a bool mask: no host sync
+
+    # -- saving and loading ---------------------------------------------------
     def state_dict(self) -> dict:
-        """Step count, hyper-parameters and state vectors, as host (NumPy) values."""
-        state = {"t": self.t, "lr": self.lr}
-        for name in self._buffers:
-            state[name] = to_numpy(getattr(self, name)).copy()
+        """Step count, hyper-parameters and state, as host values.
+
+        Each state is saved as one vector: the arrays of all parameters,
+        flattened and concatenated in parameter order.
+        """
+        state = {"t": self.t, "lr": self.lr, **self.settings()}
+        for name in self._state_names:
+            arrays = [to_numpy(a).ravel() for a in getattr(self, name)]
+            state[name] = numpy.concatenate(arrays)
         return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore ``state_dict()`` output; everything is checked before anything is written."""
-        missing = [k for k in ("t", "lr", *self._buffers) if k not in state]
+        name = type(self).__name__
+        missing = [k for k in ("t", "lr", *self._state_names) if k not in state]
         if missing:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: missing {missing}")
-        for name in self._buffers:
-            value = state[name]
-            mine = getattr(self, name)
-            if tuple(value.shape) != tuple(mine.shape) or value.dtype != mine.dtype:
-                raise ValueError(
-                    f"{type(self).__name__}.load_state_dict: {name} expected shape "
-                    f"{tuple(mine.shape)} dtype {mine.dtype}, got {tuple(value.shape)} {value.dtype}"
-                )
-        for name in self._buffers:
-            getattr(self, name)[...] = to_device(state[name])
-        self.t = int(state["t"])
-        self.lr = float(state["lr"])
+            raise ValueError(f"{name}.load_state_dict: missing {missing}")
+        total = sum(int(p.data.size) for p in self.params)
+        dtype = self.params[0].data.dtype
+        for key in self._state_names:
+            value = state[key]
+            if tuple(value.shape) != (total,) or value.dtype != dtype:
+                raise ValueError(f"{name}.load_state_dict: {key} expected shape ({total},) dtype "
+                                 f"{dtype}, got {tuple(value.shape)} {value.dtype}")
+        for key in self._state_names:
+            offset = 0
+            for a in getattr(self, key):
+                a[...] = to_device(state[key][offset:offset + a.size].reshape(a.shape))
+                offset += a.size
+        self.t, self.lr = int(state["t"]), float(state["lr"])
+        self.load_settings({k: float(v) for k, v in state.items() if k in self.settings()})
+
+    def settings(self) -> dict:
+        """The hyper-parameters besides lr, as numbers (saved in checkpoints)."""
+        return {}
+
+    def load_settings(self, settings: dict) -> None:
+        """Set the hyper-parameters from ``settings()`` output (keys it lacks are left alone)."""
 
 
 class SGD(Optimizer):
@@ -71,30 +129,30 @@ class SGD(Optimizer):
     With momentum 0 this is ``w <- w - lr * g``. (The convention of torch.optim.SGD.)
     """
 
-    _buffers = ("velocity",)
+    _state_names = ("velocity",)
 
-    def __init__(self, params, lr: float, momentum: float = 0.0):
-        super().__init__(params, lr)
+    def __init__(self, params, lr: float, momentum: float = 0.0, *, flush_every: int | None = 100):
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
+        super().__init__(params, lr, flush_every=flush_every)
         self.momentum = float(momentum)
-        xp = get_array_module(self.flat.data)
-        self.velocity = xp.zeros_like(self.flat.data)
 
-    def step(self) -> None:
-        self.t += 1
-        g = self.flat.grad
-        if self.momentum:
-            self.velocity *= self.momentum
-            self.velocity += g
-            g = self.velocity
-        self.flat.data -= self.lr * g
+    def settings(self) -> dict:
+        return {"momentum": self.momentum}
+
+    def load_settings(self, settings: dict) -> None:
+        self.momentum = settings.get("momentum", self.momentum)
+
+    def update(self) -> None:
+        for p, v in zip(self.params, self.velocity):
+            v[...] = self.momentum * v + p.grad
+            p.data -= self.lr * v
 
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015), Algorithm 1, as ``torch.optim.Adam`` computes it.
 
-    For step t = 1, 2, ... with gradient g:
+    For step t = 1, 2, ... and each parameter w with gradient g:
 
         m <- b1 * m + (1 - b1) * g          first moment (mean of g)
         v <- b2 * v + (1 - b2) * g^2        second moment (uncentred variance)
@@ -105,63 +163,67 @@ class Adam(Optimizer):
     eps is added *after* the square root of the bias-corrected v. (scikit-learn,
     Chainer and DeZero use the paper's "efficient" reordering, which amounts to
     a different eps; this form matches PyTorch's trajectory.)
-
-    The bias corrections are scalars, so they are folded into two numbers per
-    step instead of two passes over the vectors:
-    ``w -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
-
-    ``weight_decay`` (default 0) is *decoupled* weight decay, the rule of AdamW
-    (Loshchilov & Hutter, 2019; ``torch.optim.AdamW``): before the step,
-    ``w <- w - lr * weight_decay * w``. It shrinks every weight (biases too)
-    towards 0 at a rate independent of the gradient's scale.
     """
 
-    _buffers = ("m", "v")
+    _state_names = ("m", "v")
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0):
-        super().__init__(params, lr)
-        if not weight_decay >= 0:
-            raise ValueError(f"Adam: weight_decay must be >= 0, got {weight_decay}")
-        self.weight_decay = float(weight_decay)
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, *,
+                 flush_every: int | None = 100):
         b1, b2 = (float(b) for b in betas)
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
+            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
         if not eps > 0:
-            raise ValueError(f"Adam: eps must be > 0, got {eps}")
+            raise ValueError(f"{type(self).__name__}: eps must be > 0, got {eps}")
+        super().__init__(params, lr, flush_every=flush_every)
         self.betas, self.eps = (b1, b2), float(eps)
-        xp = get_array_module(self.flat.data)
-        self.m = xp.zeros_like(self.flat.data)
-        self.v = xp.zeros_like(self.flat.data)
-        self._tmp = xp.empty_like(self.flat.data)  # scratch, reused every step
 
-    def step(self) -> None:
-        self.t += 1
+    def settings(self) -> dict:
+        return {"beta1": self.betas[0], "beta2": self.betas[1], "eps": self.eps}
+
+    def load_settings(self, settings: dict) -> None:
+        self.betas = (settings.get("beta1", self.betas[0]), settings.get("beta2", self.betas[1]))
+        self.eps = settings.get("eps", self.eps)
+
+    def update(self) -> None:
         b1, b2 = self.betas
-        g, m, v, tmp = self.flat.grad, self.m, self.v, self._tmp
-        xp = get_array_module(g)
-        if self.weight_decay:
-            self.flat.data *= 1 - self.lr * self.weight_decay
-        # m <- b1 m + (1 - b1) g, written as m += (1 - b1)(g - m): three passes, no allocation
-        xp.subtract(g, m, out=tmp)
-        tmp *= 1 - b1
-        m += tmp
-        # v <- b2 v + (1 - b2) g^2
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1 - b2
-        v *= b2
-        v += tmp
-        # w <- w - step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-        step_size = self.lr / (1 - b1 ** self.t)
-        xp.sqrt(v, out=tmp)
-        tmp *= 1 / math.sqrt(1 - b2 ** self.t)
-        tmp += self.eps
-        xp.divide(m, tmp, out=tmp)
-        tmp *= -step_size
-        self.flat.data += tmp
+        for p, m, v in zip(self.params, self.m, self.v):
+            xp = get_array_module(p.data)
+            g = p.grad
+            m[...] = b1 * m + (1 - b1) * g
+            v[...] = b2 * v + (1 - b2) * g * g
+            m_hat = m / (1 - b1 ** self.t)
+            v_hat = v / (1 - b2 ** self.t)
+            p.data -= self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)
 
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state.update(beta1=self.betas[0], beta2=self.betas[1], eps=self.eps,
-                     weight_decay=self.weight_decay)
-        return state
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019; ``torch.optim.AdamW``).
+
+    Before each Adam step every weight shrinks towards 0 by a fixed fraction:
+
+        w <- w - lr * weight_decay * w
+        w <- the Adam step above
+
+    Unlike an L2 penalty added to the loss (which Adam would rescale by
+    1 / sqrt(v_hat)), the decay does not depend on the gradient's scale.
+    It applies to every parameter given, biases too.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, *, flush_every: int | None = 100):
+        if not weight_decay >= 0:
+            raise ValueError(f"AdamW: weight_decay must be >= 0, got {weight_decay}")
+        super().__init__(params, lr, betas, eps, flush_every=flush_every)
+        self.weight_decay = float(weight_decay)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "weight_decay": self.weight_decay}
+
+    def load_settings(self, settings: dict) -> None:
+        super().load_settings(settings)
+        self.weight_decay = settings.get("weight_decay", self.weight_decay)
+
+    def update(self) -> None:
+        for p in self.params:
+            p.data -= self.lr * self.weight_decay * p.data
+        super().update()

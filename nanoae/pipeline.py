@@ -35,7 +35,7 @@ from .data import CLASS_NAMES, load_fashion_mnist
 from .losses import BinaryCrossEntropy, CrossEntropy
 from .model import Sequential
 from .models import Autoencoder, Classifier, FineTuned, Standardize, dead_units
-from .optim import Adam
+from .optim import Adam, AdamW
 from .training import (as_batch, cosine_schedule, fit, mirror_images, predict,
                        split_validation)
 
@@ -197,7 +197,7 @@ def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, ch
     scaler = Standardize.fit(codes_train)
     head = Classifier(codes_train.shape[1], settings.head_hidden, 10, seed=settings.seed + 1)
     model = Sequential(scaler, head)
-    opt = Adam(head.parameters(), lr=settings.head_lr, weight_decay=settings.head_weight_decay)
+    opt = AdamW(head.parameters(), lr=settings.head_lr, weight_decay=settings.head_weight_decay)
     steps = -(-len(codes_train) // settings.batch_size) * settings.head_epochs
     history = fit(model, CrossEntropy(), opt, codes_train, y_train, epochs=settings.head_epochs,
                   batch_size=settings.batch_size, validation=(codes_val, y_val),
@@ -212,7 +212,7 @@ def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, ch
 def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoint=None):
     """Encoder, scaler and head trained together on the labels; best epoch on validation."""
     model = FineTuned(ae, scaler, head)
-    opt = Adam(model.parameters(), lr=settings.finetune_lr, weight_decay=settings.finetune_weight_decay)
+    opt = AdamW(model.parameters(), lr=settings.finetune_lr, weight_decay=settings.finetune_weight_decay)
     steps = -(-len(splits.x_train) // settings.batch_size) * settings.finetune_epochs
     history = fit(model, CrossEntropy(), opt, splits.x_train, splits.y_train,
                   epochs=settings.finetune_epochs, batch_size=settings.batch_size,

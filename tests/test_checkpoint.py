@@ -80,7 +80,7 @@ def test_sgd_momentum_round_trip(tmp_path):
     path = save_checkpoint(tmp_path / "ck.npz", model, opt)
     fresh, fresh_opt = make(seed=5, opt_cls=lambda p, lr: nn.SGD(p, lr=lr, momentum=0.9))
     load_checkpoint(path, fresh, fresh_opt)
-    assert numpy.abs(to_numpy(opt.velocity)).max() > 0
+    assert max(float(numpy.abs(to_numpy(v)).max()) for v in opt.velocity) > 0
     assert_same(host_state(fresh, fresh_opt), host_state(model, opt))
 
 
@@ -177,7 +177,7 @@ def test_optimizer_mismatch_is_a_checkpoint_error_and_changes_nothing(saved, tmp
     adam = nn.Adam(model[0].parameters())
     with pytest.raises(CheckpointError, match="optimizer m expected shape"):
         load_checkpoint(path, model, adam)
-    assert adam.t == 0 and not to_numpy(adam.m).any()
+    assert adam.t == 0 and not any(to_numpy(m).any() for m in adam.m)
     # a checkpoint without optimizer state cannot fill an optimizer
     weights_only = save_checkpoint(tmp_path / "w.npz", make()[0])
     with pytest.raises(CheckpointError, match="no optimizer state"):

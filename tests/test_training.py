@@ -188,42 +188,8 @@ def test_cosine_schedule_and_split():
     numpy.testing.assert_array_equal(va, split_validation(100, 0.1, seed=0)[1])
 
 
-def test_flip_mirrors_a_seeded_half_and_never_the_callers_data():
-    from nanoae.training import _mirror
-
-    x = numpy.arange(2 * 784, dtype=numpy.float32).reshape(2, 784)
-    before = x.copy()
-    out = _mirror(x[:], numpy.array([True, False]))
-    numpy.testing.assert_array_equal(out[0].reshape(28, 28), before[0].reshape(28, 28)[:, ::-1])
-    numpy.testing.assert_array_equal(out[1], before[1])
-    numpy.testing.assert_array_equal(x, before)
-
+def test_fit_flip_is_seeded():
     assert_reproducible(init_seed=2, epochs=1, batch_size=32, flip=True)
-
-
-def _shift_by_hand(image, dy, dx):
-    """One image moved dy rows down and dx columns right, zeros coming in (the slow, obvious way)."""
-    out = numpy.zeros_like(image)
-    side = image.shape[0]
-    for i in range(side):
-        for j in range(side):
-            if 0 <= i - dy < side and 0 <= j - dx < side:
-                out[i, j] = image[i - dy, j - dx]
-    return out
-
-
-def test_shift_images_matches_a_pixel_by_pixel_shift(xp):
-    from nanoae.training import shift_images
-
-    rng = numpy.random.default_rng(4)
-    x = rng.random((6, 49), dtype=numpy.float32)
-    offsets = numpy.array([[0, 0], [1, 0], [0, -1], [-2, 2], [2, -2], [-1, 1]])
-    out = to_numpy(shift_images(xp.asarray(x), xp.asarray(offsets), 2))
-    assert out.shape == x.shape and out.dtype == x.dtype
-    for b, (dy, dx) in enumerate(offsets):
-        numpy.testing.assert_array_equal(out[b].reshape(7, 7), _shift_by_hand(x[b].reshape(7, 7), dy, dx))
-    with pytest.raises(ValueError, match="square"):
-        shift_images(xp.asarray(x[:, :48]), xp.asarray(offsets), 2)
 
 
 def test_fit_shift_is_seeded_and_checked():
@@ -275,19 +241,6 @@ def test_mirror_averages_the_probabilities_of_an_image_and_its_mirror_image():
         evaluate(head, nn.CrossEntropy(), x, mirror=True)
 
 
-def test_mask_inputs_zeroes_a_fraction_and_keeps_the_mean(xp):
-    from nanoae.training import mask_inputs
-
-    x = xp.ones((400, 250), dtype=numpy.float32)
-    out = to_numpy(mask_inputs(x, 0.2, xp.random.default_rng([0, 1, 2])))
-    assert out.dtype == numpy.float32
-    assert set(numpy.unique(out).tolist()) == {0.0, numpy.float32(1 / 0.8)}
-    assert (out == 0).mean() == pytest.approx(0.2, abs=0.01)
-    assert out.mean() == pytest.approx(1.0, abs=0.015)
-    again = to_numpy(mask_inputs(x, 0.2, xp.random.default_rng([0, 1, 2])))
-    numpy.testing.assert_array_equal(out, again)  # the same (seed, epoch, step), the same mask
-
-
 def test_fit_mask_denoises_seeded_and_checked():
     x = tiny_images()
     assert_reproducible(init_seed=1, epochs=2, batch_size=32, mask=0.3)
@@ -317,3 +270,152 @@ def test_a_masked_autoencoder_is_scored_on_the_clean_images():
     fit(model, Spy(), nn.SGD(model.parameters(), lr=1e-3), x, epochs=1, batch_size=8, mask=0.5,
         progress=False, verbose=False)
     numpy.testing.assert_array_equal(seen["target"], as_batch(x))  # no zeros, no 1/(1-p) scaling
+
+
+class AtCallCE(nn.CrossEntropy):
+    """CrossEntropy with the AtCall behaviour (for classifiers)."""
+
+    def __init__(self, at, action):
+        super().__init__()
+        self.at, self.action, self.calls = at, action, 0
+
+    def forward(self, pred, target, **kw):
+        self.calls += 1
+        value = super().forward(pred, target, **kw)
+        return self.action(value) if self.calls == self.at else value
+
+
+@pytest.mark.parametrize("options", [dict(restore_best=True), dict(patience=2)])
+def test_resume_keeps_best_epoch_and_patience(tmp_path, options):
+    """Interrupted + resumed equals uninterrupted, bitwise, with restore_best / patience on:
+    the best epoch, its weights and the patience count come back from the checkpoint."""
+    rng = numpy.random.default_rng(1)
+    y = rng.integers(0, 2, size=60)
+    x = rng.standard_normal((60, 4)).astype(numpy.float32)  # noise: validation loss rises early
+    kwargs = dict(epochs=12, batch_size=10, seed=2, validation=(x[:20] * -1, y[:20]),
+                  progress=False, verbose=False, **options)
+
+    def run(loss, ckpt=None, resume=False):
+        head = Classifier(4, (32,), 2, seed=0)
+        hist = fit(head, loss, nn.Adam(head.parameters(), lr=3e-2), x, y, checkpoint=ckpt,
+                   resume=resume, **kwargs)
+        return hist, weights(head)
+
+    straight, w_straight = run(nn.CrossEntropy())
+    assert straight["best_epoch"] < len(straight["epoch"])  # the best epoch is not the last
+    ckpt = tmp_path / "head.npz"
+    stop_at = 6 * (straight["best_epoch"] + 1) + 2  # mid-epoch, after the best epoch
+    with pytest.raises(KeyboardInterrupt):
+        run(AtCallCE(stop_at, lambda v: (signal.raise_signal(signal.SIGINT), v)[1]), ckpt)
+    resumed, w_resumed = run(nn.CrossEntropy(), ckpt, resume=True)
+    for h in (resumed, straight):
+        del h["seconds"]  # wall time: the one figure that may differ
+    assert resumed == straight
+    for a, b in zip(w_straight, w_resumed):
+        numpy.testing.assert_array_equal(a, b)
+
+
+def test_accuracy_only_for_a_classification_loss():
+    """Labels with another loss (here BCE on one-hot-like targets) give no accuracy columns."""
+    head = Classifier(4, (8,), 2, seed=0)
+    x = numpy.random.default_rng(0).random((20, 4), dtype=numpy.float32)
+    y = numpy.zeros((20, 2), dtype=numpy.float32)
+    hist = fit(head, nn.BinaryCrossEntropy(), nn.Adam(head.parameters()), x, y, epochs=1,
+               batch_size=10, progress=False, verbose=False)
+    assert "train_accuracy" not in hist
+
+
+def test_patience_message_names_what_is_monitored(capsys):
+    rng = numpy.random.default_rng(1)
+    y = rng.integers(0, 2, size=60)
+    x = rng.standard_normal((60, 4)).astype(numpy.float32)
+    head = Classifier(4, (32,), 2, seed=0)
+    fit(head, nn.CrossEntropy(), nn.Adam(head.parameters(), lr=3e-2), x, y, epochs=30,
+        batch_size=10, patience=2, monitor="val_accuracy", validation=(x[:20] * -1, y[:20]),
+        progress=False, verbose=True)
+    assert "no better val_accuracy for 2 epochs" in capsys.readouterr().err
+
+
+class HostReadError(AssertionError):
+    pass
+
+
+class NoHostReads(numpy.ndarray):
+    """A NumPy array that fails whenever its values are read back as Python numbers.
+
+    On a GPU each such read (float(), int(), bool(), .item(), .tolist()) makes the host wait
+    for the device; inside the step loop that would happen every batch. Arrays computed from
+    one of these are of this class too, so the whole step loop is watched, on the CPU.
+    """
+
+    armed = True
+
+    def __array_wrap__(self, obj, context=None, return_scalar=False):
+        # keep reductions (sum, mean) 0-d arrays of this class, as CuPy keeps them on the device
+        return numpy.asarray(obj).view(NoHostReads)
+
+    def _refuse(self, *args):
+        if NoHostReads.armed:
+            raise HostReadError("a device value was read on the host inside the step loop")
+        return getattr(numpy.ndarray, self._what)(self, *args)
+
+    def __float__(self):
+        self._what = "__float__"
+        return self._refuse()
+
+    def __int__(self):
+        self._what = "__int__"
+        return self._refuse()
+
+    def __bool__(self):
+        self._what = "__bool__"
+        return self._refuse()
+
+    def __index__(self):
+        self._what = "__index__"
+        return self._refuse()
+
+    def item(self, *args):
+        self._what = "item"
+        return self._refuse(*args)
+
+    def tolist(self):
+        self._what = "tolist"
+        return self._refuse()
+
+
+def test_the_step_loop_reads_nothing_back_to_the_host(monkeypatch):
+    """Every default augmentation on, with a classifier and an autoencoder: one epoch of
+    steps runs without a single read of a device value; only the epoch's end reads (through
+    backend.to_numpy, which is allowed)."""
+    import nanoae.training as training
+
+    x = tiny_images(64).view(NoHostReads)
+    y = (numpy.arange(64) % 3).view(NoHostReads)
+    real_to_device = training.backend.to_device
+    monkeypatch.setattr(training.backend, "to_device", lambda a, dtype=None: (
+        real_to_device(a, dtype).view(NoHostReads)))
+    real_end = training._end_epoch
+
+    def end_epoch(*args, **kwargs):  # the per-epoch reads are allowed
+        NoHostReads.armed = False
+        try:
+            return real_end(*args, **kwargs)
+        finally:
+            NoHostReads.armed = True
+
+    monkeypatch.setattr(training, "_end_epoch", end_epoch)
+    monkeypatch.setattr(training, "_validate_data", lambda *a: None)  # checked once, before
+    for model, loss, labels in ((small_ae(), nn.BinaryCrossEntropy(), None),
+                                (Classifier(784, (8,), 3, seed=0), nn.CrossEntropy(), y)):
+        monkeypatch.setattr(NoHostReads, "armed", True)
+        for p in model.parameters():  # so that every array computed in a step is watched
+            p.data = p.data.view(NoHostReads)
+        fit(model, loss, nn.Adam(model.parameters()), x, labels, epochs=2, batch_size=16,
+            flip=True, shift=1, mask=0.1, schedule=cosine_schedule(1e-3, 8),
+            progress=False, verbose=False)
+
+
+def test_the_host_read_detector_can_fail():
+    with pytest.raises(HostReadError):
+        float(numpy.ones(3).view(NoHostReads).sum())

@@ -1,0 +1,90 @@
+"""Augmentation: each transform against the slow, obvious way; seeded draws; no caller data touched."""
+
+import numpy
+import pytest
+
+from nanoae.augment import Augmentation, flip_some, mask_inputs, mirror_images, shift_images
+from nanoae.backend import to_numpy
+
+
+def test_flip_some_mirrors_the_chosen_images_and_never_the_callers_data(xp):
+    x = xp.asarray(numpy.arange(3 * 784, dtype=numpy.float32).reshape(3, 784))
+    before = to_numpy(x).copy()
+    out = to_numpy(flip_some(x[:], xp.asarray([True, False, True])))
+    for i, flipped in enumerate([True, False, True]):
+        image = before[i].reshape(28, 28)
+        numpy.testing.assert_array_equal(out[i].reshape(28, 28), image[:, ::-1] if flipped else image)
+    numpy.testing.assert_array_equal(to_numpy(x), before)
+    numpy.testing.assert_array_equal(to_numpy(mirror_images(mirror_images(x))), before)
+
+
+def _shift_by_hand(image, dy, dx):
+    """One image moved dy rows down and dx columns right, zeros coming in (the slow, obvious way)."""
+    out = numpy.zeros_like(image)
+    side = image.shape[0]
+    for i in range(side):
+        for j in range(side):
+            if 0 <= i - dy < side and 0 <= j - dx < side:
+                out[i, j] = image[i - dy, j - dx]
+    return out
+
+
+def test_shift_images_matches_a_pixel_by_pixel_shift(xp):
+    rng = numpy.random.default_rng(4)
+    x = rng.random((6, 49), dtype=numpy.float32)
+    offsets = numpy.array([[0, 0], [1, 0], [0, -1], [-2, 2], [2, -2], [-1, 1]])
+    out = to_numpy(shift_images(xp.asarray(x), xp.asarray(offsets), 2))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    for b, (dy, dx) in enumerate(offsets):
+        numpy.testing.assert_array_equal(out[b].reshape(7, 7), _shift_by_hand(x[b].reshape(7, 7), dy, dx))
+    with pytest.raises(ValueError, match="square"):
+        shift_images(xp.asarray(x[:, :48]), xp.asarray(offsets), 2)
+
+
+def test_mask_inputs_zeroes_a_fraction_and_keeps_the_mean(xp):
+    x = xp.ones((400, 250), dtype=numpy.float32)
+    out = to_numpy(mask_inputs(x, 0.2, xp.random.default_rng(12)))
+    assert out.dtype == numpy.float32
+    assert set(numpy.unique(out).tolist()) == {0.0, numpy.float32(1 / 0.8)}
+    assert (out == 0).mean() == pytest.approx(0.2, abs=0.01)
+    assert out.mean() == pytest.approx(1.0, abs=0.015)
+    again = to_numpy(mask_inputs(x, 0.2, xp.random.default_rng(12)))
+    numpy.testing.assert_array_equal(out, again)  # the same seed, the same mask
+
+
+
+
+def test_epoch_draws_depend_on_seed_and_epoch_only(xp):
+    aug = Augmentation(flip=True, shift=2, mask=0.25)
+    x = xp.asarray(numpy.random.default_rng(0).random((10, 49), dtype=numpy.float32))
+    idx = xp.arange(10)
+
+    def run(seed, epoch):
+        return [to_numpy(a) for a in aug.for_epoch(xp, seed, epoch, 10).apply(x, idx)]
+
+    a, b, c = run(0, 0), run(0, 0), run(0, 1)
+    for u, v in zip(a, b):
+        numpy.testing.assert_array_equal(u, v)
+    assert not numpy.array_equal(a[0], c[0])
+    inputs, clean = a
+    assert ((inputs == 0) | numpy.isclose(inputs, clean / 0.75)).all()  # masked on top of clean
+
+
+def test_skip_replays_the_masks_of_earlier_batches(xp):
+    """A run resumed at batch 2 must draw the masks an uninterrupted run draws there."""
+    aug = Augmentation(mask=0.5)
+    x = xp.ones((6, 4), dtype=numpy.float32)
+    straight = aug.for_epoch(xp, 3, 0, 6)
+    for rows in ((0, 1, 2), (3, 4)):
+        expected = to_numpy(straight.apply(x[list(rows)], xp.asarray(rows))[0])
+    resumed = aug.for_epoch(xp, 3, 0, 6)
+    resumed.skip((3, 4))
+    numpy.testing.assert_array_equal(to_numpy(resumed.apply(x[[3, 4]], xp.asarray([3, 4]))[0]),
+                                     expected)
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(shift=-1), "shift must be >= 0"),
+                                             (dict(mask=1.0), "mask must be a probability")])
+def test_bad_augmentation_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Augmentation(**kwargs)
