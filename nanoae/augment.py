@@ -60,13 +60,18 @@ def shift_images(x, offsets, pad: int):
     return padded[batch, rows, cols].reshape(len(x), -1)
 
 
-def mask_inputs(x, p: float, rng):
+def mask_inputs(x, p: float, rng, *, part=None):
     """``x`` with each value zeroed with probability p and the others scaled by 1 / (1 - p).
 
     The scaling keeps the expected value of every input unchanged (inverted
     dropout). ``rng`` is a generator of x's array module (``xp.random.default_rng``).
+    part: ``(rows, total)`` when ``x`` is only the rows ``rows`` (a slice) of a
+    batch of ``total`` examples (data parallel, ``distributed.py``): the mask is
+    drawn for the whole batch, as one process draws it, and its ``rows`` are used.
     """
-    keep = rng.random(x.shape, dtype=numpy.float32) >= p
+    shape = x.shape if part is None else (part[1], *x.shape[1:])
+    draw = rng.random(shape, dtype=numpy.float32)
+    keep = (draw if part is None else draw[part[0]]) >= p
     return x * keep * x.dtype.type(1 / (1 - p))
 
 
@@ -117,18 +122,19 @@ class EpochDraws:
     offsets: object
     mask_rng: object
 
-    def apply(self, xb, idx):
+    def apply(self, xb, idx, part=None):
         """(inputs, clean) for the examples ``idx``, whose rows of the dataset are ``xb``.
 
         clean: the images flipped and shifted as drawn; inputs: the same with
         the masking noise on top (the autoencoder's target is the clean batch).
+        part: ``(rows, total)`` when ``idx`` is only a part of the batch (see ``mask_inputs``).
         """
         aug = self.augmentation
         if aug.flip:
             xb = flip_some(xb, self.flips[idx])
         if aug.shift:
             xb = shift_images(xb, self.offsets[idx], aug.shift)
-        inputs = mask_inputs(xb, aug.mask, self.mask_rng) if aug.mask else xb
+        inputs = mask_inputs(xb, aug.mask, self.mask_rng, part=part) if aug.mask else xb
         return inputs, xb
 
     def skip(self, shape) -> None:

@@ -20,7 +20,15 @@ One training step (``train_step``) is the data flow of the whole package:
 * checkpoints (``checkpoint.py``) at the end of each epoch and on Ctrl-C, from
   which ``resume=True`` continues exactly (``trainstate.py`` says what is kept);
 * a loss that turns NaN or infinite stops the run with a ``TrainingError``
-  naming the epoch and step, keeping the last good checkpoint.
+  naming the epoch and step, keeping the last good checkpoint;
+* data parallel over the ranks of an MPI job (``distributed.py``): every rank
+  calls ``fit`` with the same model, data and settings (checked once, at the
+  start); ``batch_size`` is the global batch and must divide by the ranks; each
+  rank computes on its slice of every batch, the gradients are averaged between
+  backward and step, and the run equals one process's with the same batch, up
+  to rounding. Rank 0 alone shows progress, prints and writes the checkpoint.
+  Ctrl-C under MPI ends the job at once (``distributed.abort_on_error``), with
+  no mid-epoch save: the ranks could not agree on the step to stop at.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from dataclasses import dataclass
 import numpy
 
 from . import backend
+from .distributed import fingerprint, world
 from .augment import Augmentation, mask_inputs, mirror_images, shift_images
 from .errors import TrainingError
 from .losses import CrossEntropy
@@ -98,24 +107,32 @@ def predict(model, x, *, batch_size: int = 2048, mirror: bool = False):
                            for i in range(0, len(x), batch_size)])
 
 
-def evaluate(model, loss, x, y=None, *, batch_size: int = 2048, mirror: bool = False) -> dict:
+def evaluate(model, loss, x, y=None, *, batch_size: int = 2048, mirror: bool = False,
+             comm=None) -> dict:
     """Mean loss (and accuracy, for a classifier) of ``model`` on (x, y); y=None means y = x.
 
     Returns host floats: ``{"loss": ..., "accuracy": ...}`` (accuracy only for
     ``CrossEntropy``). Batches are weighted by their size, so the result is the
     mean over all examples. mirror: score the mean of the class probabilities
     of each image and its mirror image (see ``predict``); needs labels.
+    comm: the ranks of a data-parallel job (``distributed.py``), every one of
+    them calling this with the same data: each scores its shard and the sums of
+    losses and correct answers are added up across ranks, giving every rank the
+    figures of the whole set. None: this process alone.
     """
     n = len(x)
     if n == 0:
         raise ValueError("evaluate: got no examples")
     if mirror and y is None:
         raise ValueError("evaluate: mirror averages class probabilities and needs labels y")
+    if comm is not None and comm.size > 1:
+        part = comm.shard(n)
+        x, y = x[part], None if y is None else y[part]
     x = _on_model_device(model, x)
     y = None if y is None else _on_model_device(model, y)
     classify = isinstance(loss, CrossEntropy)
     loss_sum = correct = 0
-    for i in range(0, n, batch_size):
+    for i in range(0, len(x), batch_size):
         xb = as_batch(x[i:i + batch_size])
         target = xb if y is None else y[i:i + batch_size]
         pred = _forward(model, xb, mirror)
@@ -124,9 +141,12 @@ def evaluate(model, loss, x, y=None, *, batch_size: int = 2048, mirror: bool = F
         loss_sum = loss_sum + value * len(xb)
         if classify:
             correct = correct + (pred.argmax(axis=1) == target).sum()
-    result = {"loss": float(loss_sum) / n}  # the one sync of the evaluation
+    sums = [float(loss_sum), float(correct)]  # the one sync of the evaluation
+    if comm is not None and comm.size > 1:
+        sums = comm.allreduce_sum(sums)
+    result = {"loss": float(sums[0]) / n}
     if classify:
-        result["accuracy"] = float(correct) / n
+        result["accuracy"] = float(sums[1]) / n
     return result
 
 
@@ -143,15 +163,25 @@ def loss_value(model, loss, pred, target):
     return loss(pred, target) if logits is None else loss(pred, target, logits=logits)
 
 
-def train_step(model, loss, optimizer, xb, target):
+def train_step(model, loss, optimizer, xb, target, *, comm=None, weight: float = 1.0):
     """One step of gradient descent on the batch ``xb``; returns (loss value, prediction).
 
     The loss value stays on the device (reading it would make the host wait for
     the GPU). ``input_grad=False``: nobody needs the gradient with respect to the data.
+
+    Data parallel (``distributed.py``): ``xb`` is this rank's shard of the global
+    batch and ``weight`` its share of it (shard size / batch size); between
+    backward and step the gradients become the weighted sum over the ranks, the
+    gradient of the global batch's mean loss. An empty shard (weight 0) only
+    joins that sum, and (None, None) is returned.
     """
-    pred = model(xb)
-    value = loss_value(model, loss, pred, target)
-    model.backward_from_loss(loss, input_grad=False)
+    value = pred = None
+    if len(xb):
+        pred = model(xb)
+        value = loss_value(model, loss, pred, target)
+        model.backward_from_loss(loss, input_grad=False)
+    if comm is not None and comm.size > 1:
+        comm.average_gradients(optimizer.params, weight=weight)
     optimizer.step()
     return value, pred
 
@@ -164,12 +194,13 @@ class _StopFlag:
     checkpoint and only then stops. A second Ctrl-C interrupts at once.
     """
 
-    def __init__(self):
+    def __init__(self, active: bool = True):
         self.requested = False
         self._previous = None
+        self.active = active  # off under MPI: the ranks could not agree on the step to stop at
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        if self.active and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -188,7 +219,7 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
         validation=None, seed: int = 0, schedule=None, patience: int | None = None,
         restore_best: bool = False, monitor: str = "val_loss", flip: bool = False, shift: int = 0,
         mask: float = 0.0, checkpoint=None, resume: bool = False, meta: dict | None = None,
-        progress: bool | None = None, verbose: bool = True, desc: str = "train") -> dict:
+        progress: bool | None = None, verbose: bool = True, desc: str = "train", comm=None) -> dict:
     """Train ``model`` on (x, y) with mini-batches; returns the history (a dict of lists).
 
     x: the inputs, a host or device array (uint8 pixels are scaled per batch).
@@ -207,6 +238,9 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     resume: continue from ``checkpoint`` (same optimizer state, same data order,
         same best epoch).
     progress: show a progress bar (None: only on a terminal).
+    comm: the ranks to train on, data parallel (see the module docstring). None:
+        ``distributed.world()``, this process alone unless mpiexec started
+        several; ``distributed.Communicator()``: this process alone, always.
 
     Raises KeyboardInterrupt after saving when stopped with Ctrl-C, and
     TrainingError when the loss stops being finite.
@@ -214,6 +248,9 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     augmentation = Augmentation(flip=flip, shift=shift, mask=mask)  # checks its arguments
     restore_best = restore_best or patience is not None
     _check_options(epochs, batch_size, validation, restore_best, monitor, y, resume, checkpoint)
+    comm = world() if comm is None else comm
+    _check_ranks_agree(comm, model, x, y, validation, batch_size=int(batch_size), epochs=int(epochs),
+                       seed=seed, augmentation=repr(augmentation), resume=resume)
     x, y = backend.to_device(x), None if y is None else backend.to_device(y)
     if validation is not None:  # placed on the device once, like the training data
         validation = tuple(None if v is None else backend.to_device(v) for v in validation)
@@ -221,12 +258,17 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     state = TrainState(monitor, classify=isinstance(loss, CrossEntropy))
     meta = {**(meta or {}), "seed": seed}
     if resume:
-        state.resume(checkpoint, model, optimizer)
-    save = (lambda: state.save(checkpoint, model, optimizer, meta)) if checkpoint else (lambda: None)
-    job = _Job(model, loss, optimizer, x, y, int(batch_size), seed, schedule, augmentation, checkpoint)
+        state.resume(checkpoint, model, optimizer)  # every rank reads the same checkpoint
+    comm.broadcast_parameters(model.parameters())  # every rank starts from rank 0's weights
+    writes = checkpoint is not None and comm.is_root
+    save = (lambda: state.save(checkpoint, model, optimizer, meta)) if writes else (lambda: None)
+    verbose, progress = verbose and comm.is_root, progress if comm.is_root else False
+    job = _Job(model, loss, optimizer, x, y, int(batch_size), seed, schedule, augmentation,
+               checkpoint, comm)
     check_before, loss.check = loss.check, False  # validated above; per-step checks cost syncs
     try:
-        with _StopFlag() as stop, _progress_bar(progress, desc, epochs, x, batch_size, state) as bar:
+        with _StopFlag(active=comm.size == 1) as stop, \
+                _progress_bar(progress, desc, epochs, x, batch_size, state) as bar:
             for epoch in range(state.epoch, epochs):
                 t0 = time.perf_counter()
                 loss_sum, correct = _train_epoch(job, epoch, state, stop, bar, save)
@@ -262,12 +304,13 @@ class _Job:
     schedule: object
     augmentation: Augmentation
     checkpoint: object
+    comm: object  # distributed.Communicator: the ranks sharing each batch
 
 
 def _train_epoch(job: _Job, epoch: int, state: TrainState, stop, bar, save):
     """The steps of one epoch; returns its (loss sum, correct count), read once at the end."""
     x, y, batch_size, optimizer, checkpoint = job.x, job.y, job.batch_size, job.optimizer, job.checkpoint
-    xp, n = backend.get_array_module(x), len(x)
+    comm, xp, n = job.comm, backend.get_array_module(x), len(x)
     steps = math.ceil(n / batch_size)
     perm = xp.asarray(numpy.random.default_rng([job.seed, epoch]).permutation(n))
     draws = job.augmentation.for_epoch(xp, job.seed, epoch, n)
@@ -281,12 +324,16 @@ def _train_epoch(job: _Job, epoch: int, state: TrainState, stop, bar, save):
     for step in range(first, steps):
         if job.schedule is not None:
             optimizer.lr = job.schedule(epoch * steps + step)
-        idx = perm[step * batch_size:(step + 1) * batch_size]
-        inputs, clean = draws.apply(as_batch(x[idx]), idx)
+        batch = perm[step * batch_size:(step + 1) * batch_size]
+        rows = comm.shard(len(batch))
+        idx = batch[rows]  # this rank's part of the global batch (all of it in one process)
+        part = (rows, len(batch)) if comm.size > 1 else None
+        inputs, clean = draws.apply(as_batch(x[idx]), idx, part)
         target = clean if y is None else y[idx]
-        value, pred = train_step(job.model, job.loss, optimizer, inputs, target)
-        losses.append(value * len(idx))
-        if "train_accuracy" in state.history:
+        value, pred = train_step(job.model, job.loss, optimizer, inputs, target, comm=comm,
+                                 weight=len(idx) / len(batch))
+        losses.append(value * len(idx) if len(idx) else xp.zeros((), dtype=numpy.float32))
+        if len(idx) and "train_accuracy" in state.history:
             correct += (pred.argmax(axis=1) == target).sum()
         bar.update(1)
         if stop.requested:
@@ -297,6 +344,10 @@ def _train_epoch(job: _Job, epoch: int, state: TrainState, stop, bar, save):
             where = f"to {checkpoint}" if checkpoint else "nowhere (no checkpoint path given)"
             raise KeyboardInterrupt(f"stopped at epoch {epoch + 1}, step {step + 1}; saved {where}")
     host_losses = backend.to_numpy(xp.stack(losses))[1:]  # the one sync of the epoch
+    correct = int(correct)
+    if comm.size > 1:  # every rank's step sums and count, added up: those of the global batches
+        reduced = comm.allreduce_sum(numpy.append(host_losses, correct))
+        host_losses, correct = reduced[:-1], int(round(reduced[-1]))
     if not numpy.isfinite(host_losses).all():
         bad = int(numpy.flatnonzero(~numpy.isfinite(host_losses))[0])
         kept = (f"the last good checkpoint (end of epoch {epoch}) is {checkpoint}"
@@ -304,7 +355,7 @@ def _train_epoch(job: _Job, epoch: int, state: TrainState, stop, bar, save):
         raise TrainingError(f"the loss became {host_losses[bad]} at epoch {epoch + 1}, step "
                             f"{first + bad + 1} of {steps}; {kept}. "
                             f"Try a lower learning rate (now {optimizer.lr:g}).")
-    return carried_loss + float(host_losses.sum()), carried_correct + int(correct)
+    return carried_loss + float(host_losses.sum()), carried_correct + correct
 
 
 def _end_epoch(job: _Job, validation, state: TrainState, loss_sum, correct, t0):
@@ -313,7 +364,7 @@ def _end_epoch(job: _Job, validation, state: TrainState, loss_sum, correct, t0):
     if "train_accuracy" in state.history:
         figures["train_accuracy"] = correct / n
     if validation is not None:
-        result = evaluate(job.model, job.loss, *validation)
+        result = evaluate(job.model, job.loss, *validation, comm=job.comm)
         figures["val_loss"] = result["loss"]
         if "accuracy" in result:
             figures["val_accuracy"] = result["accuracy"]
@@ -345,6 +396,26 @@ def _check_options(epochs, batch_size, validation, restore_best, monitor, y, res
         raise ValueError("fit: monitor='val_accuracy' needs labels")
     if resume and checkpoint is None:
         raise ValueError("fit: resume=True needs a checkpoint path")
+
+
+def _check_ranks_agree(comm, model, x, y, validation, **settings):
+    """Data parallel: a global batch that splits evenly, and ranks that agree (checked once).
+
+    Ranks that trained different models, on different data or with different
+    settings would still exchange gradients without a complaint: a silently wrong run.
+    """
+    if comm.size == 1:
+        return
+    batch_size = settings["batch_size"]
+    if batch_size % comm.size:
+        nearest = comm.size * max(1, round(batch_size / comm.size))
+        raise ValueError(f"fit: the global batch_size {batch_size} does not divide by the "
+                         f"{comm.size} ranks; use a multiple of {comm.size} (e.g. {nearest}): "
+                         "each rank takes batch_size / ranks examples of every batch")
+    comm.check_agree("the model", (repr(model), [(tuple(p.data.shape), str(p.data.dtype))
+                                                 for p in model.parameters()]))
+    comm.check_agree("the training and validation data", fingerprint(x, y, *(validation or ())))
+    comm.check_agree("the settings of fit", settings)
 
 
 def _validate_data(model, loss, x, y):

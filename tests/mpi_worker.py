@@ -5,6 +5,8 @@ Every scenario writes its results as JSON/NPZ into the folder given by --out
 (rank 0 only), so the test compares them after the job ends.
 
     loop      20 steps of the hand-written data-parallel loop; saves the parameters
+    fit_run   fit on the ranks (a classifier, or an augmented autoencoder); saves
+              parameters and history
     evaluate  a model's loss/accuracy over shards, reduced
     gpus      --backend cupy with more ranks than GPUs (device count given)
     disagree  ranks that load different data
@@ -73,16 +75,61 @@ def loop(comm, args):
         np.savez(Path(args.out) / "params.npz", *params)
 
 
+class Bomb(nn.Layer):
+    """An identity layer that raises on one rank at its n-th forward pass on a small batch
+    (fit's one-row check of the data, then the training shards; not the validation sets)."""
+
+    def __init__(self, rank, at, max_rows):
+        super().__init__()
+        self.rank, self.at, self.max_rows, self.calls = rank, at, max_rows, 0
+
+    def forward(self, x):
+        if len(x) <= self.max_rows:
+            self.calls += 1
+            if self.calls == self.at and world().rank == self.rank:
+                raise RuntimeError(f"injected fault at training step {self.at}")
+        return x
+
+    def backward(self, grad_out, *, input_grad=True):
+        return grad_out
+
+
+def fit_run(comm, args):
+    """fit, data parallel: a classifier (with validation figures) or a masked, flipped,
+    shifted autoencoder on 4x4 images; saves parameters and history."""
+    from nanoae.training import fit  # noqa: PLC0415
+
+    x, y = data()
+    if args.autoencoder:
+        x = np.random.default_rng(4).random((N, 16), dtype=np.float32)  # 4x4 "images" in [0, 1]
+        rng = np.random.default_rng(1)
+        model = nn.Sequential(nn.Dense(16, 6, rng=rng), nn.ReLU(), nn.Dense(6, 16, rng=rng), nn.Sigmoid())
+        optimizer, loss = nn.Adam(model.parameters(), lr=1e-2), nn.BinaryCrossEntropy()
+        kwargs = dict(flip=True, shift=1, mask=0.25)
+        y = None
+    else:
+        model, optimizer = model_and_optimizer()
+        loss = nn.CrossEntropy()
+        xv, yv = data(seed=3)
+        kwargs = dict(validation=(xv, yv))
+    if args.fail_step >= 0:
+        model = nn.Sequential(Bomb(args.fail_rank, args.fail_step, args.batch_size), *model.layers)
+    history = fit(model, loss, optimizer, x, y, epochs=args.epochs, batch_size=args.batch_size,
+                  seed=5, checkpoint=args.checkpoint, resume=args.resume, progress=False,
+                  verbose=comm.is_root, **kwargs)
+    params = [p.data for p in model.parameters()]
+    comm.check_agree("the parameters after training", fingerprint(*params))
+    if comm.is_root:
+        np.savez(Path(args.out) / "params.npz", *params)
+        (Path(args.out) / "history.json").write_text(json.dumps(history))
+
+
 def evaluate(comm, args):
     from nanoae.training import evaluate as evaluate_model  # noqa: PLC0415
 
     x, y = data(seed=2)
     model, _ = model_and_optimizer()
-    part = comm.shard(len(x))
-    local = evaluate_model(model, nn.CrossEntropy(), x[part], y[part], batch_size=16)
-    n = part.stop - part.start
-    loss_sum, correct, count = comm.allreduce_sum([local["loss"] * n, local["accuracy"] * n, n])
-    result = {"loss": loss_sum / count, "accuracy": round(correct) / count}
+    result = evaluate_model(model, nn.CrossEntropy(), x, y, batch_size=16, comm=comm)
     if comm.is_root:
         (Path(args.out) / "evaluate.json").write_text(json.dumps(result))
 
@@ -103,7 +150,11 @@ def sizeone(comm, args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=("loop", "evaluate", "gpus", "disagree", "sizeone"))
+    parser.add_argument("scenario", choices=("loop", "fit_run", "evaluate", "gpus", "disagree",
+                                             "sizeone"))
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--autoencoder", action="store_true")
+    parser.add_argument("--resume", action="store_true")
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)

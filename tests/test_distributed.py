@@ -115,6 +115,63 @@ def test_a_failing_rank_ends_the_job_and_keeps_the_checkpoint(tmp_path, how):
     assert saved["user"]["epoch"] == 1
 
 
+def _fit_pair(tmp_path, *args):
+    """fit_run on one process and on 2 ranks; their (parameters, history) pairs."""
+    results = []
+    for name, ranks in (("one", None), ("two", 2)):
+        (tmp_path / name).mkdir()
+        _ok(run_worker(tmp_path / name, "fit_run", *args, ranks=ranks))
+        results.append((_params(tmp_path / name / "params.npz"),
+                        json.loads((tmp_path / name / "history.json").read_text())))
+    return results
+
+
+@needs_mpi
+@pytest.mark.parametrize("kind", ["classifier with validation", "autoencoder, flip+shift+mask",
+                                  "batch 2: the last batch of 1 leaves rank 0 nothing"])
+def test_fit_on_two_ranks_equals_one_process(tmp_path, kind):
+    # 3 epochs of 9 steps (the 9th a batch of 7, split 3 + 4). The masks are drawn per
+    # global batch, so the ranks' inputs are exactly one process's. With batch 2, each
+    # epoch ends with a batch of 1: rank 0's shard is empty and it only joins the sum.
+    args = {"classifier with validation": [], "autoencoder, flip+shift+mask": ["--autoencoder"]}.get(
+        kind, ["--batch-size", "2", "--epochs", "2"])
+    (single, h1), (parallel, h2) = _fit_pair(tmp_path, *args)
+    for a, b in zip(parallel, single):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+        np.testing.assert_allclose(h2.get(key, []), h1.get(key, []), rtol=1e-6, err_msg=key)
+    assert h1["train_loss"][-1] < h1["train_loss"][0]  # it trained
+
+
+@needs_mpi
+def test_fit_fault_keeps_the_checkpoint_and_resume_on_every_rank_ends_the_same(tmp_path):
+    # The Bomb layer raises on rank 1 at its 14th small forward pass: fit's check of the
+    # data, 9 steps of epoch 1, then step 4 of epoch 2 (rank 0 then waits in the all-reduce).
+    for name in ("straight", "broken"):
+        (tmp_path / name).mkdir()
+    straight = ["fit_run", "--checkpoint", str(tmp_path / "straight.npz"), "--fail-rank", "1",
+                "--fail-step", "100000"]
+    _ok(run_worker(tmp_path / "straight", *straight))
+    broken = ["fit_run", "--checkpoint", str(tmp_path / "broken.npz"), "--fail-rank", "1"]
+    t0 = time.monotonic()
+    proc = run_worker(tmp_path / "broken", *broken, "--fail-step", "14", timeout=30)
+    assert proc.returncode != 0 and time.monotonic() - t0 < 30
+    assert "rank 1 of 2: RuntimeError: injected fault at training step 14" in proc.stderr
+    _ok(run_worker(tmp_path / "broken", *broken, "--fail-step", "100000", "--resume"))
+    for a, b in zip(_params(tmp_path / "broken/params.npz"), _params(tmp_path / "straight/params.npz")):
+        np.testing.assert_array_equal(a, b)  # the same ranks, the same sums: bit for bit
+    history = json.loads((tmp_path / "broken/history.json").read_text())
+    assert history["epoch"] == [1, 2, 3]
+
+
+@needs_mpi
+def test_fit_refuses_a_global_batch_that_does_not_divide_by_the_ranks(tmp_path):
+    proc = run_worker(tmp_path, "fit_run", "--batch-size", "7", timeout=30)
+    assert proc.returncode != 0
+    assert ("fit: the global batch_size 7 does not divide by the 2 ranks; use a multiple of 2 "
+            "(e.g. 8)") in proc.stderr
+
+
 @needs_mpi
 def test_evaluation_over_shards_equals_one_process(tmp_path):
     from mpi_worker import data, model_and_optimizer  # noqa: PLC0415
@@ -159,6 +216,16 @@ def test_example_05_runs_under_mpiexec(tmp_path):
 
 
 # --- a single process: no MPI needed, none imported ---------------------------------------
+
+
+def test_a_shards_mask_is_its_rows_of_the_whole_batchs_mask():
+    from nanoae.augment import mask_inputs  # noqa: PLC0415
+
+    x = np.random.default_rng(0).random((7, 16), dtype=np.float32)
+    whole = mask_inputs(x, 0.3, np.random.default_rng(9))
+    rows = slice(3, 7)
+    part = mask_inputs(x[rows], 0.3, np.random.default_rng(9), part=(rows, 7))
+    np.testing.assert_array_equal(part, whole[rows])
 
 
 def test_single_process_does_not_import_mpi4py(tmp_path):
