@@ -278,6 +278,33 @@ def test_shards_cover_a_batch_exactly_once():
 
 
 @needs_mpi
+def test_cli_train_ae_under_mpiexec_equals_one_process(tmp_path):
+    # The default recipe: masking noise 0.1, cosine schedule; 300 fake images, batch 32.
+    from idx_helpers import make_fake_fashion  # noqa: PLC0415
+
+    from nanoae.commands import load_model  # noqa: PLC0415
+
+    make_fake_fashion(tmp_path / "data", n_train=300, n_test=20)
+    env = {**_env(), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    outputs = {}
+    for name, launcher in (("one", []), ("two", [_mpiexec(), "-n", "2"])):
+        command = [*launcher, sys.executable, "-m", "nanoae.cli", "train-ae", "--data-dir",
+                   str(tmp_path / "data"), "--no-verify", "--epochs", "2", "--batch-size", "32",
+                   "--out", str(tmp_path / f"{name}.npz")]
+        proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+        _ok(proc)
+        outputs[name] = proc
+    assert outputs["two"].stdout.count('"checkpoint"') == 1  # rank 0 alone prints the result
+    assert outputs["two"].stderr.count("autoencoder epoch 2/2") == 1
+    one, two = load_model(tmp_path / "one.npz"), load_model(tmp_path / "two.npz")
+    for a, b in zip(two.parameters(), one.parameters()):
+        # Relative to each weight matrix as a whole: Adam divides by sqrt(v), so a weight whose
+        # gradient is nearly 0 can turn a rounding difference in it into a visible step.
+        assert np.linalg.norm(a.data - b.data) <= 1e-5 * np.linalg.norm(b.data), a.name
+
+
+@needs_mpi
 def test_cli_refuses_a_command_that_does_not_train_under_mpiexec(tmp_path):
     (tmp_path / "ae.npz").write_bytes(b"")  # never read: the refusal comes first
     command = [_mpiexec(), "-n", "2", sys.executable, "-m", "nanoae.cli", "tsne", "--ae",
