@@ -181,7 +181,7 @@ def report(single: dict, multi: dict, ab: dict, args, cores: int) -> None:
         print(f"  {b:>9,} B  {1e6 * t:9.1f} us")
     beta = ab["beta_bytes_per_s"]
     print(f"fit t = alpha + bytes/beta: alpha = {1e6 * ab['alpha_s']:.1f} us, "
-          f"beta = {'n/a' if beta is None else f'{beta / 1e9:.2f} GB/s'}")
+          f"beta = {'n/a' if beta is None else f'{beta / 1e9:.3g} GB/s'}")
 
 
 def main(argv=None) -> int:
