@@ -50,6 +50,7 @@ import contextlib
 import hashlib
 import os
 import sys
+import time
 import traceback
 
 import numpy
@@ -57,6 +58,9 @@ import numpy
 from .backend import get_array_module, to_numpy
 
 __all__ = ["Communicator", "world", "launched_size", "abort_on_error", "fingerprint"]
+
+# How long a failing rank waits, after printing why, before it ends the job (see Communicator.abort).
+ABORT_GRACE_SECONDS = 1.0
 
 # Environment variables through which MPI launchers tell a process the job's size:
 # MPICH/Intel MPI (hydra), Open MPI, MVAPICH.
@@ -240,8 +244,12 @@ class Communicator:
 
     def abort(self, code: int = 1) -> None:
         """End every rank of the job now (MPI_Abort); a single process just exits."""
+        sys.stdout.flush()
         sys.stderr.flush()
         if self.size > 1:
+            # MPI_Abort kills the launcher's helpers too, and with them any output of this rank
+            # they have not forwarded yet (seen under load): give them a moment to pass it on.
+            time.sleep(ABORT_GRACE_SECONDS)
             self.mpi_comm.Abort(code)
         os._exit(code)
 
