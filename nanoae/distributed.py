@@ -214,8 +214,8 @@ class Communicator:
         differ = [r for r, h in enumerate(everyone) if h != everyone[0]]
         if differ:
             raise ValueError(f"the ranks disagree on {what}: ranks {differ} differ from rank 0 "
-                             f"(rank {self.rank} has {_short(value)}); every rank must load the "
-                             "same model and the same data")
+                             f"(rank {self.rank} has {_short(value)}); every rank must run the "
+                             "same model, data and settings")
 
     def shard(self, n: int) -> slice:
         """This rank's contiguous part of a batch of n examples (sizes differ by at most 1)."""

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 import numpy
 
 from . import backend
-from .distributed import fingerprint, world
 from .augment import Augmentation, mask_inputs, mirror_images, shift_images
+from .distributed import fingerprint, world
 from .errors import TrainingError
 from .losses import CrossEntropy
 from .trainstate import TrainState
@@ -175,12 +175,13 @@ def train_step(model, loss, optimizer, xb, target, *, comm=None, weight: float =
     gradient of the global batch's mean loss. An empty shard (weight 0) only
     joins that sum, and (None, None) is returned.
     """
+    parallel = comm is not None and comm.size > 1
     value = pred = None
-    if len(xb):
+    if len(xb) or not parallel:  # (one process's empty batch is an error the model reports)
         pred = model(xb)
         value = loss_value(model, loss, pred, target)
         model.backward_from_loss(loss, input_grad=False)
-    if comm is not None and comm.size > 1:
+    if parallel:
         comm.average_gradients(optimizer.params, weight=weight)
     optimizer.step()
     return value, pred

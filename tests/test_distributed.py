@@ -313,3 +313,13 @@ def test_cli_refuses_a_command_that_does_not_train_under_mpiexec(tmp_path):
     assert proc.returncode != 0
     assert "nanoae tsne runs on one process, but mpiexec started 2" in proc.stderr
     assert not (tmp_path / "t.png").exists()
+
+
+def test_train_step_of_one_process_still_refuses_an_empty_batch():
+    from nanoae.training import train_step  # noqa: PLC0415
+
+    model = nn.Sequential(nn.Dense(3, 2, rng=np.random.default_rng(0)), nn.Softmax())
+    optimizer = nn.Adam(model.parameters())
+    with pytest.raises(ValueError, match="empty batch"):
+        train_step(model, nn.CrossEntropy(), optimizer, np.zeros((0, 3), np.float32),
+                   np.zeros(0, np.int64), comm=Communicator())
