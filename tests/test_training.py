@@ -419,3 +419,13 @@ def test_the_step_loop_reads_nothing_back_to_the_host(monkeypatch):
 def test_the_host_read_detector_can_fail():
     with pytest.raises(HostReadError):
         float(numpy.ones(3).view(NoHostReads).sum())
+
+
+def test_predict_and_evaluate_move_host_inputs_to_the_models_device(xp):
+    head = Classifier(4, (8,), 3, seed=0)  # built on the active backend (the xp under test)
+    x = numpy.random.default_rng(0).random((10, 4), dtype=numpy.float32)  # host arrays
+    y = numpy.arange(10) % 3
+    probs = predict(head, x)
+    assert type(probs) is type(head[0].W.data)
+    numpy.testing.assert_allclose(to_numpy(probs), to_numpy(head(xp.asarray(x))), rtol=1e-6)
+    assert 0 <= evaluate(head, nn.CrossEntropy(), x, y)["accuracy"] <= 1
