@@ -17,7 +17,8 @@ Recipes: ``default`` is the demo's autoencoder (784-256-128-32, linear code, mas
 0.1, cosine schedule from 2e-3); ``reference`` the reference one (784-128-64-32, ReLU code,
 Glorot-uniform, constant lr 1e-3, clean inputs). Reported per run: every epoch's seconds,
 late/early = median of the last third of the epochs / median of epochs 2-4 (target <= 1.15),
-and the subnormal numbers left in the optimizer state and in the last step's gradients.
+and the subnormal numbers left at the end in the optimizer state, the weights, and the last
+step's gradients and activations.
 """
 
 from __future__ import annotations
@@ -71,7 +72,11 @@ def child(recipe: str, flush_every, epochs: int, n: int) -> dict:
     return {"seconds": hist["seconds"], "train_loss": hist["train_loss"],
             "state_subnormals": subnormals(opt.m + opt.v),
             "grad_subnormals": subnormals(p.grad for p in model.parameters()),
-            "weight_subnormals": subnormals(p.data for p in model.parameters())}
+            "weight_subnormals": subnormals(p.data for p in model.parameters()),
+            # what the layers kept of the last step's forward pass: inputs of Dense, outputs of activations
+            "activation_subnormals": subnormals(a for layer in model.leaves()
+                                                for a in (getattr(layer, "_x", None), getattr(layer, "_y", None))
+                                                if a is not None)}
 
 
 def late_over_early(seconds) -> float:
@@ -114,7 +119,8 @@ def main(argv=None) -> int:
         results[name] = r
         print(f"{name:>9}: epochs " + " ".join(f"{s:.2f}" for s in r["seconds"]) +
               f" s; late/early {r['late_over_early']:.2f}; subnormals left: optimizer state "
-              f"{r['state_subnormals']}, gradients {r['grad_subnormals']}, weights {r['weight_subnormals']}",
+              f"{r['state_subnormals']}, gradients {r['grad_subnormals']}, weights {r['weight_subnormals']}, "
+              f"activations {r['activation_subnormals']}",
               flush=True)
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_model(), "recipe": args.recipe, "n": n,

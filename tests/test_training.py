@@ -104,8 +104,8 @@ def test_fit_rejects_bad_data():
             epochs=1, verbose=False)
 
 
-class AtCall(nn.BinaryCrossEntropy):
-    """A BCE that does something to call number ``at`` (1-based), as a real run might."""
+class _AtCall:
+    """A loss that does something to call number ``at`` (1-based), as a real run might."""
 
     def __init__(self, at, action):
         super().__init__()
@@ -115,6 +115,14 @@ class AtCall(nn.BinaryCrossEntropy):
         self.calls += 1
         value = super().forward(pred, target, **kw)
         return self.action(value) if self.calls == self.at else value
+
+
+class AtCall(_AtCall, nn.BinaryCrossEntropy):
+    pass
+
+
+class AtCallCE(_AtCall, nn.CrossEntropy):
+    pass
 
 
 def nan_at(at):
@@ -270,19 +278,6 @@ def test_a_masked_autoencoder_is_scored_on_the_clean_images():
     fit(model, Spy(), nn.SGD(model.parameters(), lr=1e-3), x, epochs=1, batch_size=8, mask=0.5,
         progress=False, verbose=False)
     numpy.testing.assert_array_equal(seen["target"], as_batch(x))  # no zeros, no 1/(1-p) scaling
-
-
-class AtCallCE(nn.CrossEntropy):
-    """CrossEntropy with the AtCall behaviour (for classifiers)."""
-
-    def __init__(self, at, action):
-        super().__init__()
-        self.at, self.action, self.calls = at, action, 0
-
-    def forward(self, pred, target, **kw):
-        self.calls += 1
-        value = super().forward(pred, target, **kw)
-        return self.action(value) if self.calls == self.at else value
 
 
 @pytest.mark.parametrize("options", [dict(restore_best=True), dict(patience=2)])
