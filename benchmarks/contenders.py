@@ -91,12 +91,14 @@ def as_float(x):
     return numpy.multiply(x.reshape(len(x), -1), numpy.float32(1 / 255), dtype=numpy.float32)
 
 
-def run_nanoae(workload, x, y, epochs, device, raw=False):
-    """nanoae's models through ``fit`` (or, ``raw``, the bare forward/loss/backward/step loop)."""
+def run_nanoae(workload, x, y, epochs, device, raw=False, plain=False):
+    """nanoae's models through ``fit`` (or, ``raw``, the bare forward/loss/backward/step loop;
+    ``plain``: the learner's loop, ``loss(pred, target)`` and ``model.backward(loss.backward())``,
+    with no fused gradient, no loss from logits, and the data gradient computed)."""
     import nanoae
     from nanoae import backend
     from nanoae.models import Autoencoder, Classifier
-    from nanoae.training import as_batch, fit
+    from nanoae.training import as_batch, fit, loss_value
     try:
         backend.set_backend("cupy" if device == "cuda" else "numpy")
     except RuntimeError as e:
@@ -115,8 +117,6 @@ def run_nanoae(workload, x, y, epochs, device, raw=False):
     # The same steps without fit's bookkeeping (loss history, accuracy, progress bar).
     xp, n, seconds = backend.xp(), len(x), []
     x, y = backend.to_device(x), None if y is None else backend.to_device(y)
-    last = model.last_layer()  # the fused pair's loss reads its logits, as fit does
-    fused = loss.fuses_with(last)
     for epoch in range(epochs):
         t0 = time.perf_counter()
         perm = xp.asarray(numpy.random.default_rng([0, epoch]).permutation(n))
@@ -124,12 +124,16 @@ def run_nanoae(workload, x, y, epochs, device, raw=False):
             idx = perm[i:i + BATCH]
             xb = as_batch(x[idx])
             pred = model(xb)
-            loss(pred, xb if y is None else y[idx], logits=getattr(last, "logits", None) if fused else None)
-            model.backward_from_loss(loss, input_grad=False)
+            if plain:
+                loss(pred, xb if y is None else y[idx])
+                model.backward(loss.backward())
+            else:  # the fused pair's loss reads its logits, as fit does
+                loss_value(model, loss, pred, xb if y is None else y[idx])
+                model.backward_from_loss(loss, input_grad=False)
             opt.step()
         backend.synchronize()
         seconds.append(time.perf_counter() - t0)
-    return seconds, f"raw loop, {backend.get_backend()}"
+    return seconds, f"{'plain' if plain else 'raw'} loop, {backend.get_backend()}"
 
 
 def run_torch(workload, x, y, epochs, device, tuned=False):
@@ -253,6 +257,7 @@ def run_floor(workload, x, y, epochs, device):
 RUNNERS = {
     "nanoae": run_nanoae,
     "nanoae-raw": lambda *a: run_nanoae(*a, raw=True),
+    "nanoae-plain": lambda *a: run_nanoae(*a, raw=True, plain=True),
     "torch-plain": run_torch,
     "torch-tuned": lambda *a: run_torch(*a, tuned=True),
     "sklearn": run_sklearn,

@@ -79,80 +79,88 @@ def gradcheck(obj, x, target=None, *, seed: int = 0, h: float = 1e-5, rtol: floa
     each array (a seeded sample). Raises GradcheckError on disagreement, naming
     the worst element, unless ``raise_on_failure`` is False.
     """
-    xp = get_array_module(x)
     rng = numpy.random.default_rng(seed)
     model, loss = _split(obj, target)
-    arrays = [("input", x)] + ([(f"{p.name}#{i}", p) for i, p in enumerate(model.parameters())]
-                               if model is not None else [])
-    for name, a in arrays:
-        data = a if name == "input" else a.data
+    params = model.parameters() if model is not None else []
+    # the input and target on the parameters' device (a host array against GPU weights)
+    x, target = (None if a is None else _like(params, a) for a in (x, target))
+    arrays = [("input", x)] + [(f"{p.name}#{i}", p.data) for i, p in enumerate(params)]
+    for name, data in arrays:
         if data.dtype != numpy.float64:
             raise TypeError(f"gradcheck: {name} is {data.dtype}; checks need float64 "
                             "(build layers with dtype=numpy.float64 and pass float64 input)")
-
-    # The scalar function and one analytic backward pass.
-    if loss is None:
-        y = model.forward(x)
-        g = xp.asarray(rng.standard_normal(y.shape)) if grad_out is None else grad_out
-        analytic_x = model.backward(g)
-
-        def f():
-            return float((model.forward(x) * g).sum())
-    elif model is None:
-        loss.forward(x, target)
-        analytic_x = loss.backward()
-
-        def f():
-            return float(loss.forward(x, target))
-    else:
-        loss.forward(model.forward(x), target)
-        analytic_x = model.backward_from_loss(loss)
-
-        def f():
-            return float(loss.forward(model.forward(x), target))
-
-    analytic = {"input": to_numpy(analytic_x).copy()}
-    for name, p in arrays[1:]:
-        analytic[name] = to_numpy(p.grad).copy()
+        if not data.flags.c_contiguous:
+            raise ValueError(f"gradcheck: {name} is not C-contiguous; pass a contiguous array")
+    f, analytic_x = _function_and_backward(model, loss, x, target, grad_out, rng)
+    analytic = [to_numpy(analytic_x)] + [to_numpy(p.grad) for p in params]
 
     result = GradcheckResult(ok=True, checked=0, h=h, rtol=rtol, atol=atol)
     worst_excess = -numpy.inf
-    for name, a in arrays:
-        data = a if name == "input" else a.data
-        if not data.flags.c_contiguous:
-            raise ValueError(f"gradcheck: {name} is not C-contiguous; pass a contiguous array")
-        flat = data.reshape(-1)  # a view: perturbing it perturbs the array f reads
-        n = flat.size
-        coords = numpy.arange(n)
-        if max_coords is not None and n > max_coords:
-            coords = numpy.sort(rng.choice(n, size=max_coords, replace=False))
-        ana = analytic[name].reshape(-1)
-        bad = 0
-        for i in coords:
-            i = int(i)
-            old = float(flat[i])
-            flat[i] = old + h
-            f_plus = f()
-            flat[i] = old - h
-            f_minus = f()
-            flat[i] = old
-            num = (f_plus - f_minus) / (2 * h)
-            diff = abs(ana[i] - num)
-            excess = diff - (atol + rtol * abs(num))
-            if excess > 0:
-                bad += 1
-            if excess > worst_excess:
-                worst_excess = excess
-                result.worst = {"name": name,
-                                "index": tuple(int(k) for k in numpy.unravel_index(i, data.shape)),
-                                "analytic": float(ana[i]), "numerical": num, "diff": diff}
+    for (name, data), ana in zip(arrays, analytic):
+        coords = numpy.arange(data.size)
+        if max_coords is not None and data.size > max_coords:
+            coords = numpy.sort(rng.choice(data.size, size=max_coords, replace=False))
+        numerical = _central_differences(f, data, coords, h)
+        ana = ana.reshape(-1)[coords]
+        excess = numpy.abs(ana - numerical) - (atol + rtol * numpy.abs(numerical))
         result.checked += len(coords)
-        if bad:
-            result.failures[name] = bad
+        if (excess > 0).any():
+            result.failures[name] = int((excess > 0).sum())
+        k = int(numpy.argmax(excess))
+        if excess[k] > worst_excess:
+            worst_excess = excess[k]
+            result.worst = {"name": name,
+                            "index": tuple(int(i) for i in numpy.unravel_index(coords[k], data.shape)),
+                            "analytic": float(ana[k]), "numerical": float(numerical[k]),
+                            "diff": float(abs(ana[k] - numerical[k]))}
     result.ok = not result.failures
     if not result.ok and raise_on_failure:
         raise GradcheckError(f"{_describe(obj)}: {result}")
     return result
+
+
+def _like(params, a):
+    """``a`` on the device of ``params`` (the array's own when there are none)."""
+    if not params:
+        return a
+    xp = get_array_module(params[0].data)
+    return to_numpy(a) if xp is numpy else xp.asarray(a)
+
+
+def _function_and_backward(model, loss, x, target, grad_out, rng):
+    """(f, dL/dx): the scalar function f() checked, and one analytic backward pass.
+
+    The backward pass also sets every parameter's ``grad``.
+    """
+    xp = get_array_module(x)
+    if loss is None:  # f(x) = sum(G * layer(x)), G a random upstream gradient
+        y = model.forward(x)
+        g = xp.asarray(rng.standard_normal(y.shape)) if grad_out is None else _like([], grad_out)
+        return (lambda: float((model.forward(x) * g).sum())), model.backward(g)
+    if model is None:  # f(p) = loss(p, target)
+        loss.forward(x, target)
+        return (lambda: float(loss.forward(x, target))), loss.backward()
+    loss.forward(model.forward(x), target)  # f(x) = loss(model(x), target)
+    return (lambda: float(loss.forward(model.forward(x), target))), model.backward_from_loss(loss)
+
+
+def _central_differences(f, data, coords, h):
+    """(f(a + h e_i) - f(a - h e_i)) / 2h for each i in ``coords`` (flat indices into ``data``).
+
+    ``data`` is perturbed in place, through a flat view, and restored each time.
+    """
+    flat = data.reshape(-1)  # a view: perturbing it perturbs the array f reads
+    out = numpy.empty(len(coords))
+    for k, i in enumerate(coords):
+        i = int(i)
+        old = float(flat[i])
+        flat[i] = old + h
+        f_plus = f()
+        flat[i] = old - h
+        f_minus = f()
+        flat[i] = old
+        out[k] = (f_plus - f_minus) / (2 * h)
+    return out
 
 
 def _split(obj, target):

@@ -28,11 +28,11 @@ from .model import Sequential
 __all__ = ["Autoencoder", "Classifier", "Standardize", "FineTuned", "build_model"]
 
 
-def _mlp(widths, dtype, rng, last_activation=None):
+def _mlp(widths, dtype, rng, last_activation=None, init="he"):
     """Dense layers with ReLU between them; ``last_activation`` after the final one."""
     layers = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(Dense(a, b, dtype=dtype, rng=rng))
+        layers.append(Dense(a, b, dtype=dtype, rng=rng, init=init))
         if i < len(widths) - 2:
             layers.append(ReLU())
     if last_activation is not None:
@@ -45,10 +45,12 @@ class Autoencoder(Sequential):
 
     widths: the encoder's sizes, input first: (784, 128, 64, 32) gives the
     reference 784-128-64-32-64-128-784. The decoder mirrors them.
+    init: how the Dense weights are drawn ("he", "glorot", "glorot_uniform";
+    see ``layers.init_weights``).
     """
 
     def __init__(self, widths=(784, 128, 64, 32), *, code_activation: str = "relu",
-                 dtype=numpy.float32, seed: int | None = 0):
+                 dtype=numpy.float32, seed: int | None = 0, init: str = "he"):
         if code_activation not in ("relu", "linear"):
             raise ValueError(f"code_activation must be 'relu' or 'linear', got {code_activation!r}")
         widths = tuple(int(w) for w in widths)
@@ -56,14 +58,15 @@ class Autoencoder(Sequential):
             raise ValueError(f"Autoencoder: need at least (input, code) widths, got {widths}")
         rng = numpy.random.default_rng(seed)
         code = [ReLU()] if code_activation == "relu" else []
-        self.encoder = Sequential(*_mlp(widths, dtype, rng), *code)
-        self.decoder = Sequential(*_mlp(widths[::-1], dtype, rng, Sigmoid()))
+        self.encoder = Sequential(*_mlp(widths, dtype, rng, init=init), *code)
+        self.decoder = Sequential(*_mlp(widths[::-1], dtype, rng, Sigmoid(), init=init))
         super().__init__(self.encoder, self.decoder)
         for part, seq in (("encoder", self.encoder), ("decoder", self.decoder)):
             for i, layer in enumerate(seq.layers):
                 layer.name = f"{part} layer {i} {layer!r}"  # errors then say where they happened
         self.config = {"kind": "autoencoder", "widths": list(widths),
-                       "code_activation": code_activation, "dtype": numpy.dtype(dtype).name}
+                       "code_activation": code_activation, "dtype": numpy.dtype(dtype).name,
+                       "init": init}
 
     @property
     def code_size(self) -> int:
@@ -155,7 +158,8 @@ def build_model(config: dict):
     kind = config.get("kind")
     dtype = numpy.dtype(config.get("dtype", "float32"))
     if kind == "autoencoder":
-        return Autoencoder(config["widths"], code_activation=config["code_activation"], dtype=dtype)
+        return Autoencoder(config["widths"], code_activation=config["code_activation"], dtype=dtype,
+                           init=config.get("init", "he"))
     if kind == "classifier":
         return Classifier(config["in_features"], config["hidden"], config["classes"], dtype=dtype)
     if kind == "finetuned":

@@ -45,8 +45,10 @@ __all__ = ["Settings", "REFERENCE_AE", "load_splits", "train_autoencoder", "enco
 
 
 # The reference recipe, fixed so that its figure compares with PyTorch's:
-# 784-128-64-32-64-128-784, ReLU code, 20 epochs at a constant learning rate of 1e-3, clean inputs.
-REFERENCE_AE = {"widths": (784, 128, 64, 32), "code_activation": "relu", "epochs": 20, "lr": 1e-3,
+# 784-128-64-32-64-128-784, ReLU code, Keras's Glorot-uniform initialisation (the reference is a
+# Keras model), 20 epochs at a constant learning rate of 1e-3, clean inputs.
+REFERENCE_AE = {"widths": (784, 128, 64, 32), "code_activation": "relu", "init": "glorot_uniform",
+                "epochs": 20, "lr": 1e-3,
                 "cosine": False, "mask": 0.0}
 
 
@@ -142,7 +144,8 @@ def train_autoencoder(x, settings: Settings, *, reference: bool = False, checkpo
     recipe = dict(REFERENCE_AE) if reference else {
         "widths": tuple(settings.ae_widths), "code_activation": settings.code_activation,
         "epochs": settings.ae_epochs, "lr": settings.ae_lr, "cosine": True, "mask": settings.ae_mask}
-    model = Autoencoder(recipe["widths"], code_activation=recipe["code_activation"], seed=settings.seed)
+    model = Autoencoder(recipe["widths"], code_activation=recipe["code_activation"],
+                        init=recipe.get("init", "he"), seed=settings.seed)
     opt = Adam(model.parameters(), lr=recipe["lr"])
     steps = -(-len(x) // settings.batch_size) * recipe["epochs"]
     history = fit(model, BinaryCrossEntropy(), opt, x, epochs=recipe["epochs"],

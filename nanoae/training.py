@@ -315,10 +315,10 @@ def _train_epoch(job: _Job, epoch: int, state: TrainState, stop, bar, save):
     steps = math.ceil(n / batch_size)
     perm = xp.asarray(numpy.random.default_rng([job.seed, epoch]).permutation(n))
     draws = job.augmentation.for_epoch(xp, job.seed, epoch, n)
-    losses = [xp.zeros((), dtype=numpy.float32)]  # per-step loss sums, left on the device
+    losses = []  # per-step loss sums, left on the device until the end of the epoch
     correct = xp.zeros((), dtype=numpy.int64)
     first = state.step  # 0 unless resumed mid-epoch
-    carried_loss, carried_correct = state.partial if first else (0.0, 0)
+    carried_losses, carried_correct = state.partial if first else ([], 0)
     if first:  # the same masks as an uninterrupted run: draw those of the steps done
         for step in range(first):
             draws.skip((len(perm[step * batch_size:(step + 1) * batch_size]), x.shape[-1]))
@@ -339,16 +339,16 @@ def _train_epoch(job: _Job, epoch: int, state: TrainState, stop, bar, save):
         bar.update(1)
         if stop.requested:
             state.step, state.epoch = step + 1, epoch
-            state.partial = (carried_loss + float(xp.stack(losses).sum()),
+            state.partial = (carried_losses + backend.to_numpy(xp.stack(losses)).tolist(),
                              carried_correct + int(correct))
             save()
             where = f"to {checkpoint}" if checkpoint else "nowhere (no checkpoint path given)"
             raise KeyboardInterrupt(f"stopped at epoch {epoch + 1}, step {step + 1}; saved {where}")
-    host_losses = backend.to_numpy(xp.stack(losses))[1:]  # the one sync of the epoch
+    host_losses = backend.to_numpy(xp.stack(losses))  # the one sync of the epoch
     correct = int(correct)
     if comm.size > 1:  # every rank's step sums and count, added up: those of the global batches
         reduced = comm.allreduce_sum(numpy.append(host_losses, correct))
-        host_losses, correct = reduced[:-1], int(round(reduced[-1]))
+        host_losses, correct = reduced[:-1].astype(numpy.float32), int(round(reduced[-1]))
     if not numpy.isfinite(host_losses).all():
         bad = int(numpy.flatnonzero(~numpy.isfinite(host_losses))[0])
         kept = (f"the last good checkpoint (end of epoch {epoch}) is {checkpoint}"
@@ -356,7 +356,8 @@ def _train_epoch(job: _Job, epoch: int, state: TrainState, stop, bar, save):
         raise TrainingError(f"the loss became {host_losses[bad]} at epoch {epoch + 1}, step "
                             f"{first + bad + 1} of {steps}; {kept}. "
                             f"Try a lower learning rate (now {optimizer.lr:g}).")
-    return carried_loss + float(host_losses.sum()), carried_correct + correct
+    every_step = numpy.concatenate([numpy.asarray(carried_losses, dtype=numpy.float32), host_losses])
+    return float(every_step.sum()), carried_correct + correct
 
 
 def _end_epoch(job: _Job, validation, state: TrainState, loss_sum, correct, t0):

@@ -3,7 +3,7 @@
 ``TrainState`` holds, for ``fit``:
 
 * the history: per epoch, train/validation loss (and accuracy), learning rate, seconds;
-* where the run is: the next epoch and step, and the loss sum and correct
+* where the run is: the next epoch and step, and the losses and correct
   count of the steps of an epoch already done (when Ctrl-C stopped it midway);
 * the best epoch on validation, its score, and a host copy of its weights
   (for ``restore_best`` and ``patience``).
@@ -38,7 +38,7 @@ class TrainState:
         if classify:
             self.history.update(train_accuracy=[], val_accuracy=[])
         self.epoch, self.step = 0, 0  # where the next step starts
-        self.partial = (0.0, 0)  # loss sum and correct count of the steps done in that epoch
+        self.partial = ([], 0)  # per-step losses and correct count of the steps done in that epoch
         self.best_score, self.best_epoch, self.best_weights = -math.inf, None, None
 
     # -- the end of an epoch ----------------------------------------------------
@@ -46,7 +46,7 @@ class TrainState:
         """Append one epoch's figures (keys of ``history``) and move to the next epoch."""
         for key, value in values.items():
             self.history[key].append(value)
-        self.epoch, self.step, self.partial = self.history["epoch"][-1], 0, (0.0, 0)
+        self.epoch, self.step, self.partial = self.history["epoch"][-1], 0, ([], 0)
 
     def keep_if_best(self, model) -> bool:
         """If the epoch just recorded is the best on validation so far, remember its weights."""
@@ -73,7 +73,7 @@ class TrainState:
     def save(self, path, model, optimizer, meta: dict) -> None:
         """Write model, optimizer and this state to the checkpoint at ``path`` (atomically)."""
         extra = {f"best/{k}": v for k, v in (self.best_weights or {}).items()}
-        state = {"epoch": self.epoch, "step": self.step, "partial_loss_sum": self.partial[0],
+        state = {"epoch": self.epoch, "step": self.step, "partial_losses": self.partial[0],
                  "partial_correct": self.partial[1], "history": self.history,
                  "monitor": self.monitor, "best_score": _finite_or_none(self.best_score),
                  "best_epoch": self.best_epoch}
@@ -84,7 +84,7 @@ class TrainState:
         saved = load_checkpoint(path, model, optimizer)["user"]
         self.history = saved["history"]
         self.epoch, self.step = saved["epoch"], saved["step"]
-        self.partial = (saved["partial_loss_sum"], saved["partial_correct"])
+        self.partial = (saved["partial_losses"], saved["partial_correct"])
         if saved.get("best_epoch") is not None and saved.get("monitor") == self.monitor:
             self.best_score, self.best_epoch = saved["best_score"], saved["best_epoch"]
             best = read_checkpoint_extra(path)

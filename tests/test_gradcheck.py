@@ -130,3 +130,12 @@ def test_zero_softmax_backward_would_pass_with_all_ones_upstream(xp, rng):
     ones = xp.ones((4, 5))
     assert nn.gradcheck(ZeroBackwardSoftmax(), x, grad_out=ones).ok
     assert not nn.gradcheck(ZeroBackwardSoftmax(), x, raise_on_failure=False).ok
+
+
+def test_host_input_is_moved_to_the_models_device(xp):
+    """A NumPy input against weights on the active backend (CuPy on a GPU) is moved, not refused."""
+    model = nn.Sequential(nn.Dense(3, 2, dtype=numpy.float64, rng=0), nn.Sigmoid())
+    x = numpy.random.default_rng(0).standard_normal((4, 3))  # on the host
+    assert nn.gradcheck(model, x).ok
+    target = numpy.random.default_rng(1).random((4, 2))
+    assert nn.gradcheck((model, nn.BinaryCrossEntropy()), x, target).ok

@@ -150,3 +150,17 @@ def test_backward_shape_mismatch(xp):
 def test_sigmoid_of_a_real_sized_batch(rng):
     x = (5 * rng.standard_normal((256, 784))).astype(numpy.float32)
     numpy.testing.assert_allclose(nn.Sigmoid()(x), 1 / (1 + numpy.exp(-x.astype(F64))), rtol=2e-6)
+
+
+@pytest.mark.parametrize("init, std", [("he", numpy.sqrt(2 / 400)),
+                                       ("glorot", numpy.sqrt(2 / (400 + 300))),
+                                       ("glorot_uniform", numpy.sqrt(2 / (400 + 300)))])
+def test_initial_weights_have_the_documented_spread(init, std):
+    """He: std sqrt(2/in); Glorot: std sqrt(2/(in+out)), normal or uniform on +-sqrt(6/(in+out))."""
+    w = to_numpy(nn.Dense(400, 300, rng=0, init=init, dtype=F64).W.data)
+    assert w.std() == pytest.approx(std, rel=0.01)  # 120,000 draws: the std is within ~0.3 %
+    assert abs(w.mean()) < 3 * std / numpy.sqrt(w.size)
+    if init == "glorot_uniform":
+        assert abs(w).max() <= numpy.sqrt(6 / 700) and abs(w).max() > 0.99 * numpy.sqrt(6 / 700)
+    with pytest.raises(ValueError, match="init must be"):
+        nn.Dense(2, 2, init="xavier")

@@ -256,3 +256,31 @@ def test_state_dict_restores_hyper_parameters(xp):
     other = nn.AdamW([p])
     other.load_state_dict(saved)
     assert (other.lr, other.betas, other.eps, other.weight_decay) == (0.5, (0.8, 0.9), 1e-4, 0.3)
+
+
+def test_in_place_adam_computes_the_plain_formula(xp, rng):
+    """The fast in-place update and the textbook one agree to float32 rounding, step after step."""
+    shapes = [(30, 20), (20,)]
+    runs = {}
+    for in_place in (True, False):
+        params = [Parameter(xp.asarray(numpy.random.default_rng(i).standard_normal(s),
+                                       dtype=numpy.float32)) for i, s in enumerate(shapes)]
+        opt = nn.AdamW(params, lr=1e-2, weight_decay=0.01, in_place=in_place)
+        grads = numpy.random.default_rng(7)
+        for _ in range(20):
+            for p in params:
+                p.grad[...] = xp.asarray(grads.standard_normal(p.shape), dtype=numpy.float32)
+            opt.step()
+        runs[in_place] = [to_numpy(p.data) for p in params] + [to_numpy(m) for m in opt.m]
+    for fast, plain in zip(runs[True], runs[False]):
+        numpy.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_bce_from_logits_matches_its_plain_formula(xp, rng):
+    from nanoae.losses import _bce_from_logits_plain
+
+    z = xp.asarray(rng.standard_normal((64, 50)) * 6, dtype=numpy.float32)
+    t = xp.asarray(rng.random((64, 50)), dtype=numpy.float32)
+    p = nn.Sigmoid()(z)
+    fast = float(nn.BinaryCrossEntropy()(p, t, logits=z))
+    assert fast == pytest.approx(float(_bce_from_logits_plain(xp, p, t, z)), rel=1e-5)

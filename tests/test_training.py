@@ -104,8 +104,8 @@ def test_fit_rejects_bad_data():
             epochs=1, verbose=False)
 
 
-class AtCall(nn.BinaryCrossEntropy):
-    """A BCE that does something to call number ``at`` (1-based), as a real run might."""
+class _AtCall:
+    """A loss that does something to call number ``at`` (1-based), as a real run might."""
 
     def __init__(self, at, action):
         super().__init__()
@@ -115,6 +115,14 @@ class AtCall(nn.BinaryCrossEntropy):
         self.calls += 1
         value = super().forward(pred, target, **kw)
         return self.action(value) if self.calls == self.at else value
+
+
+class AtCall(_AtCall, nn.BinaryCrossEntropy):
+    pass
+
+
+class AtCallCE(_AtCall, nn.CrossEntropy):
+    pass
 
 
 def nan_at(at):
@@ -272,19 +280,6 @@ def test_a_masked_autoencoder_is_scored_on_the_clean_images():
     numpy.testing.assert_array_equal(seen["target"], as_batch(x))  # no zeros, no 1/(1-p) scaling
 
 
-class AtCallCE(nn.CrossEntropy):
-    """CrossEntropy with the AtCall behaviour (for classifiers)."""
-
-    def __init__(self, at, action):
-        super().__init__()
-        self.at, self.action, self.calls = at, action, 0
-
-    def forward(self, pred, target, **kw):
-        self.calls += 1
-        value = super().forward(pred, target, **kw)
-        return self.action(value) if self.calls == self.at else value
-
-
 @pytest.mark.parametrize("options", [dict(restore_best=True), dict(patience=2)])
 def test_resume_keeps_best_epoch_and_patience(tmp_path, options):
     """Interrupted + resumed equals uninterrupted, bitwise, with restore_best / patience on:
@@ -419,3 +414,13 @@ def test_the_step_loop_reads_nothing_back_to_the_host(monkeypatch):
 def test_the_host_read_detector_can_fail():
     with pytest.raises(HostReadError):
         float(numpy.ones(3).view(NoHostReads).sum())
+
+
+def test_predict_and_evaluate_move_host_inputs_to_the_models_device(xp):
+    head = Classifier(4, (8,), 3, seed=0)  # built on the active backend (the xp under test)
+    x = numpy.random.default_rng(0).random((10, 4), dtype=numpy.float32)  # host arrays
+    y = numpy.arange(10) % 3
+    probs = predict(head, x)
+    assert type(probs) is type(head[0].W.data)
+    numpy.testing.assert_allclose(to_numpy(probs), to_numpy(head(xp.asarray(x))), rtol=1e-6)
+    assert 0 <= evaluate(head, nn.CrossEntropy(), x, y)["accuracy"] <= 1
