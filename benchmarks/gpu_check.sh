@@ -80,7 +80,9 @@ export NANOAE_DATA_DIR="$DATA"
 mkdir -p "$1" || exit 2
 OUT=$(cd "$1" && pwd)
 STATUS="$OUT/status"  # one file per part: "<status>|<seconds>", written by run_part
-rm -rf "$STATUS" "$OUT"/bench-*.json && mkdir -p "$STATUS"  # nothing stale from an earlier run
+# nothing stale from an earlier run into the same directory may pass for this run's
+rm -rf "$STATUS" "$OUT"/{versions.txt,tests.log,tests.xml,compare.txt,bench-check.txt,summary.txt,summary.json} \
+    "$OUT"/demo-*.log "$OUT"/bench-*.log "$OUT"/bench-*.json && mkdir -p "$STATUS"
 export MPLCONFIGDIR="$OUT/matplotlib"
 DEADLINE=$((SECONDS + BUDGET_S))
 PARTS=()
@@ -173,9 +175,10 @@ echo "{\"parts\": {$parts_json}, \"failed\": [$failed_json], \"seconds\": $SECON
     echo "== gpu_check summary: $OUT =="
     echo "versions:"
     sed 's/^/  /' "$OUT/versions.txt"
-    echo "tests (pytest -m gpu): $(grep -E '(passed|failed|error|no tests ran)' "$OUT/tests.log" | tail -n 1)"
-    grep -E '^SKIPPED' "$OUT/tests.log" | sed 's/^/  /' | head -n 20
-    grep -E '^(FAILED|ERROR)' "$OUT/tests.log" | sed 's/^/  /' | head -n 40
+    echo "tests (pytest -m gpu): $(grep -E '(passed|failed|error|no tests ran)' "$OUT/tests.log" 2>/dev/null | tail -n 1)"
+    [ "$(status_of tests)" = ok ] || { echo "  $(status_of tests); the last lines of tests.log:"; tail -n 5 "$OUT/tests.log" 2>/dev/null | sed 's/^/    /'; }
+    grep -E '^SKIPPED' "$OUT/tests.log" 2>/dev/null | sed 's/^/  /' | head -n 20
+    grep -E '^(FAILED|ERROR)' "$OUT/tests.log" 2>/dev/null | sed 's/^/  /' | head -n 40
     for b in numpy cupy; do
         [ "$(status_of "demo-$b")" = ok ] || { echo "demo-$b, last lines:"; tail -n 15 "$OUT/demo-$b.log" | sed 's/^/  /'; }
     done
