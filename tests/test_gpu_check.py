@@ -120,3 +120,13 @@ def test_bench_check_fails_when_nanoae_did_not_run(tmp_path):
     r = helper("bench", bench_json(tmp_path, {"skipped": "failed (exit 1): CUDARuntimeError"}))
     assert r.returncode == 1
     assert "FAILED  ae, batch 256: nanoae did not run: failed (exit 1): CUDARuntimeError" in r.stdout
+
+
+def test_every_cupy_variant_is_marked_gpu():
+    """gpu_check.sh runs `pytest -m gpu`: no CuPy parametrisation may lack the mark."""
+    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "not gpu",
+                        "-p", "no:cacheprovider", str(Path(__file__).parent)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:]
+    ids = [line.partition("[")[2].rstrip("]") for line in r.stdout.splitlines() if "::" in line]
+    assert not [i for i in ids if "cupy" in i.split("-")]  # e.g. test_x[cupy], test_x[cupy-numpy]
