@@ -123,7 +123,8 @@ def test_checkpoint_moves_between_devices(use_backend, tmp_path, saved_on, loade
     assert_same(host_state(fresh, fresh_opt), expected)
     assert all(nn.backend.get_array_module(p.data) is xp for p in fresh.parameters())
     train(fresh, fresh_opt, steps=1)  # and training goes on, on the device it was loaded on
-    assert fresh_opt.t == 4 and all(nn.backend.get_array_module(p.data) is xp for p in fresh.parameters())
+    assert fresh_opt.t == 4
+    assert all(nn.backend.get_array_module(p.data) is xp for p in fresh.parameters())
 
 
 @pytest.mark.parametrize("bad, key", [

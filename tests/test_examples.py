@@ -41,8 +41,8 @@ def run_example(name, data_dir, tmp_path, python_args=(), **env):
         "PYTHONWARNINGS": "error::RuntimeWarning",  # as in the test suite: overflow is a bug
         **env,
     }
-    proc = subprocess.run([sys.executable, *python_args, str(EXAMPLES / name)], cwd=tmp_path, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, *python_args, str(EXAMPLES / name)], cwd=tmp_path,
+                          env=full_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, (f"{name} exited with {proc.returncode}:\n"
                                   f"{proc.stdout}\n{proc.stderr}")
     return proc.stdout, out
@@ -99,19 +99,22 @@ def test_01_reads_the_loss_once_per_epoch_not_once_per_step(fake_data, tmp_path)
 
 
 def test_02_classify_codes(fake_data, tmp_path, backend_name):
-    stdout, out = run_example("02_classify_codes.py", fake_data, tmp_path, NANOAE_BACKEND=backend_name)
+    stdout, out = run_example("02_classify_codes.py", fake_data, tmp_path,
+                              NANOAE_BACKEND=backend_name)
     assert "test accuracy" in stdout and "on 100 test images" in stdout
     assert_pngs(out, "confusion.png", "curves.png")
 
 
 def test_03_tsne_map(fake_data, tmp_path, backend_name):
-    stdout, out = run_example("03_tsne_map.py", fake_data, tmp_path, NANOAE_BACKEND=backend_name)
+    stdout, out = run_example("03_tsne_map.py", fake_data, tmp_path,
+                              NANOAE_BACKEND=backend_name)
     assert "trustworthiness (k=5)" in stdout and "t-SNE of 100 test codes" in stdout
     assert_pngs(out, "tsne.png")
 
 
 def test_04_gradcheck_by_hand(fake_data, tmp_path, backend_name):
-    stdout, out = run_example("04_gradcheck_by_hand.py", fake_data, tmp_path, NANOAE_BACKEND=backend_name)
+    stdout, out = run_example("04_gradcheck_by_hand.py", fake_data, tmp_path,
+                              NANOAE_BACKEND=backend_name)
     assert "gradcheck passed" in stdout
     assert "caught the forgotten 1/N: gradcheck FAILED" in stdout
     assert_pngs(out, "gradcheck_step_size.png")
