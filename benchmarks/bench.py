@@ -1,11 +1,12 @@
 """Epoch time and peak memory of nanoae against PyTorch, scikit-learn and the GEMM floor.
 
-    python benchmarks/bench.py [--repeats N] [--epochs-per-run E] [--only NAMES]
+    python benchmarks/bench.py [--repeats N] [--epochs-per-run E] [--only NAMES] [--batch B]
                                [--json PATH] [--quick] [--device cpu|cuda] [--unset-openblas-env]
     python benchmarks/bench.py --workers N [--repeats N] [--epochs-per-run E] [--json PATH] [--quick]
                                (data-parallel scaling over MPI instead: see data_parallel.py)
 
-Two workloads, both float32, Adam (lr 1e-3), batch 256, a fresh shuffle every epoch:
+Two workloads, both float32, Adam (lr 1e-3), batch 256 (``--batch``), a fresh shuffle
+every epoch:
 
 * ``ae``: the reference autoencoder 784-128-64-32-64-128-784 (ReLU inside, the code
   too; sigmoid out; BCE) on the real Fashion-MNIST training images (60,000; 6,000
@@ -35,6 +36,8 @@ Method:
   it too). No bias, activation, loss, optimizer or batch gathering: a lower bound
   that no implementation on this BLAS can beat. ``nanoae / floor - 1`` is the time
   nanoae spends outside the matrix products, relative to them.
+* GPU memory (``--device cuda``): what each child's allocator held at its peak,
+  CuPy's memory pool or PyTorch's caching allocator (``contenders.gpu_memory``).
 
 The ratio column is ``nanoae / this contender``: below 1, nanoae is faster.
 What each contender runs is in ``contenders.py`` beside this file.
@@ -55,13 +58,13 @@ import sys
 import time
 from pathlib import Path
 
-from contenders import BATCH, LR, RUNNERS, Skip, child_info, gemm_flops, load_data
+from contenders import BATCH, LR, RUNNERS, Skip, child_info, gemm_flops, gpu_memory, load_data
 
 
 REPO = Path(__file__).resolve().parent.parent
 WORKLOADS = {
-    "ae": "reference autoencoder epoch: 784-128-64-32-64-128-784, BCE, Adam, batch 256",
-    "head": "head epoch: 32-64-10 softmax head, CE, Adam, batch 256, random frozen codes",
+    "ae": "reference autoencoder epoch: 784-128-64-32-64-128-784, BCE, Adam",
+    "head": "head epoch: 32-64-10 softmax head, CE, Adam, random frozen codes",
 }
 CONTENDERS = tuple(RUNNERS)
 FULL_N, QUICK_N = 60000, 6000
@@ -77,8 +80,9 @@ def child(args) -> int:
         else:
             workload, contender = args.child.split(":")
             x, y = load_data(workload, args.n)
-            seconds, note = RUNNERS[contender](workload, x, y, 1 + args.epochs_per_run, args.device)
-            result = {"warmup": seconds[0], "seconds": seconds[1:], "note": note}
+            seconds, note = RUNNERS[contender](workload, x, y, 1 + args.epochs_per_run, args.device,
+                                               args.batch)
+            result = {"warmup": seconds[0], "seconds": seconds[1:], "note": note, **gpu_memory()}
     except Skip as e:
         result = {"skipped": str(e)}
     result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -100,7 +104,7 @@ def cpu_model() -> str:
 
 def spawn(spec: str, args, env) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", spec, "--n", str(args.n),
-           "--epochs-per-run", str(args.epochs_per_run), "--device", args.device]
+           "--epochs-per-run", str(args.epochs_per_run), "--device", args.device, "--batch", str(args.batch)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(MARK):
@@ -117,24 +121,29 @@ def summarise(runs: list[dict], flops: float, steps: int) -> dict:
         return {"skipped": bad.get("skipped") or f"failed ({bad['failed']}): {last[0]}", "runs": runs}
     epochs = [s for r in ok for s in r["seconds"]]
     med = statistics.median(epochs)
+    gpu = {k: max(r[k] for r in ok) for k in ("gpu_mib", "gpu_allocated_mib") if k in ok[0]}
     return {"median_s": med, "min_s": min(epochs), "max_s": max(epochs), "ms_per_step": 1e3 * med / steps,
-            "gflops": flops / med / 1e9, "rss_mib": max(r["rss_mib"] for r in ok),
+            "gflops": flops / med / 1e9, "rss_mib": max(r["rss_mib"] for r in ok), **gpu,
             "note": ok[0]["note"], "runs": runs}
 
 
 def print_table(workload: str, rows: dict, args) -> None:
-    print(f"\n== {workload}: {WORKLOADS[workload]}; {args.n} examples, "
+    print(f"\n== {workload}: {WORKLOADS[workload]}, batch {args.batch}; {args.n} examples, "
           f"{args.repeats} repeat(s) x {args.epochs_per_run} epoch(s) after 1 warm-up ==")
+    gpu = args.device == "cuda"  # then a column of GPU memory: the allocator's peak (see gpu_memory)
     print(f"{'contender':<12} {'s/epoch':>8} {'min-max':>13} {'ms/step':>8} {'GEMM GF/s':>9} "
-          f"{'RSS MiB':>8} {'nanoae/this':>11}  note")
+          f"{'RSS MiB':>8} " + (f"{'GPU MiB':>8} " if gpu else "") + f"{'nanoae/this':>11}  note")
     base = rows.get("nanoae", {}).get("median_s")
     for name, r in rows.items():
         if "median_s" not in r:
             print(f"{name:<12} skipped: {r['skipped']}")
             continue
         ratio = f"{base / r['median_s']:.2f}" if base else "-"
+        gpu_mib = (f"{r['gpu_mib']:8.0f} " if "gpu_mib" in r else f"{'-':>8} ") if gpu else ""
+        note = r["note"] + (f"; {r['gpu_allocated_mib']:.0f} MiB in tensors at peak"
+                            if "gpu_allocated_mib" in r else "")
         print(f"{name:<12} {r['median_s']:8.3f} {r['min_s']:6.3f}-{r['max_s']:<6.3f} "
-              f"{r['ms_per_step']:8.2f} {r['gflops']:9.1f} {r['rss_mib']:8.0f} {ratio:>11}  {r['note']}")
+              f"{r['ms_per_step']:8.2f} {r['gflops']:9.1f} {r['rss_mib']:8.0f} {gpu_mib}{ratio:>11}  {note}")
     peers = {k: v for k, v in rows.items() if k != "nanoae" and "median_s" in v}
     if base and peers:
         print("ratios: " + ", ".join(f"nanoae/{k} = {base / v['median_s']:.2f}" for k, v in peers.items()))
@@ -167,6 +176,7 @@ def main(argv=None) -> int:
                    f"and/or contenders {CONTENDERS}")
     p.add_argument("--json", type=Path, help="also write all settings, raw times and results here")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_N} examples and 1 repeat (a smoke test)")
+    p.add_argument("--batch", type=int, default=BATCH, help=f"mini-batch size (default {BATCH})")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--unset-openblas-env", action="store_true",
                    help=f"unset {' and '.join(OPENBLAS_VARS)} in the child processes")
@@ -186,8 +196,8 @@ def main(argv=None) -> int:
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
     args.n = QUICK_N if args.quick else FULL_N
-    if args.repeats < 1 or args.epochs_per_run < 1:
-        p.error("--repeats and --epochs-per-run must be >= 1")
+    if args.repeats < 1 or args.epochs_per_run < 1 or args.batch < 1:
+        p.error("--repeats, --epochs-per-run and --batch must be >= 1")
     only = {s for s in args.only.split(",") if s}
     unknown = only - set(WORKLOADS) - set(CONTENDERS)
     if unknown:
@@ -238,14 +248,14 @@ def main(argv=None) -> int:
 
     results = {}
     for w in workloads:
-        steps = math.ceil(args.n / BATCH)
+        steps = math.ceil(args.n / args.batch)
         results[w] = {c: summarise(raw[w][c], gemm_flops(w, args.n), steps) for c in contenders}
         print_table(w, results[w], args)
     print("\nGEMM GF/s: the floor's matrix-product FLOPs per epoch / s per epoch (the same count for "
           "every row).")
     if args.json:
         settings = {k: getattr(args, k) for k in ("repeats", "epochs_per_run", "quick", "device", "n")}
-        doc = {"meta": meta, "settings": {**settings, "batch": BATCH, "lr": LR, "workloads": WORKLOADS,
+        doc = {"meta": meta, "settings": {**settings, "batch": args.batch, "lr": LR, "workloads": WORKLOADS,
                                           "contenders": contenders}, "results": results}
         args.json.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {args.json}")

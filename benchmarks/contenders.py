@@ -1,23 +1,24 @@
 """The contenders of ``bench.py``: what each one runs, inside its own child process.
 
 Each ``run_*`` function trains ``epochs`` epochs (the first is the driver's warm-up)
-of one workload and returns ``(seconds per epoch, note)``. It raises ``Skip``, with
-the reason, when its package or device is missing. Heavy imports happen inside the
-functions, so a child loads only what its contender needs (and its peak RSS shows
-only that).
+of one workload in mini-batches of ``batch`` and returns ``(seconds per epoch, note)``.
+It raises ``Skip``, with the reason, when its package or device is missing. Heavy
+imports happen inside the functions, so a child loads only what its contender needs
+(and its peak RSS shows only that).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy
 
 WIDTHS = {"ae": (784, 128, 64, 32, 64, 128, 784), "head": (32, 64, 10)}
-BATCH, LR = 256, 1e-3
+BATCH, LR = 256, 1e-3  # BATCH: the default of bench.py --batch
 
 
 class Skip(Exception):
@@ -72,6 +73,26 @@ def child_info(device: str) -> dict:
     return info
 
 
+def gpu_memory() -> dict:
+    """Peak GPU memory of this process in MiB, from the allocators it used; call at its end.
+
+    gpu_mib is what the process's allocator held at its peak, alike for both: CuPy's
+    memory pool keeps every block it got from the driver until told to free them, so its
+    ``total_bytes()`` at the end is its high-water mark; PyTorch's caching allocator
+    reports ``max_memory_reserved()``, and ``max_memory_allocated()`` (bytes in live
+    tensors) as gpu_allocated_mib. Empty when no GPU library was used.
+    """
+    mib, out = 2.0 ** 20, {}
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        out["gpu_mib"] = cupy.get_default_memory_pool().total_bytes() / mib
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        out["gpu_mib"] = torch.cuda.max_memory_reserved() / mib
+        out["gpu_allocated_mib"] = torch.cuda.max_memory_allocated() / mib
+    return out
+
+
 def load_data(workload: str, n: int):
     """(x, y): uint8 images (n, 28, 28) and None, or float32 codes (n, 32) and int64 labels."""
     if workload == "head":
@@ -91,7 +112,7 @@ def as_float(x):
     return numpy.multiply(x.reshape(len(x), -1), numpy.float32(1 / 255), dtype=numpy.float32)
 
 
-def run_nanoae(workload, x, y, epochs, device, raw=False, plain=False):
+def run_nanoae(workload, x, y, epochs, device, batch, raw=False, plain=False):
     """nanoae's models through ``fit`` (or, ``raw``, the bare forward/loss/backward/step loop;
     ``plain``: the learner's loop, ``loss(pred, target)`` and ``model.backward(loss.backward())``,
     with no fused gradient, no loss from logits, and the data gradient computed)."""
@@ -111,7 +132,7 @@ def run_nanoae(workload, x, y, epochs, device, raw=False, plain=False):
         loss = nanoae.CrossEntropy(check=False)
     opt = nanoae.Adam(model.parameters(), lr=LR)
     if not raw:  # fit's own per-epoch seconds; it syncs once per epoch to read the losses
-        hist = fit(model, loss, opt, x, y, epochs=epochs, batch_size=BATCH, seed=0,
+        hist = fit(model, loss, opt, x, y, epochs=epochs, batch_size=batch, seed=0,
                    progress=False, verbose=False)
         return hist["seconds"], f"fit, {backend.get_backend()}"
     # The same steps without fit's bookkeeping (loss history, accuracy, progress bar).
@@ -120,8 +141,8 @@ def run_nanoae(workload, x, y, epochs, device, raw=False, plain=False):
     for epoch in range(epochs):
         t0 = time.perf_counter()
         perm = xp.asarray(numpy.random.default_rng([0, epoch]).permutation(n))
-        for i in range(0, n, BATCH):
-            idx = perm[i:i + BATCH]
+        for i in range(0, n, batch):
+            idx = perm[i:i + batch]
             xb = as_batch(x[idx])
             pred = model(xb)
             if plain:
@@ -136,7 +157,7 @@ def run_nanoae(workload, x, y, epochs, device, raw=False, plain=False):
     return seconds, f"{'plain' if plain else 'raw'} loop, {backend.get_backend()}"
 
 
-def run_torch(workload, x, y, epochs, device, tuned=False):
+def run_torch(workload, x, y, epochs, device, batch, tuned=False):
     """PyTorch eager. Plain: Sigmoid + BCELoss, default Adam. Tuned: logits + BCEWithLogitsLoss,
     fused Adam (foreach where fused is refused), ``zero_grad(set_to_none=True)``."""
     threads = blas_info().get("blas_threads") or os.cpu_count()  # before torch loads its own
@@ -179,8 +200,8 @@ def run_torch(workload, x, y, epochs, device, tuned=False):
         t0 = time.perf_counter()
         perm = torch.randperm(n, device=dev)
         total = torch.zeros((), device=dev)
-        for i in range(0, n, BATCH):
-            idx = perm[i:i + BATCH]
+        for i in range(0, n, batch):
+            idx = perm[i:i + batch]
             xb = X[idx]
             if tuned:
                 opt.zero_grad(set_to_none=True)
@@ -197,7 +218,7 @@ def run_torch(workload, x, y, epochs, device, tuned=False):
     return seconds, note
 
 
-def run_sklearn(workload, x, y, epochs, device):
+def run_sklearn(workload, x, y, epochs, device, batch):
     """scikit-learn's MLP of the same shape; one ``partial_fit`` per epoch."""
     if device == "cuda":
         raise Skip("scikit-learn runs on the CPU only")
@@ -206,7 +227,7 @@ def run_sklearn(workload, x, y, epochs, device):
     except ImportError as e:
         raise Skip(f"scikit-learn is not installed ({e})") from e
     common = dict(hidden_layer_sizes=WIDTHS[workload][1:-1], activation="relu", solver="adam",
-                  batch_size=BATCH, learning_rate_init=LR, shuffle=True, random_state=0)
+                  batch_size=batch, learning_rate_init=LR, shuffle=True, random_state=0)
     if workload == "ae":
         X = as_float(x)
         est, fit_args, note = MLPRegressor(**common), (X, X), "MLPRegressor: squared error, identity out"
@@ -222,7 +243,7 @@ def run_sklearn(workload, x, y, epochs, device):
     return seconds, note
 
 
-def run_floor(workload, x, y, epochs, device):
+def run_floor(workload, x, y, epochs, device, batch):
     """Only the matrix products of an epoch, into preallocated outputs (see bench.py)."""
     xp = numpy
     if device == "cuda":
@@ -234,15 +255,15 @@ def run_floor(workload, x, y, epochs, device):
     rng, w, n = numpy.random.default_rng(0), WIDTHS[workload], len(x)
     W = [xp.asarray(rng.standard_normal((a, b), dtype=numpy.float32) / math.sqrt(a))
          for a, b in zip(w[:-1], w[1:])]
-    acts = [xp.asarray(rng.random((BATCH, k), dtype=numpy.float32)) for k in w]  # acts[0]: input
-    grads = [xp.asarray(rng.standard_normal((BATCH, k), dtype=numpy.float32)) for k in w[1:]]
+    acts = [xp.asarray(rng.random((batch, k), dtype=numpy.float32)) for k in w]  # acts[0]: input
+    grads = [xp.asarray(rng.standard_normal((batch, k), dtype=numpy.float32)) for k in w[1:]]
     dW = [xp.empty_like(m) for m in W]
-    dX = [xp.empty((BATCH, k), dtype=numpy.float32) for k in w[:-1]]
+    dX = [xp.empty((batch, k), dtype=numpy.float32) for k in w[:-1]]
     seconds = []
     for _ in range(epochs):
         t0 = time.perf_counter()
-        for i in range(0, n, BATCH):
-            b = min(BATCH, n - i)
+        for i in range(0, n, batch):
+            b = min(batch, n - i)
             for k, m in enumerate(W):  # forward: (b, in) @ (in, out) -> (b, out)
                 xp.matmul(acts[k][:b], m, out=acts[k + 1][:b])
             for k in range(len(W) - 1, -1, -1):

@@ -46,7 +46,7 @@ optimizer = nn.Adam(model.parameters(), lr=1e-3)
 
 for epoch in range(EPOCHS):
     order = to_device(rng.permutation(len(x_train)))  # a fresh order each epoch: new batches
-    total = 0.0
+    total = 0.0  # becomes a 0-d array where the data lives, summed there
     for start in range(0, len(order), BATCH):
         xb = x_train[order[start:start + BATCH]]
         pred = model(xb)  # forward: every layer keeps what its backward will need
@@ -58,11 +58,13 @@ for epoch in range(EPOCHS):
         # input_grad=False: nobody needs the gradient with respect to the pixels.
         model.backward_from_loss(loss_fn, input_grad=False)
         optimizer.step()  # no zero_grad(): backward overwrites the gradients, never adds
-        total += float(loss) * len(xb)  # mean over the batch -> sum, for an epoch mean
+        # mean over the batch -> sum, for an epoch mean. No float(loss) here: on a GPU each
+        # float() waits for the device to finish (a host sync); the sum stays on the device.
+        total = total + loss * len(xb)
+    train_bce = float(total) / len(x_train)  # the epoch's one read of the training loss
     test_pred = model(x_test)
     test_bce = float(loss_fn(test_pred, x_test, logits=sigmoid.logits))
-    print(f"epoch {epoch + 1}/{EPOCHS}: train BCE {total / len(x_train):.4f}, "
-          f"test BCE {test_bce:.4f}")
+    print(f"epoch {epoch + 1}/{EPOCHS}: train BCE {train_bce:.4f}, test BCE {test_bce:.4f}")
 
 # One test image of each class (where the class occurs), and what the model makes of it.
 pick = np.concatenate([np.flatnonzero(y_test == c)[:1] for c in range(10)])

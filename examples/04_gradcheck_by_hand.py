@@ -14,9 +14,11 @@ from _knobs import out_dir
 from matplotlib.figure import Figure
 
 import nanoae as nn
+from nanoae.backend import to_device
 
 rng = np.random.default_rng(0)
-x, G = rng.standard_normal((4, 5)), rng.standard_normal((4, 3))
+# Drawn on the host, then put where the weights live (the GPU with NANOAE_BACKEND=cupy).
+x, G = to_device(rng.standard_normal((4, 5))), to_device(rng.standard_normal((4, 3)))
 
 
 def make_net(dtype):
@@ -30,7 +32,7 @@ def make_net(dtype):
 def central_difference(net, i, j, h):
     """d/dW[i, j] of L = sum(G * net(x)): the loss whose gradient dL/dy is exactly G."""
     w, xn, g = net[0].W.data, x.astype(net[0].dtype), G.astype(net[0].dtype)
-    old = w[i, j]
+    old = float(w[i, j])  # a copy: on CuPy, w[i, j] is a 0-d view that the next line changes
     w[i, j] = old + h
     up = float((net(xn) * g).sum())
     w[i, j] = old - h
@@ -43,7 +45,7 @@ def central_difference(net, i, j, h):
 net = make_net(np.float64)
 net(x)
 net.backward(G)  # the chain rule: Sigmoid turns G into dL/dz, Dense sets W.grad = x.T @ dL/dz
-analytic = net[0].W.grad[1, 2]
+analytic = float(net[0].W.grad[1, 2])
 numerical = central_difference(net, 1, 2, h=1e-5)
 print(f"dL/dW[1,2]: backward {analytic:.10f}, central difference {numerical:.10f}, "
       f"relative error {abs(analytic - numerical) / abs(analytic):.1e}")
@@ -66,7 +68,7 @@ fig.savefig(out_dir() / "gradcheck_step_size.png", dpi=110)
 # Sigmoid + BCE gradient included), as the test suite does for every layer.
 model = nn.Sequential(nn.Dense(6, 5, dtype=np.float64, rng=1), nn.ReLU(),
                       nn.Dense(5, 4, dtype=np.float64, rng=2), nn.Sigmoid())
-xs, target = rng.standard_normal((8, 6)), rng.random((8, 4))
+xs, target = to_device(rng.standard_normal((8, 6))), to_device(rng.random((8, 4)))
 print(nn.gradcheck((model, nn.BinaryCrossEntropy()), xs, target))
 
 

@@ -52,8 +52,8 @@ def assert_same(a, b):
 
 
 @pytest.fixture
-def saved(tmp_path):
-    """A trained model, its optimizer and the path of their checkpoint."""
+def saved(xp, tmp_path):
+    """A trained model, its optimizer and the path of their checkpoint (on each backend)."""
     model, opt = make()
     train(model, opt)
     path = save_checkpoint(tmp_path / "ck.npz", model, opt, meta={"epoch": 3})
@@ -74,7 +74,7 @@ def test_round_trip_is_bitwise_and_resume_is_exact(xp, tmp_path):
     assert_same(host_state(fresh, fresh_opt), host_state(model, opt))
 
 
-def test_sgd_momentum_round_trip(tmp_path):
+def test_sgd_momentum_round_trip(xp, tmp_path):
     model, opt = make(opt_cls=lambda p, lr: nn.SGD(p, lr=lr, momentum=0.9))
     train(model, opt)
     path = save_checkpoint(tmp_path / "ck.npz", model, opt)
@@ -103,6 +103,28 @@ def test_metadata_and_user_meta_round_trip(saved, tmp_path):
     other, _ = make(seed=9)
     load_checkpoint(path, other)
     assert_same(host_state(other), host_state(model))
+
+
+@pytest.mark.parametrize("saved_on, loaded_on", [
+    ("numpy", "numpy"),
+    pytest.param("cupy", "numpy", marks=pytest.mark.gpu),
+    pytest.param("numpy", "cupy", marks=pytest.mark.gpu),
+])
+def test_checkpoint_moves_between_devices(use_backend, tmp_path, saved_on, loaded_on):
+    """Saved on the GPU, loaded on the CPU, and the other way round: files hold host arrays."""
+    use_backend(saved_on)
+    model, opt = make(seed=0)
+    train(model, opt)
+    path = save_checkpoint(tmp_path / "ck.npz", model, opt)
+    expected = host_state(model, opt)
+    xp = use_backend(loaded_on)
+    fresh, fresh_opt = make(seed=10, lr=0.5)
+    load_checkpoint(path, fresh, fresh_opt)
+    assert_same(host_state(fresh, fresh_opt), expected)
+    assert all(nn.backend.get_array_module(p.data) is xp for p in fresh.parameters())
+    train(fresh, fresh_opt, steps=1)  # and training goes on, on the device it was loaded on
+    assert fresh_opt.t == 4
+    assert all(nn.backend.get_array_module(p.data) is xp for p in fresh.parameters())
 
 
 @pytest.mark.parametrize("bad, key", [
@@ -136,7 +158,7 @@ def test_file_is_a_plain_npz_without_pickle(saved):
         assert all(info.filename.endswith(".npy") for info in zf.infolist())
 
 
-def test_path_is_kept_as_given_and_parent_is_created(tmp_path):
+def test_path_is_kept_as_given_and_parent_is_created(xp, tmp_path):
     model, opt = make()
     path = save_checkpoint(tmp_path / "a" / "b" / "weights", model, opt)
     assert path == tmp_path / "a" / "b" / "weights" and path.is_file()

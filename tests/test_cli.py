@@ -81,16 +81,17 @@ def fake_data(tmp_path):
     return str(tmp_path / "data")
 
 
-def test_demo_quick_on_small_data_writes_everything(tmp_path, fake_data, capsys):
+def test_demo_quick_on_small_data_writes_everything(tmp_path, fake_data, capsys, backend_name):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--data-dir", fake_data, "--no-verify", "--epochs", "1",
-                 "--out", str(out), "--batch-size", "64"]) == 0
+                 "--out", str(out), "--batch-size", "64", "--backend", backend_name]) == 0
     for name in DEMO_FILES:
         assert (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
     for key in METRIC_KEYS:
         assert key in metrics, key
     assert metrics["settings"]["ae_epochs"] == 1 and metrics["settings"]["batch_size"] == 64
+    assert metrics["backend"] == backend_name
     from nanoae.checkpoint import read_checkpoint_meta
 
     for name in ("autoencoder.npz", "classifier.npz", "finetuned.npz"):
@@ -101,9 +102,9 @@ def test_demo_quick_on_small_data_writes_everything(tmp_path, fake_data, capsys)
     assert "![t-SNE](tsne.png)" in report and "| result | value | target |" in report
 
 
-def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys):
+def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys, backend_name):
     ae, clf = str(tmp_path / "ae.npz"), str(tmp_path / "clf.npz")
-    common = ["--data-dir", fake_data, "--no-verify", "--batch-size", "50"]
+    common = ["--data-dir", fake_data, "--no-verify", "--backend", backend_name, "--batch-size", "50"]
     assert main(["train-ae", "--epochs", "1", "--out", ae, "--widths", "24", "16", *common]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["checkpoint"] == ae and first["test_bce"] > 0
@@ -116,11 +117,11 @@ def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys):
                  "--finetune", "1", *common]) == 0
     trained = json.loads(capsys.readouterr().out)
     assert 0 <= trained["frozen_test_accuracy"] <= 1 and "finetune_test_accuracy" in trained
-    assert main(["evaluate", "--ae", ae, "--classifier", clf, *common[:3]]) == 0
+    assert main(["evaluate", "--ae", ae, "--classifier", clf, *common[:5]]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["clf_test_accuracy"] == pytest.approx(trained["frozen_test_accuracy"])
     assert "clf_test_accuracy_single_view" in evaluated
-    assert main(["evaluate", "--classifier", trained["finetune_checkpoint"], *common[:3]]) == 0
+    assert main(["evaluate", "--classifier", trained["finetune_checkpoint"], *common[:5]]) == 0
     tuned = json.loads(capsys.readouterr().out)
     assert tuned["clf_test_accuracy"] == pytest.approx(trained["finetune_test_accuracy"])
 
@@ -144,14 +145,14 @@ def test_real_fashion_mnist_quick_demo(tmp_path):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT, a POSIX signal")
-def test_ctrl_c_during_train_ae_saves_and_says_how_to_resume(tmp_path):
+def test_ctrl_c_during_train_ae_saves_and_says_how_to_resume(tmp_path, backend_name):
     import signal
     import time
 
     make_fake_fashion(tmp_path / "data", n_train=3000, n_test=20)
     ckpt = tmp_path / "ae.npz"
     args = [sys.executable, "-m", "nanoae.cli", "train-ae", "--data-dir", str(tmp_path / "data"),
-            "--no-verify", "--out", str(ckpt), "--batch-size", "32"]
+            "--no-verify", "--out", str(ckpt), "--batch-size", "32", "--backend", backend_name]
     proc = subprocess.Popen([*args, "--epochs", "500"], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -9,6 +9,7 @@ redirected there too, so nothing is written into the repository or ~/.cache.
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def fake_data(tmp_path_factory):
     return directory
 
 
-def run_example(name, data_dir, tmp_path, **env):
+def run_example(name, data_dir, tmp_path, python_args=(), **env):
     out = tmp_path / "out"
     # A reader's own NANOAE_EXAMPLE_* settings must not leak into the test.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("NANOAE_EXAMPLE_")}
@@ -40,8 +41,8 @@ def run_example(name, data_dir, tmp_path, **env):
         "PYTHONWARNINGS": "error::RuntimeWarning",  # as in the test suite: overflow is a bug
         **env,
     }
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name)], cwd=tmp_path, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, *python_args, str(EXAMPLES / name)], cwd=tmp_path,
+                          env=full_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, (f"{name} exited with {proc.returncode}:\n"
                                   f"{proc.stdout}\n{proc.stderr}")
     return proc.stdout, out
@@ -55,28 +56,65 @@ def assert_pngs(out, *names):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
 
 
-def test_01_autoencoder_trains_by_hand_and_plots(fake_data, tmp_path):
+def test_01_autoencoder_trains_by_hand_and_plots(fake_data, tmp_path, backend_name):
     stdout, out = run_example("01_autoencoder.py", fake_data, tmp_path, NANOAE_EXAMPLE_LIMIT="200",
-                              NANOAE_EXAMPLE_EPOCHS="2")
+                              NANOAE_EXAMPLE_EPOCHS="2", NANOAE_BACKEND=backend_name)
     assert "data: 200 training images, 100 test images" in stdout  # the LIMIT knob is honoured
     assert "epoch 2/2" in stdout  # and the EPOCHS knob
     assert_pngs(out, "reconstructions.png")
 
 
-def test_02_classify_codes(fake_data, tmp_path):
-    stdout, out = run_example("02_classify_codes.py", fake_data, tmp_path)
+# Runs an example with every value BinaryCrossEntropy returns counting its float() calls:
+# each is a host read, which on a GPU waits for the device (a sync).
+COUNT_LOSS_READS = textwrap.dedent("""
+    import os, runpy, sys
+    import numpy
+    import nanoae as nn
+
+    class Counted(numpy.ndarray):
+        reads = 0
+
+        def __float__(self):
+            Counted.reads += 1
+            return float(self.view(numpy.ndarray))
+
+    call = nn.BinaryCrossEntropy.__call__
+    # NumPy's mean gives a scalar: make it a 0-d array of the counting kind
+    nn.BinaryCrossEntropy.__call__ = lambda *a, **k: numpy.asarray(call(*a, **k)).view(Counted)
+    path = sys.argv[1]
+    sys.path.insert(0, os.path.dirname(path))  # as when the script runs itself: _knobs imports
+    sys.argv = [path]
+    runpy.run_path(path, run_name="__main__")
+    print("host reads of the loss:", Counted.reads)
+""")
+
+
+def test_01_reads_the_loss_once_per_epoch_not_once_per_step(fake_data, tmp_path):
+    # 300 images at batch 256 are 2 steps per epoch; per epoch the script may read the
+    # training sum once and the test loss once, never each step's loss
+    stdout, _ = run_example("01_autoencoder.py", fake_data, tmp_path, ("-c", COUNT_LOSS_READS),
+                            NANOAE_EXAMPLE_EPOCHS="3")
+    assert "epoch 3/3" in stdout
+    assert stdout.strip().splitlines()[-1] == "host reads of the loss: 6"
+
+
+def test_02_classify_codes(fake_data, tmp_path, backend_name):
+    stdout, out = run_example("02_classify_codes.py", fake_data, tmp_path,
+                              NANOAE_BACKEND=backend_name)
     assert "test accuracy" in stdout and "on 100 test images" in stdout
     assert_pngs(out, "confusion.png", "curves.png")
 
 
-def test_03_tsne_map(fake_data, tmp_path):
-    stdout, out = run_example("03_tsne_map.py", fake_data, tmp_path)
+def test_03_tsne_map(fake_data, tmp_path, backend_name):
+    stdout, out = run_example("03_tsne_map.py", fake_data, tmp_path,
+                              NANOAE_BACKEND=backend_name)
     assert "trustworthiness (k=5)" in stdout and "t-SNE of 100 test codes" in stdout
     assert_pngs(out, "tsne.png")
 
 
-def test_04_gradcheck_by_hand(fake_data, tmp_path):
-    stdout, out = run_example("04_gradcheck_by_hand.py", fake_data, tmp_path)
+def test_04_gradcheck_by_hand(fake_data, tmp_path, backend_name):
+    stdout, out = run_example("04_gradcheck_by_hand.py", fake_data, tmp_path,
+                              NANOAE_BACKEND=backend_name)
     assert "gradcheck passed" in stdout
     assert "caught the forgotten 1/N: gradcheck FAILED" in stdout
     assert_pngs(out, "gradcheck_step_size.png")

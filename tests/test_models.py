@@ -6,11 +6,12 @@ import pytest
 import nanoae as nn
 from nanoae.backend import to_numpy
 from nanoae.models import Autoencoder, Classifier, FineTuned, Standardize, build_model, dead_units
+from nanoae.training import fit
 
 F64 = numpy.float64
 
 
-def test_reference_autoencoder_architecture():
+def test_reference_autoencoder_architecture(xp):
     ae = Autoencoder(code_activation="relu")
     dense = [layer for layer in ae.encoder.layers + ae.decoder.layers if isinstance(layer, nn.Dense)]
     assert [(d.in_features, d.out_features) for d in dense] == [
@@ -19,7 +20,7 @@ def test_reference_autoencoder_architecture():
     assert sum(p.data.size for p in ae.parameters()) == 222_384
     linear = Autoencoder(code_activation="linear")
     assert isinstance(linear.encoder[-1], nn.Dense)
-    x = numpy.zeros((3, 784), dtype=numpy.float32)
+    x = xp.zeros((3, 784), dtype=numpy.float32)
     assert ae.encode(x).shape == (3, 32) and ae.reconstruct(x).shape == (3, 784)
 
 
@@ -30,10 +31,35 @@ def test_config_rebuilds_the_same_architecture():
         build_model({"kind": "transformer"})
 
 
-def test_seeded_models_are_identical():
+def test_seeded_models_are_identical_on_every_backend(xp, use_backend):
+    """Weights are drawn on the host, then moved: a seed gives the same model everywhere."""
     a, b = Autoencoder(seed=4), Autoencoder(seed=4)
-    for p, q in zip(a.parameters(), b.parameters()):
+    assert all(nn.backend.get_array_module(p.data) is xp for p in a.parameters())
+    use_backend("numpy")
+    on_host = Autoencoder(seed=4)
+    for p, q, h in zip(a.parameters(), b.parameters(), on_host.parameters()):
         numpy.testing.assert_array_equal(to_numpy(p.data), to_numpy(q.data))
+        numpy.testing.assert_array_equal(to_numpy(p.data), h.data)
+
+
+def test_a_seeded_first_step_matches_on_every_backend(xp, use_backend, rng):
+    """One Adam step of fit from the same seed: the same weights on the device as on the host
+    (float64, so that the devices' different summation orders stay far below the tolerance)."""
+    x = rng.random((16, 12))
+
+    def first_step():
+        ae = Autoencoder((12, 6, 3), code_activation="linear", dtype=F64, seed=3)
+        fit(ae, nn.BinaryCrossEntropy(), nn.Adam(ae.parameters(), lr=1e-2), x, epochs=1,
+            batch_size=16, seed=0, progress=False, verbose=False)
+        return [to_numpy(p.data) for p in ae.parameters()]
+
+    on_device = first_step()
+    use_backend("numpy")
+    start = Autoencoder((12, 6, 3), code_activation="linear", dtype=F64, seed=3)
+    initial = [p.data for p in start.parameters()]
+    for w, w0, h in zip(on_device, initial, first_step()):
+        assert not numpy.array_equal(w, w0)  # the step moved every parameter array
+        numpy.testing.assert_allclose(w, h, rtol=1e-9, atol=1e-12)
 
 
 def test_standardize_forward_backward(xp, rng):

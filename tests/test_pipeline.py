@@ -21,7 +21,7 @@ def splits(val_images, val_labels):
     return Splits(val_images, val_labels, val_images, val_labels, test, numpy.array([0, 1]), val_images)
 
 
-def test_mirror_averaging_is_used_only_where_validation_prefers_it():
+def test_mirror_averaging_is_used_only_where_validation_prefers_it(xp):
     model = left_vs_right()
     right_as_is = splits(numpy.array([[0.9, 0.1, 0, 0]] * 4, dtype=numpy.float32), numpy.zeros(4, int))
     r = score_classifier(model, right_as_is, Settings(), prefix="p")
@@ -39,7 +39,7 @@ def test_mirror_averaging_is_used_only_where_validation_prefers_it():
     assert r["p_mirror"] is False and "p_val_accuracy_mirrored" not in r
 
 
-def test_autoencoder_widths_come_from_the_settings_and_the_reference_stays_fixed():
+def test_autoencoder_widths_come_from_the_settings_and_the_reference_stays_fixed(xp):
     x = numpy.random.default_rng(0).integers(0, 256, (64, 784), dtype=numpy.uint8)
     settings = Settings(ae_widths=(784, 16, 8), ae_epochs=1, batch_size=32, progress=False)
     model, history = train_autoencoder(x, settings)
