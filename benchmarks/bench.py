@@ -2,7 +2,7 @@
 
     python benchmarks/bench.py [--repeats N] [--epochs-per-run E] [--only NAMES] [--batch B]
                                [--json PATH] [--quick] [--device cpu|cuda] [--unset-openblas-env]
-    python benchmarks/bench.py --workers N [--repeats N] [--epochs-per-run E] [--json PATH] [--quick]
+    python benchmarks/bench.py --workers N [--repeats N] [--epochs-per-run E] [--batch B] [--json PATH] [--quick]
                                (data-parallel scaling over MPI instead: see data_parallel.py)
 
 Two workloads, both float32, Adam (lr 1e-3), batch 256 (``--batch``), a fresh shuffle
@@ -190,7 +190,8 @@ def main(argv=None) -> int:
     if args.workers is not None:
         import data_parallel  # noqa: PLC0415  (beside this file)
 
-        forward = ["--workers", str(args.workers), "--epochs-per-run", str(args.epochs_per_run)]
+        forward = ["--workers", str(args.workers), "--epochs-per-run", str(args.epochs_per_run),
+                   "--batch", str(args.batch)]
         forward += (["--repeats", str(args.repeats)] if args.repeats else []) + (["--quick"] if args.quick else [])
         return data_parallel.main(forward + (["--json", str(args.json)] if args.json else []))
     if args.repeats is None:

@@ -1,12 +1,12 @@
 """Data-parallel scaling: N ranks x (cores/N) BLAS threads against 1 rank x all cores.
 
-    python benchmarks/bench.py --workers N [--quick] [--repeats R] [--epochs-per-run E] [--json PATH]
+    python benchmarks/bench.py --workers N [--quick] [--repeats R] [--epochs-per-run E] [--batch B] [--json PATH]
     python benchmarks/data_parallel.py --workers N ...        (the same)
 
 Needs ``pip install -e '.[mpi]'`` (mpi4py and mpiexec) and the real Fashion-MNIST.
 
 What it measures, on the reference autoencoder 784-128-64-32-64-128-784 (ReLU code,
-BCE, Adam lr 1e-3, global batch 256), trained by ``fit`` exactly as a user runs it:
+BCE, Adam lr 1e-3, global batch 256 or ``--batch``), trained by ``fit`` as a user runs it:
 
 * ``1 rank``: one plain process (no MPI) with every core's BLAS thread;
 * ``N ranks``: ``mpiexec -n N``, each rank with cores/N BLAS threads
@@ -45,7 +45,7 @@ import numpy
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 MARK = "DP-RESULT "
-BATCH, LR = 256, 1e-3
+BATCH, LR = 256, 1e-3  # the default global batch
 SIZES = [1, 16, 256, 4096, 65536, 262144, 1048576]  # float32 elements: 4 B .. 4 MiB
 
 
@@ -76,8 +76,8 @@ def child_train(args) -> dict:
     model = Autoencoder((784, 128, 64, 32), code_activation="relu", seed=0)
     optimizer = nanoae.Adam(model.parameters(), lr=LR)
     history = fit(model, nanoae.BinaryCrossEntropy(), optimizer, x, epochs=1 + args.epochs_per_run,
-                  batch_size=BATCH, seed=0, progress=False, verbose=False, comm=comm)
-    steps = -(-len(x) // BATCH)
+                  batch_size=args.batch, seed=0, progress=False, verbose=False, comm=comm)
+    steps = -(-len(x) // args.batch)
     return {"ranks": comm.size, "seconds": history["seconds"][1:], "warmup": history["seconds"][0],
             "allreduce_ms_per_step": 1e3 * comm.seconds / max(1, comm.calls),
             "allreduce_s_per_epoch": comm.seconds / max(1, comm.calls) * steps,
@@ -137,7 +137,8 @@ def spawn(what: str, ranks: int, threads: int, args) -> dict:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", what, "--n", str(args.n),
-               "--epochs-per-run", str(args.epochs_per_run)] + (["--quick"] if args.quick else [])
+               "--epochs-per-run", str(args.epochs_per_run), "--batch", str(args.batch)]
+    command += ["--quick"] if args.quick else []
     if ranks > 1:
         command = [_mpiexec(), "-n", str(ranks)] + command
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
@@ -161,7 +162,7 @@ def summarise(runs: list[dict]) -> dict:
 
 def report(single: dict, multi: dict, ab: dict, args, cores: int) -> None:
     n_ranks = args.workers
-    print(f"\n== data parallel: reference autoencoder, {args.n} images, global batch {BATCH}, "
+    print(f"\n== data parallel: reference autoencoder, {args.n} images, global batch {args.batch}, "
           f"{args.repeats} repeat(s) x {args.epochs_per_run} epoch(s) after 1 warm-up; {cores} cores ==")
     print(f"{'configuration':<26} {'s/epoch':>8} {'min-max':>13} {'all-reduce s/epoch':>18} "
           f"{'ms/step':>8} {'ratio':>6}")
@@ -190,6 +191,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="runs per configuration (default 3; 1 with --quick)")
     p.add_argument("--epochs-per-run", type=int, default=3, help="timed epochs per run, after 1 warm-up")
     p.add_argument("--quick", action="store_true", help="1,024 images, 1 repeat, 1 epoch: a smoke test")
+    p.add_argument("--batch", type=int, default=BATCH, help=f"the global batch (default {BATCH}); "
+                   "it must divide by --workers")
     p.add_argument("--json", type=Path, help="also write the settings, raw times and results here")
     p.add_argument("--child", choices=("train", "alpha-beta"), help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=60000, help=argparse.SUPPRESS)
@@ -198,6 +201,8 @@ def main(argv=None) -> int:
         return child(args)
     if args.workers < 2:
         p.error("--workers must be at least 2 (1 rank is the baseline every run includes)")
+    if args.batch < 1 or args.batch % args.workers:
+        p.error(f"--batch {args.batch} must be a positive multiple of --workers {args.workers}")
     if _mpiexec() is None:
         print("no mpiexec (in the virtual environment or on PATH): pip install -e '.[mpi]'", file=sys.stderr)
         return 2
@@ -219,7 +224,7 @@ def main(argv=None) -> int:
     report(single, multi, ab, args, cores)
     if args.json:
         doc = {"settings": {"workers": args.workers, "repeats": args.repeats, "n": args.n,
-                            "epochs_per_run": args.epochs_per_run, "cores": cores, "batch": BATCH, "lr": LR},
+                            "epochs_per_run": args.epochs_per_run, "cores": cores, "batch": args.batch, "lr": LR},
                "single": single, "multi": multi, "alpha_beta": ab}
         args.json.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {args.json}")
