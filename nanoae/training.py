@@ -321,7 +321,8 @@ def _train_epoch(job: _Job, epoch: int, state: TrainState, stop, bar, save):
     carried_losses, carried_correct = state.partial if first else ([], 0)
     if first:  # the same masks as an uninterrupted run: draw those of the steps done
         for step in range(first):
-            draws.skip((len(perm[step * batch_size:(step + 1) * batch_size]), x.shape[-1]))
+            size = len(perm[step * batch_size:(step + 1) * batch_size])
+            draws.skip((size, math.prod(x.shape[1:])))
     for step in range(first, steps):
         if job.schedule is not None:
             optimizer.lr = job.schedule(epoch * steps + step)
