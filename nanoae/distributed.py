@@ -103,7 +103,7 @@ def _mpi_world():
         raise RuntimeError(
             f"this process is one of {size or 'several'} MPI ranks, but mpi4py cannot be imported "
             f"({exc}); without it every rank would train alone on all the data. Install it: "
-            "pip install 'nanoae[mpi]' (or set NANOAE_MPI=0 to run each process on its own)"
+            'pip install -e ".[mpi]" in your nanoae checkout (or set NANOAE_MPI=0 to run each process on its own)'
         ) from exc
     return MPI.COMM_WORLD
 
