@@ -80,7 +80,7 @@ class Settings:
     finetune_lr: float = 1e-3
     finetune_weight_decay: float = 0.1
     finetune_flip: bool = True  # mirror a random half of each batch
-    finetune_mask: float = 0.1  # zero this fraction of the input pixels (input dropout)
+    finetune_mask: float = 0.1  # zero this fraction of the input pixels (input masking)
     # which epoch's weights the classifiers keep: "val_accuracy" or "val_loss"
     select_on: str = "val_accuracy"
     # classifiers may answer with the mean probabilities of each image and its
