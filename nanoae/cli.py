@@ -100,16 +100,8 @@ def _widths(p):
                    "(default: 256 128 32; the reference is 128 64 32); the decoder mirrors them")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nanoae", description="A dense autoencoder and classifier on Fashion-MNIST, "
-        "written from scratch on NumPy/CuPy.", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    from . import __version__  # noqa: PLC0415
-
-    parser.add_argument("--version", action="version", version=f"nanoae {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_demo(sub) -> None:
+    """nanoae demo"""
     p = sub.add_parser("demo", help="the whole pipeline: autoencoder, classifiers, t-SNE, report",
                        description="Train the autoencoder, a classifier on its codes and a "
                        "fine-tuned one, draw the t-SNE map, and write figures, metrics.json and "
@@ -128,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reference", action="store_true",
                    help="skip the reference (ReLU-code) autoencoder trained for the parity figure")
 
+
+def _add_train_ae(sub) -> None:
+    """nanoae train-ae"""
     p = sub.add_parser("train-ae", help="train an autoencoder and save a checkpoint",
                        description="Train an autoencoder on the Fashion-MNIST training set. The "
                        "checkpoint is written after every epoch and on Ctrl-C; --resume continues.")
@@ -147,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "a finished run further, give a larger --epochs)")
     p.add_argument("--force", action="store_true", help="replace the checkpoint at --out if there is one")
 
+
+def _add_train_classifier(sub) -> None:
+    """nanoae train-classifier"""
     p = sub.add_parser("train-classifier", help="train a classifier on an autoencoder's codes",
                        description="Train a dense softmax head on the frozen codes of --ae, or, "
                        "with --finetune, encoder and head together.")
@@ -162,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                    ".finetuned.npz in place of .npz (runs/classifier.finetuned.npz; default: 0)")
     p.add_argument("--force", action="store_true", help="replace the checkpoint(s) at --out if there are any")
 
+
+def _add_evaluate(sub) -> None:
+    """nanoae evaluate"""
     p = sub.add_parser("evaluate", help="test-set metrics of saved checkpoints, as JSON",
                        description="Score an autoencoder (test BCE, MSE, dead code units) and/or a "
                        "classifier (test accuracy and loss) on the Fashion-MNIST test set; prints JSON. "
@@ -171,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", type=_existing_file, help="classifier checkpoint (needs --ae "
                    "unless it was fine-tuned)")
 
+
+def _add_tsne(sub) -> None:
+    """nanoae tsne"""
     p = sub.add_parser("tsne", help="the t-SNE map of an autoencoder's test codes",
                        description="Map the codes of the first --points test images to 2-D with "
                        "t-SNE (scikit-learn), draw them coloured by class into --out, and print the "
@@ -183,6 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test images to map, 11 to 10000 (default: %(default)s)")
     p.add_argument("--perplexity", type=_positive_float, default=20.0,
                    help="t-SNE perplexity, about the number of neighbours that count (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nanoae", description="A dense autoencoder and classifier on Fashion-MNIST, "
+        "written from scratch on NumPy/CuPy.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__  # noqa: PLC0415
+
+    parser.add_argument("--version", action="version", version=f"nanoae {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_demo, _add_train_ae, _add_train_classifier, _add_evaluate, _add_tsne):
+        add(sub)
     return parser
 
 

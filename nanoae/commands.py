@@ -16,7 +16,7 @@ from .data import CLASS_NAMES, IMAGE_SHAPE
 from .errors import CheckpointError
 from .model import Sequential
 from .models import FineTuned, Standardize, build_model, encoder_fingerprint
-from .pipeline import (Settings, autoencoder_metrics, encode_splits, fine_tune, head_training_set,
+from .pipeline import (REFERENCE_AE, Settings, autoencoder_metrics, encode_splits, fine_tune, head_training_set,
                        load_splits, run_demo, score_classifier, train_autoencoder, train_head,
                        tsne_map)
 
@@ -127,7 +127,7 @@ def train_ae(args):
     if args.resume:
         if not args.out.is_file():
             raise UsageError(f"--resume: there is no checkpoint at {args.out} to continue")
-        _check_resume(args.out, 20 if args.reference else args.epochs)
+        _check_resume(args.out, REFERENCE_AE["epochs"] if args.reference else args.epochs)
     else:
         _refuse_overwrite(args.out, args.force, resumable=True)
     settings = _settings(args, ae_epochs=args.epochs, ae_lr=args.lr, ae_mask=args.mask,

@@ -35,6 +35,15 @@ def test_help_lists_commands_and_examples():
     assert r.returncode == 0 and "--quick" in r.stdout and "--backend" in r.stdout
 
 
+@pytest.mark.parametrize("command, words", [("evaluate", "Score an autoencoder"),
+                                            ("tsne", "Map the codes of the first --points"),
+                                            ("train-classifier", ".finetuned.npz in place of .npz")])
+def test_every_command_describes_itself_in_help(capsys, command, words):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert " ".join(capsys.readouterr().out.split()).count(words) == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["demo", "--epochs", "0"], "must be at least 1, got 0"),
     (["demo", "--batch-size", "-1"], "must be at least 1, got -1"),
