@@ -16,9 +16,9 @@ from .data import CLASS_NAMES, IMAGE_SHAPE
 from .errors import CheckpointError
 from .model import Sequential
 from .models import FineTuned, Standardize, build_model, encoder_fingerprint
-from .pipeline import (REFERENCE_AE, Settings, autoencoder_metrics, encode_splits, fine_tune, head_training_set,
-                       load_splits, run_demo, score_classifier, train_autoencoder, train_head,
-                       tsne_map)
+from .pipeline import (REFERENCE_AE, Settings, autoencoder_metrics, encode_splits, fine_tune,
+                       head_training_set, load_splits, run_demo, score_classifier, train_autoencoder,
+                       train_head, tsne_map)
 
 
 class UsageError(Exception):
