@@ -13,7 +13,8 @@
 6. ``run_demo``: all of the above, then figures, ``metrics.json`` and ``report.md``.
 
 Model selection (the epoch whose weights are kept) uses the validation split
-only (the autoencoders keep their last epoch: their validation loss is only drawn); the test set is scored once, at the end of each step. A classifier's
+only (the autoencoders keep their last epoch: their validation loss is only
+drawn); the test set is scored once, at the end of each step. A classifier's
 answer may be the mean of its probabilities on the image and its mirror image
 (``test_mirror``), where that is more accurate on the validation split; the
 single-view figures are reported beside it.
@@ -182,7 +183,8 @@ def autoencoder_metrics(model, x_test, *, prefix: str = "ae", batch_size: int = 
         bce_sum = bce_sum + loss(recon, xb, logits=model.last_layer().logits) * len(xb)
         sq_sum = sq_sum + ((recon - xb) ** 2).sum()
         codes.append(code)
-    return {f"{prefix}_test_bce": float(bce_sum) / len(x), f"{prefix}_test_mse": float(sq_sum) / x.size,
+    return {f"{prefix}_test_bce": float(bce_sum) / len(x),
+            f"{prefix}_test_mse": float(sq_sum) / x.size,
             f"{prefix}_dead_code_units": dead_units(xp.concatenate(codes))}
 
 

@@ -134,7 +134,7 @@ One test image per class (top) and the autoencoder's output (bottom).
 
 Loss per epoch (left axis) and, for the classifiers, accuracy (right axis). The
 autoencoders' validation loss is on the clean images of the held-out split; a
-denoising autoencoder's training loss is on its masked inputs, so it lies above.
+denoising autoencoder's training loss is on its masked inputs.
 A dotted line marks the epoch each classifier kept.
 
 ## The codes
@@ -148,9 +148,9 @@ zero on every image is dead, carries nothing, and is marked with a red x.
 
 ![t-SNE](tsne.png)
 
-{metrics.get('tsne_points', 0):,} test images, each class named at its densest place.
-Each point is one test image, placed so that images with similar codes lie
-close together; colours are the true classes, which the autoencoder never saw.
+Each point is one of the first {metrics.get('tsne_points', 0):,} test images, placed so that
+images with similar codes lie close together; colours are the true classes, which
+the autoencoder never saw, and each class is named at its densest place.
 
 ## Confusion matrix of the fine-tuned classifier
 
