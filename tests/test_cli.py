@@ -20,9 +20,9 @@ METRIC_KEYS = ["ae_test_bce", "ae_dead_code_units", "ae_test_mse", "clf_frozen_t
                "ae_seconds_per_epoch", "backend", "seed", "settings", "versions"]
 
 
-def run_cli(*args, env=None):
+def run_cli(*args, env=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "nanoae.cli", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, **(env or {})})
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def test_help_lists_commands_and_examples():
@@ -174,9 +174,9 @@ def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys):
 @pytest.mark.skipif(not REAL_DATA.exists(), reason="needs Debian's dataset-fashion-mnist "
                     "(apt-get install dataset-fashion-mnist); CI installs it")
 def test_real_fashion_mnist_quick_demo(tmp_path):
-    """The real pipeline end to end on the real data (about 40 s on 2 cores)."""
+    """The real pipeline end to end on the real data (about a minute on 2 quiet cores)."""
     out = tmp_path / "demo"
-    r = run_cli("demo", "--quick", "--out", str(out))
+    r = run_cli("demo", "--quick", "--out", str(out), timeout=1200)  # 8.5 min on 2 busy cores
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     for name in DEMO_FILES:
