@@ -118,9 +118,9 @@ def _check_resume(path: Path, epochs: int) -> None:
     saved = read_checkpoint_meta(path).get("user", {})
     done = saved.get("epoch", 0)
     if saved.get("step", 0) == 0 and done >= epochs:
-        raise UsageError(f"--resume: the run in {path} has already finished its {done} epochs; "
-                         f"to train it further, ask for more: --resume --epochs {done + 10} "
-                         "(the learning-rate schedule is then spread over the new total)")
+        raise UsageError(f"--resume: the run in {path} is finished ({done} epochs done, --epochs "
+                         f"{epochs}); to train it further, ask for more: --resume --epochs "
+                         f"{done + 10} (the learning-rate schedule is then spread over the new total)")
 
 
 def train_ae(args):

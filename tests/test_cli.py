@@ -274,7 +274,7 @@ def test_train_ae_keeps_a_trained_checkpoint_unless_told(trained, capsys):
     assert "already holds a checkpoint" in err and "--resume" in err and "--force" in err
     assert paths["ae"].read_bytes() == before
     err = refused(capsys, [*args, "--resume"], "train-ae")  # it has done its 1 epoch
-    assert "has already finished its 1 epochs" in err and "--resume --epochs 11" in err
+    assert "is finished (1 epochs done, --epochs 1)" in err and "--resume --epochs 11" in err
     assert main([*args, "--force", "--seed", "3"]) == 0 and paths["ae"].read_bytes() != before
     capsys.readouterr()
     err = refused(capsys, ["train-classifier", "--ae", str(paths["ae"]), "--out", str(paths["clf"]),
