@@ -189,17 +189,14 @@ def test_curves_mark_the_kept_epoch_say_what_the_train_loss_saw_and_use_one_mark
     assert markers == {"."}
 
 
-def test_confusion_cells_share_one_number_format():
+def test_confusion_cells_share_one_number_format(monkeypatch):
     import re
 
-    cm = np.diag([900, 5, 1000]) + 3
+    cm = np.diag([900, 5, 1000]) + 3  # cells from 0.3 % to 99.7 %: below and above 10
     fig_texts = []
-    orig_save = plots._save
-    try:
-        plots._save = lambda fig, path: fig_texts.extend(t.get_text() for t in fig.axes[0].texts)
-        plots.plot_confusion(cm, CLASS_NAMES[:3], "unused.png")
-    finally:
-        plots._save = orig_save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: fig_texts.extend(
+        t.get_text() for t in fig.axes[0].texts))
+    plots.plot_confusion(cm, CLASS_NAMES[:3], "unused.png")
     assert len(fig_texts) == 9 and all(re.fullmatch(r"\d+\.\d", t) for t in fig_texts), fig_texts
 
 
