@@ -6,8 +6,8 @@ own slice of each global batch; one all-reduce then gives every rank the
 gradient of the whole batch, so every rank takes the same optimizer step and
 the weights stay identical everywhere, as if one process had done it all.
 
-Run:  mpiexec -n 2 python examples/05_data_parallel.py   (pip install -e ".[mpi]" first)
-      python examples/05_data_parallel.py                 (one process: the same loop, size 1)
+Run:  .venv/bin/python examples/05_data_parallel.py   (one process: the same loop, size 1)
+      .venv/bin/mpiexec -n 2 .venv/bin/python examples/05_data_parallel.py   (pip install -e ".[mpi]" first)
 Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (default 2), NANOAE_EXAMPLE_LIMIT.
 """
 

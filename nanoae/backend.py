@@ -95,8 +95,8 @@ def _resolve(name: str):
         return cp if cp is not None else numpy
     if cp is None:
         raise RuntimeError(f"backend 'cupy' was requested but cannot run: {_cupy_error}; "
-                           "install CuPy for your CUDA version: pip install 'nanoae[cuda12]' "
-                           "or 'nanoae[cuda13]'")
+                           "install CuPy for your CUDA version, from the nanoae checkout: "
+                           "pip install -e \".[cuda12]\" (or \".[cuda13]\")")
     return cp
 
 

@@ -18,7 +18,8 @@ code. It also stays readable by any NumPy, with or without nanoae.
 Writes are atomic: the file is written to a temporary file in the same
 directory, flushed to disk, then renamed over the target (``os.replace``, atomic
 on POSIX and Windows). A crash or kill mid-write therefore leaves the previous
-checkpoint intact; at worst a ``.<name>.*.tmp`` file is left behind.
+checkpoint intact; at worst a ``.<name>.*.tmp`` file is left behind. The file
+gets the permissions the user's umask gives any new file (0644 under the usual 022).
 
 Loading checks everything before writing anything: a mismatched or corrupt
 file raises ``CheckpointError`` and leaves the model and optimizer as they were.
@@ -89,6 +90,8 @@ def save_checkpoint(path, model, optimizer=None, *, meta=None, extra=None) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); give it the mode any new file gets here
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             numpy.savez(f, **arrays)
             f.flush()
@@ -231,6 +234,13 @@ def _check_user_meta(meta):
             raise TypeError(f"save_checkpoint: meta[{key!r}] is not JSON-serialisable "
                             f"({type(value).__name__}): {exc}") from exc
     return dict(meta)
+
+
+def _umask() -> int:
+    """The process's umask. POSIX can only read it by setting it, so it is set back at once."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -7,7 +7,9 @@
     nanoae tsne --ae CKPT --out PNG          the t-SNE map of the test codes
 
 Exit status: 0 success, 1 a data/checkpoint/training problem (one line saying
-what and what to do), 2 bad arguments, 130 interrupted (with how to resume).
+what and what to do), 2 bad arguments (including a checkpoint of the wrong kind,
+a classifier given another autoencoder, an output that would overwrite a trained
+model, a --data-dir without the data), 130 interrupted (with how to resume).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ EPILOG = """examples:
   nanoae train-classifier --ae runs/ae.npz --out runs/clf.npz
   nanoae evaluate --ae runs/ae.npz --classifier runs/clf.npz
 
-data: Fashion-MNIST is looked up in --data-dir, $NANOAE_DATA_DIR, the user cache
-(~/.cache/nanoae), /usr/share/datasets/fashion-mnist (apt-get install
-dataset-fashion-mnist), and otherwise downloaded (checksum-verified) into the cache."""
+data: Fashion-MNIST is read from --data-dir (else $NANOAE_DATA_DIR) alone when one
+is given; otherwise it is looked up in the user cache (~/.cache/nanoae),
+/usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist), and
+otherwise downloaded (checksum-verified) into the cache."""
 
 
 def _whole_number(minimum):
@@ -80,7 +83,8 @@ def _common(p, *, training=True):
                    default=os.environ.get("NANOAE_BACKEND", "numpy"),
                    help="array backend: numpy (CPU), cupy (NVIDIA GPU) or auto (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and data order (default: 0)")
-    p.add_argument("--data-dir", help="directory holding the four Fashion-MNIST IDX files (.gz or raw)")
+    p.add_argument("--data-dir", help="directory holding the four Fashion-MNIST IDX files (.gz or raw); "
+                   "used alone: no other place is searched")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="accept local data files that differ from the official checksums "
                         "(e.g. a subset you made yourself)")
@@ -96,16 +100,8 @@ def _widths(p):
                    "(default: 256 128 32; the reference is 128 64 32); the decoder mirrors them")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nanoae", description="A dense autoencoder and classifier on Fashion-MNIST, "
-        "written from scratch on NumPy/CuPy.", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    from . import __version__  # noqa: PLC0415
-
-    parser.add_argument("--version", action="version", version=f"nanoae {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_demo(sub) -> None:
+    """nanoae demo"""
     p = sub.add_parser("demo", help="the whole pipeline: autoencoder, classifiers, t-SNE, report",
                        description="Train the autoencoder, a classifier on its codes and a "
                        "fine-tuned one, draw the t-SNE map, and write figures, metrics.json and "
@@ -124,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reference", action="store_true",
                    help="skip the reference (ReLU-code) autoencoder trained for the parity figure")
 
+
+def _add_train_ae(sub) -> None:
+    """nanoae train-ae"""
     p = sub.add_parser("train-ae", help="train an autoencoder and save a checkpoint",
                        description="Train an autoencoder on the Fashion-MNIST training set. The "
                        "checkpoint is written after every epoch and on Ctrl-C; --resume continues.")
@@ -139,8 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", action="store_true", help="the reference recipe instead: "
                    "784-128-64-32, ReLU code, 20 epochs at a constant lr 1e-3, no masking "
                    "(ignores --epochs/--lr/--mask/--code/--widths)")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out (to train "
+                   "a finished run further, give a larger --epochs)")
+    p.add_argument("--force", action="store_true", help="replace the checkpoint at --out if there is one")
 
+
+def _add_train_classifier(sub) -> None:
+    """nanoae train-classifier"""
     p = sub.add_parser("train-classifier", help="train a classifier on an autoencoder's codes",
                        description="Train a dense softmax head on the frozen codes of --ae, or, "
                        "with --finetune, encoder and head together.")
@@ -152,22 +156,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate, cosine schedule (default: %(default)s)")
     p.add_argument("--hidden", type=_positive_int, nargs="+", default=[512, 512], help="hidden widths (default: 512 512)")
     p.add_argument("--finetune", type=_non_negative_int, default=0, metavar="EPOCHS",
-                   help="then fine-tune encoder + head for EPOCHS epochs (default: 0)")
+                   help="then fine-tune encoder + head for EPOCHS epochs, saved beside --out with "
+                   ".finetuned.npz in place of .npz (runs/classifier.finetuned.npz; default: 0)")
+    p.add_argument("--force", action="store_true", help="replace the checkpoint(s) at --out if there are any")
 
-    p = sub.add_parser("evaluate", help="test-set metrics of saved checkpoints, as JSON")
+
+def _add_evaluate(sub) -> None:
+    """nanoae evaluate"""
+    p = sub.add_parser("evaluate", help="test-set metrics of saved checkpoints, as JSON",
+                       description="Score an autoencoder (test BCE, MSE, dead code units) and/or a "
+                       "classifier (test accuracy and loss) on the Fashion-MNIST test set; prints JSON. "
+                       "A classifier on codes needs the autoencoder it was trained on (--ae).")
     _common(p, training=False)
     p.add_argument("--ae", type=_existing_file, help="autoencoder checkpoint")
     p.add_argument("--classifier", type=_existing_file, help="classifier checkpoint (needs --ae "
                    "unless it was fine-tuned)")
 
-    p = sub.add_parser("tsne", help="the t-SNE map of an autoencoder's test codes")
+
+def _add_tsne(sub) -> None:
+    """nanoae tsne"""
+    p = sub.add_parser("tsne", help="the t-SNE map of an autoencoder's test codes",
+                       description="Map the codes of the first --points test images to 2-D with "
+                       "t-SNE (scikit-learn), draw them coloured by class into --out, and print the "
+                       "map's trustworthiness and 5-NN accuracy as JSON.")
     _common(p, training=False)
     p.add_argument("--ae", type=_existing_file, required=True, metavar="CKPT",
                    help="autoencoder checkpoint (from train-ae or demo)")
     p.add_argument("--out", type=Path, default=Path("runs/tsne.png"), help="PNG to write (default: %(default)s)")
-    p.add_argument("--points", type=_positive_int, default=10000, help="test images to map (default: %(default)s)")
+    p.add_argument("--points", type=_positive_int, default=10000,
+                   help="test images to map, 11 to 10000 (default: %(default)s)")
     p.add_argument("--perplexity", type=_positive_float, default=20.0,
                    help="t-SNE perplexity, about the number of neighbours that count (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nanoae", description="A dense autoencoder and classifier on Fashion-MNIST, "
+        "written from scratch on NumPy/CuPy.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__  # noqa: PLC0415
+
+    parser.add_argument("--version", action="version", version=f"nanoae {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_demo, _add_train_ae, _add_train_classifier, _add_evaluate, _add_tsne):
+        add(sub)
     return parser
 
 
@@ -175,6 +207,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import commands  # noqa: PLC0415  (import the heavy parts only after parsing)
+    from .data import DataDirError  # noqa: PLC0415
     from .errors import NanoaeError  # noqa: PLC0415
 
     from .distributed import abort_on_error, world  # noqa: PLC0415  (imports no MPI by itself)
@@ -195,6 +228,9 @@ def main(argv=None) -> int:
         hint = " Resume with the same command and --resume." if args.command == "train-ae" else ""
         print(f"\nnanoae: interrupted{': ' + str(exc) if str(exc) else ''}.{hint}", file=sys.stderr)
         return 130
+    except (commands.UsageError, DataDirError) as exc:  # the arguments, not the data: as argparse
+        print(f"nanoae {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except NanoaeError as exc:
         print(f"nanoae: error: {exc}", file=sys.stderr)
         return 1

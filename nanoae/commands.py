@@ -1,4 +1,9 @@
-"""What each ``nanoae`` subcommand does, given its parsed arguments (see cli.py)."""
+"""What each ``nanoae`` subcommand does, given its parsed arguments (see cli.py).
+
+A mistake at the command line (a file of the wrong kind, a classifier given
+the wrong autoencoder, an output that would overwrite a trained model) raises
+:class:`UsageError`: the CLI prints its one line and exits with status 2.
+"""
 
 from __future__ import annotations
 
@@ -6,41 +11,79 @@ import math
 import sys
 from pathlib import Path
 
-import numpy
-
 from .checkpoint import load_checkpoint, read_checkpoint_meta
 from .data import CLASS_NAMES, IMAGE_SHAPE
 from .errors import CheckpointError
 from .model import Sequential
-from .models import FineTuned, Standardize, build_model
-from .pipeline import (Settings, autoencoder_metrics, encode_splits, fine_tune, head_training_set,
-                       load_splits, run_demo, score_classifier, train_autoencoder, train_head,
-                       tsne_map)
+from .models import FineTuned, Standardize, build_model, encoder_fingerprint
+from .pipeline import (REFERENCE_AE, Settings, autoencoder_metrics, encode_splits, fine_tune,
+                       head_training_set, load_splits, run_demo, score_classifier, train_autoencoder,
+                       train_head, tsne_map)
 
 
-def _usage_error(message: str):
-    """Exit like argparse does for a bad combination of arguments: one line, status 2."""
-    print(f"nanoae evaluate: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+class UsageError(Exception):
+    """Arguments that cannot work together; the CLI exits with 2 and this one-line message."""
 
 
-def load_model(path):
-    """The model saved at ``path``, rebuilt from the config in its metadata, weights loaded."""
+# what each kind of checkpoint is, in the words of the commands that write them
+KINDS = {"autoencoder": "an autoencoder (from train-ae, or autoencoder.npz of demo)",
+         "classifier": "a classifier on codes (from train-classifier, or classifier.npz of demo)",
+         "finetuned": "a fine-tuned classifier (from train-classifier --finetune, or finetuned.npz "
+                      "of demo)"}
+
+
+def load_model(path, kinds=tuple(KINDS), option="--ae"):
+    """The model saved at ``path``, rebuilt from the config in its metadata, weights loaded.
+
+    kinds: the kinds of model the option takes; another kind is a UsageError
+    saying what the file holds and what was expected.
+    """
     user = read_checkpoint_meta(path).get("user", {})
     config = user.get("model")
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: the checkpoint does not say which model it holds "
                               "(no 'model' config in its metadata); was it written by nanoae?")
+    kind = config.get("kind")
+    if kind not in kinds:
+        raise UsageError(f"{option} {path} holds {KINDS.get(kind, repr(kind))}; {option} takes "
+                         + " or ".join(KINDS[k] for k in kinds))
     try:
         model = build_model(config)
-        if config.get("kind") == "classifier":  # a head saved with the scaler in front of it
-            scaler = user["scaler"]
-            model = Sequential(Standardize(numpy.asarray(scaler["mean"], dtype=numpy.float32),
-                                           scaler["std"]), model)
+        if kind == "classifier":  # a head saved with the scaler in front of it
+            model = Sequential(Standardize.from_config(user["scaler"]), model)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: its model config cannot be rebuilt: {exc}") from exc
     load_checkpoint(path, model)
     return model
+
+
+def _describe(fingerprint: dict) -> str:
+    return (f"{'-'.join(map(str, fingerprint['widths']))} ({fingerprint['code_activation']} code, "
+            f"encoder sha256 {fingerprint['sha256'][:12]})")
+
+
+def check_same_autoencoder(classifier_path, ae, ae_path) -> None:
+    """UsageError unless the classifier at ``classifier_path`` was trained on ``ae``'s codes."""
+    made_by = read_checkpoint_meta(classifier_path)["user"].get("autoencoder")
+    if made_by is None:
+        raise UsageError(f"--classifier {classifier_path} does not record which autoencoder made "
+                         "its codes (an older nanoae wrote it); train it again with "
+                         f"nanoae train-classifier --ae {ae_path}")
+    given = encoder_fingerprint(ae)
+    if made_by != given:
+        raise UsageError(f"--classifier {classifier_path} was trained on the codes of the "
+                         f"autoencoder {_describe(made_by)}, but --ae {ae_path} is "
+                         f"{_describe(given)}; give the autoencoder it was trained on")
+
+
+def _refuse_overwrite(path: Path, force: bool, resumable: bool = False) -> None:
+    """UsageError if writing ``path`` would replace a file (a trained model) without --force."""
+    if Path(path).is_dir():
+        raise UsageError(f"--out {path} is a directory; give a checkpoint file name (e.g. {path}/model.npz)")
+    if Path(path).exists() and not force:
+        how = "continue its training with --resume, " if resumable else ""
+        raise UsageError(f"--out {path} already holds a checkpoint; {how}replace it with --force, "
+                         "or choose another --out")
 
 
 def _settings(args, **extra) -> Settings:
@@ -55,6 +98,9 @@ def _ae_widths(args) -> dict:
 
 
 def demo(args):
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; the demo writes a directory of results: "
+                         "give a directory (new or existing)")
     overrides = {k: v for k, v in dict(ae_epochs=args.epochs, ae_lr=args.lr, ae_mask=args.mask,
                                        code_activation=args.code).items() if v is not None}
     overrides.update(_ae_widths(args))
@@ -67,64 +113,98 @@ def demo(args):
     return {k: v for k, v in metrics.items() if k not in ("histories", "settings", "versions")}
 
 
+def _check_resume(path: Path, epochs: int) -> None:
+    """UsageError if the run saved at ``path`` has already trained its ``epochs``."""
+    saved = read_checkpoint_meta(path).get("user", {})
+    done = saved.get("epoch", 0)
+    if saved.get("step", 0) == 0 and done >= epochs:
+        raise UsageError(f"--resume: the run in {path} is finished ({done} epochs done, --epochs "
+                         f"{epochs}); to train it further, ask for more: --resume --epochs "
+                         f"{done + 10} (the learning-rate schedule is then spread over the new total)")
+
+
 def train_ae(args):
+    if args.resume:
+        if not args.out.is_file():
+            raise UsageError(f"--resume: there is no checkpoint at {args.out} to continue")
+        _check_resume(args.out, REFERENCE_AE["epochs"] if args.reference else args.epochs)
+    else:
+        _refuse_overwrite(args.out, args.force, resumable=True)
     settings = _settings(args, ae_epochs=args.epochs, ae_lr=args.lr, ae_mask=args.mask,
                          code_activation=args.code, **_ae_widths(args))
     splits = load_splits(settings)
-    model, _ = train_autoencoder(splits.x_all, settings, reference=args.reference,
-                                 checkpoint=args.out, resume=args.resume)
-    result = autoencoder_metrics(model, splits.x_test)
-    return {"checkpoint": str(args.out), "test_bce": result["bce"], "test_mse": result["mse"],
-            "dead_code_units": result["dead_units"]}
+    model, _ = train_autoencoder(splits.x_train, settings, validation=splits.x_val,
+                                 reference=args.reference, checkpoint=args.out, resume=args.resume)
+    return {"checkpoint": str(args.out), **autoencoder_metrics(model, splits.x_test)}
+
+
+def finetuned_path(out) -> Path:
+    """Where ``train-classifier --finetune`` writes the fine-tuned model: clf.npz -> clf.finetuned.npz."""
+    return Path(out).with_suffix(".finetuned.npz")
 
 
 def train_classifier(args):
+    _refuse_overwrite(args.out, args.force)
+    if args.finetune:
+        _refuse_overwrite(finetuned_path(args.out), args.force)
     settings = _settings(args, head_epochs=args.epochs, head_lr=args.lr,
                          head_hidden=tuple(args.hidden), finetune_epochs=args.finetune)
-    ae = load_model(args.ae)
+    ae = load_model(args.ae, ("autoencoder",))
     splits = load_splits(settings)
     c_train, c_val, _ = encode_splits(ae, splits)
     codes, labels = head_training_set(ae, splits, c_train, settings)
-    scaler, head, _ = train_head(codes, labels, c_val, splits.y_val, settings, checkpoint=args.out)
+    scaler, head, _ = train_head(codes, labels, c_val, splits.y_val, settings, autoencoder=ae,
+                                 checkpoint=args.out)
     frozen = Sequential(ae.encoder, scaler, head)
-    result = {"checkpoint": str(args.out), **score_classifier(frozen, splits, settings, "frozen")}
+    result = {"checkpoint": str(args.out), **score_classifier(frozen, splits, settings, "clf_frozen")}
     if args.finetune:
-        tuned, _ = fine_tune(ae, scaler, head, splits, settings,
-                             checkpoint=Path(args.out).with_suffix(".finetuned.npz"))
-        result["finetune_checkpoint"] = str(Path(args.out).with_suffix(".finetuned.npz"))
-        result.update(score_classifier(tuned, splits, settings, "finetune"))
+        tuned, _ = fine_tune(ae, scaler, head, splits, settings, checkpoint=finetuned_path(args.out))
+        result["finetune_checkpoint"] = str(finetuned_path(args.out))
+        result.update(score_classifier(tuned, splits, settings, "clf_finetune"))
     return result
 
 
 def evaluate_checkpoints(args):
     if args.ae is None and args.classifier is None:
-        _usage_error("give --ae, --classifier, or both")
+        raise UsageError("give --ae, --classifier, or both")
+    ae = load_model(args.ae, ("autoencoder",)) if args.ae else None
+    clf = load_model(args.classifier, ("classifier", "finetuned"), "--classifier") \
+        if args.classifier else None
+    prefix = "clf_finetune" if isinstance(clf, FineTuned) else "clf_frozen"
+    if clf is not None and not isinstance(clf, FineTuned):
+        if ae is None:
+            raise UsageError("this classifier works on codes; give the autoencoder it was "
+                             "trained on with --ae")
+        check_same_autoencoder(args.classifier, ae, args.ae)
+        clf = Sequential(ae.encoder, clf)  # scored on images, like the fine-tuned model
     settings = _settings(args)
     splits = load_splits(settings)
-    result = {}
-    ae = load_model(args.ae) if args.ae else None
-    if ae is not None:
-        result.update({f"ae_test_{k}": v for k, v in autoencoder_metrics(ae, splits.x_test).items()
-                       if k in ("bce", "mse", "dead_units")})
-    if args.classifier:
-        clf = load_model(args.classifier)
-        if not isinstance(clf, FineTuned):
-            if ae is None:
-                _usage_error("this classifier works on codes; give the autoencoder it was "
-                             "trained on with --ae")
-            clf = Sequential(ae.encoder, clf)  # scored on images, like the fine-tuned model
-        result.update(score_classifier(clf, splits, settings, "clf"))
+    result = autoencoder_metrics(ae, splits.x_test) if ae is not None else {}
+    if clf is not None:
+        result.update(score_classifier(clf, splits, settings, prefix))
     return result
 
 
 def tsne(args):
     from . import plots  # noqa: PLC0415
 
-    ae = load_model(args.ae)
+    ae = load_model(args.ae, ("autoencoder",))
     splits = load_splits(_settings(args))
     codes = encode_splits(ae, splits)[2]
-    embedding, metrics = tsne_map(codes, splits.y_test, seed=args.seed, points=args.points,
-                                  perplexity=args.perplexity)
+    if not 10 < args.points <= len(codes):
+        raise UsageError(f"--points must be more than 10 and at most {len(codes)} (the test "
+                         f"images there are); got {args.points}")
+    print(f"t-SNE of {args.points} test codes (scikit-learn)...", file=sys.stderr, flush=True)
+    try:
+        embedding, metrics = tsne_map(codes, splits.y_test, seed=args.seed, points=args.points,
+                                      perplexity=args.perplexity)
+    except ValueError as exc:
+        raise UsageError(f"--points {args.points}: {exc}") from exc
+    if metrics["tsne_perplexity"] != args.perplexity:
+        print(f"nanoae tsne: --perplexity {args.perplexity:g} lowered to "
+              f"{metrics['tsne_perplexity']:.2f}: t-SNE needs at least 3 x perplexity + 2 "
+              f"points, and {args.points} were asked for", file=sys.stderr)
+    print(f"t-SNE done in {metrics['tsne_seconds']:.0f} s", file=sys.stderr)
     n = metrics["tsne_points"]
     plots.plot_tsne(embedding, splits.y_test[:n], CLASS_NAMES, args.out,
                     title=f"t-SNE of {n} test codes",
@@ -135,4 +215,3 @@ def tsne(args):
 
 COMMANDS = {"demo": demo, "train-ae": train_ae, "train-classifier": train_classifier,
             "evaluate": evaluate_checkpoints, "tsne": tsne}
-

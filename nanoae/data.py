@@ -1,12 +1,14 @@
 """Fashion-MNIST: find, verify, parse and (if need be) download the four IDX files.
 
-Search order, for each of the two files a split needs (images, labels):
+Where the files are looked for, for each of the two files a split needs (images, labels):
 
-1. ``data_dir`` (the ``--data-dir`` flag), when given;
-2. ``$NANOAE_DATA_DIR``, when set;
-3. the user cache, ``${XDG_CACHE_HOME:-~/.cache}/nanoae/fashion-mnist``;
-4. :data:`SYSTEM_DIR`, where Debian's ``dataset-fashion-mnist`` installs the files;
-5. a download into the user cache, trying each of :data:`MIRRORS` in order.
+* A directory the user names, ``data_dir`` (the ``--data-dir`` flag) or else
+  ``$NANOAE_DATA_DIR``, is used alone: no other place is searched and nothing is
+  downloaded, so a typo cannot silently train on another copy. If it does not
+  exist or lacks a file, :class:`DataDirError` says so, naming it.
+* Otherwise, in order: the user cache, ``${XDG_CACHE_HOME:-~/.cache}/nanoae/fashion-mnist``;
+  :data:`SYSTEM_DIR`, where Debian's ``dataset-fashion-mnist`` installs the files; and a
+  download into the user cache, trying each of :data:`MIRRORS` in order.
 
 In each directory the file may be gzipped (``name.gz``) or raw (``name``). The first copy
 that verifies wins. A copy that exists but is broken does not stop the search: it is
@@ -78,14 +80,35 @@ def default_cache_dir() -> Path:
     return Path(base) / "nanoae" / "fashion-mnist"
 
 
+class DataDirError(DatasetError):
+    """The directory the user named (``--data-dir`` or ``$NANOAE_DATA_DIR``) cannot serve the
+    data: it does not exist, or a file is missing there. The command line exits with 2."""
+
+
+def named_dir(data_dir: str | os.PathLike | None = None) -> tuple[Path, str] | None:
+    """The directory the user named and how (``data_dir`` first, then the environment), or None."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser(), "--data-dir"
+    env = os.environ.get("NANOAE_DATA_DIR")
+    return (Path(env).expanduser(), "NANOAE_DATA_DIR") if env else None
+
+
 def search_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The directories searched, in order, without duplicates (see the module docstring)."""
-    candidates = [data_dir, os.environ.get("NANOAE_DATA_DIR") or None, default_cache_dir(), SYSTEM_DIR]
-    dirs: list[Path] = []
-    for d in candidates:
-        if d is not None and Path(d).expanduser() not in dirs:
-            dirs.append(Path(d).expanduser())
-    return dirs
+    """The directories searched, in order (see the module docstring): a named one alone."""
+    named = named_dir(data_dir)
+    return [named[0]] if named else [default_cache_dir(), Path(SYSTEM_DIR)]
+
+
+def _check_named_dir(directory: Path, how: str, names) -> None:
+    """Raise DataDirError, naming ``directory``, unless it holds each of ``names`` (.gz or raw)."""
+    fix = (f"put the Fashion-MNIST files there, or name another directory; without {how}, "
+           f"nanoae looks in {default_cache_dir()} and {SYSTEM_DIR}, then downloads")
+    if not directory.is_dir():
+        raise DataDirError(f"{how} names {directory}, which is not a directory; {fix}")
+    missing = [n for n in names if not any((directory / m).is_file() for m in (n, n.removesuffix(".gz")))]
+    if missing:
+        raise DataDirError(f"{how} names {directory}, which holds no {' and no '.join(missing)} "
+                           f"(gzipped or raw); {fix}")
 
 
 def parse_idx(data: bytes, *, name: str, expect_magic: int | None = None,
@@ -305,7 +328,8 @@ def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None 
     images: (N, 28, 28), pixels 0..255; labels: (N,), 0..9 (see :data:`CLASS_NAMES`);
     N is 60000 for "train" and 10000 for "test". The files are searched in the order of
     the module docstring and downloaded into the user cache if missing (unless
-    ``download=False``). ``verify=False`` skips only the comparison with the official
+    ``download=False``, or a directory is named: then only it is used, and
+    :class:`DataDirError` names it if it does not exist or lacks a file). ``verify=False`` skips only the comparison with the official
     size and sha256, for users with their own files under the official names; the IDX
     structure, the counts and the label range are always checked.
     """
@@ -313,6 +337,10 @@ def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None 
         raise ValueError(f"split must be one of {sorted(FILES)}, got {split!r}")
     dirs = search_dirs(data_dir)
     images_name, labels_name = FILES[split]
+    named = named_dir(data_dir)
+    if named:  # the user's place, alone: no fallback, no download
+        _check_named_dir(*named, FILES[split])
+        download = False
     images_path, images = _find(images_name, labels=False, dirs=dirs, download=download,
                                 progress=progress, verify=verify)
     labels_path, labels = _find(labels_name, labels=True, dirs=dirs, download=download,

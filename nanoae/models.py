@@ -19,13 +19,16 @@ that made it.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy
 
 from .backend import get_array_module, to_device, to_numpy
 from .layers import Dense, Layer, ReLU, Sigmoid, Softmax
 from .model import Sequential
 
-__all__ = ["Autoencoder", "Classifier", "Standardize", "FineTuned", "build_model"]
+__all__ = ["Autoencoder", "Classifier", "Standardize", "FineTuned", "build_model",
+           "encoder_fingerprint", "dead_units"]
 
 
 def _mlp(widths, dtype, rng, last_activation=None, init="he"):
@@ -111,6 +114,11 @@ class Standardize(Layer):
         super().__init__()
 
     @classmethod
+    def from_config(cls, config: dict, dtype=numpy.float32) -> "Standardize":
+        """The layer whose ``config`` (mean and std lists, as in a checkpoint) is given."""
+        return cls(numpy.asarray(config["mean"], dtype=dtype), config["std"])
+
+    @classmethod
     def fit(cls, x) -> "Standardize":
         """Mean and std of the columns of x (computed on the host in float64, stored in x's dtype)."""
         host = to_numpy(x).astype(numpy.float64)
@@ -149,8 +157,7 @@ class FineTuned(Sequential):
         self.config = {"kind": "finetuned", "autoencoder": ae.config, "scaler": scaler.config,
                        "head": head.config}
 
-    def predict(self, x):
-        return self(x).argmax(axis=1)
+    predict = Classifier.predict  # the same answer: the most probable class
 
 
 def build_model(config: dict):
@@ -163,10 +170,8 @@ def build_model(config: dict):
     if kind == "classifier":
         return Classifier(config["in_features"], config["hidden"], config["classes"], dtype=dtype)
     if kind == "finetuned":
-        scaler = config["scaler"]
         return FineTuned(build_model(config["autoencoder"]),
-                         Standardize(numpy.asarray(scaler["mean"], dtype=dtype), scaler["std"]),
-                         build_model(config["head"]))
+                         Standardize.from_config(config["scaler"], dtype), build_model(config["head"]))
     raise ValueError(f"build_model: unknown model kind {kind!r}")
 
 
@@ -174,3 +179,21 @@ def dead_units(codes) -> int:
     """How many code units are zero on every example (dead ReLUs)."""
     xp = get_array_module(codes)
     return int((xp.abs(codes).max(axis=0) == 0).sum())
+
+
+def encoder_fingerprint(ae: Autoencoder) -> dict:
+    """Which autoencoder made a set of codes: its architecture and a hash of its encoder.
+
+    ``sha256`` is taken over the encoder's parameters (``state_dict`` order,
+    each array's name, dtype, shape and bytes), so two encoders agree only if
+    every weight agrees bit for bit. A classifier checkpoint stores this, and a
+    command refuses to put the head behind any other encoder: on another
+    autoencoder's codes it would be scored silently at chance level.
+    """
+    digest = hashlib.sha256()
+    for name, value in ae.encoder.state_dict().items():
+        array = numpy.ascontiguousarray(to_numpy(value))
+        digest.update(f"{name} {array.dtype.str} {array.shape}".encode())
+        digest.update(array.tobytes())
+    return {"widths": list(ae.config["widths"]), "code_activation": ae.config["code_activation"],
+            "sha256": digest.hexdigest()}

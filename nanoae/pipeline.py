@@ -1,7 +1,8 @@
 """The whole Fashion-MNIST story, one step per function; ``nanoae demo`` runs them in order.
 
 1. ``load_splits``: train (with a held-out validation split) and test, as uint8.
-2. ``train_autoencoder``: the autoencoder, trained to reproduce its input (BCE, Adam);
+2. ``train_autoencoder``: the autoencoder, trained to reproduce its input (BCE, Adam)
+   on the training split, its loss on the clean validation images recorded each epoch;
    by default 784-256-128-32 with a linear code, and a denoising one (it sees
    10 % of the pixels zeroed, and must reproduce the clean image), whose codes
    place images of a class closer. The reference 784-128-64-32 with a ReLU code
@@ -12,7 +13,8 @@
 6. ``run_demo``: all of the above, then figures, ``metrics.json`` and ``report.md``.
 
 Model selection (the epoch whose weights are kept) uses the validation split
-only; the test set is scored once, at the end of each step. A classifier's
+only (the autoencoders keep their last epoch: their validation loss is only
+drawn); the test set is scored once, at the end of each step. A classifier's
 answer may be the mean of its probabilities on the image and its mirror image
 (``test_mirror``), where that is more accurate on the validation split; the
 single-view figures are reported beside it.
@@ -34,14 +36,13 @@ from . import __version__, backend
 from .data import CLASS_NAMES, load_fashion_mnist
 from .losses import BinaryCrossEntropy, CrossEntropy
 from .model import Sequential
-from .models import Autoencoder, Classifier, FineTuned, Standardize, dead_units
+from .models import Autoencoder, Classifier, FineTuned, Standardize, dead_units, encoder_fingerprint
 from .optim import Adam, AdamW
-from .training import (as_batch, cosine_schedule, fit, mirror_images, predict,
-                       split_validation)
+from .training import as_batch, cosine_schedule, fit, mirror_images, predict, split_validation
 
 __all__ = ["Settings", "REFERENCE_AE", "load_splits", "train_autoencoder", "encode_splits", "head_training_set",
            "train_head", "fine_tune", "score_classifier", "tsne_map",
-           "autoencoder_metrics", "run_demo"]
+           "autoencoder_metrics", "confusion_matrix", "run_demo"]
 
 
 # The reference recipe, fixed so that its figure compares with PyTorch's:
@@ -82,7 +83,7 @@ class Settings:
     finetune_lr: float = 1e-3
     finetune_weight_decay: float = 0.1
     finetune_flip: bool = True  # mirror a random half of each batch
-    finetune_mask: float = 0.1  # zero this fraction of the input pixels (input dropout)
+    finetune_mask: float = 0.1  # zero this fraction of the input pixels (input masking)
     # which epoch's weights the classifiers keep: "val_accuracy" or "val_loss"
     select_on: str = "val_accuracy"
     # classifiers may answer with the mean probabilities of each image and its
@@ -93,11 +94,13 @@ class Settings:
     tsne_perplexity: float = 20.0  # chosen on the validation codes (see tsne_map)
     backend: str = "numpy"
     progress: bool | None = None
+    quick_run: bool = False  # set by quick(): the report says the targets are the full run's
 
     @classmethod
     def quick(cls, **overrides) -> "Settings":
         """A run that shows every step in under two minutes on two CPU cores."""
-        base = dict(ae_epochs=3, reference=False, head_epochs=8, finetune_epochs=2, tsne_points=2000)
+        base = dict(ae_epochs=3, reference=False, head_epochs=8, finetune_epochs=2, tsne_points=2000,
+                    quick_run=True)
         return cls(**{**base, **overrides})
 
     def as_dict(self) -> dict:
@@ -132,14 +135,20 @@ def load_splits(settings: Settings) -> Splits:
                   xt, yt.astype(numpy.int64), x)
 
 
-def train_autoencoder(x, settings: Settings, *, reference: bool = False, checkpoint=None,
-                      resume=False, desc="autoencoder"):
+def _cosine(lr: float, examples: int, epochs: int, settings: Settings):
+    """A cosine schedule from ``lr`` to 0 over ``epochs`` epochs of ``examples`` examples."""
+    return cosine_schedule(lr, -(-examples // settings.batch_size) * epochs)
+
+
+def train_autoencoder(x, settings: Settings, *, validation=None, reference: bool = False,
+                      checkpoint=None, resume=False, desc="autoencoder"):
     """Train an autoencoder on uint8 images x; returns (model, history).
 
     The recipe is the settings' (``ae_*``, ``code_activation``), or with
-    ``reference=True`` the fixed ``REFERENCE_AE``. It trains on every training
-    image, validation split included: it never sees a label, and nothing is
-    chosen on validation figures (fixed epochs, fixed schedule).
+    ``reference=True`` the fixed ``REFERENCE_AE``. ``validation``: uint8 images
+    held out of x; their loss, on the clean images (never masked), is recorded
+    each epoch as ``history["val_loss"]`` for the learning curves. Nothing is
+    chosen on it: the epochs and the schedule are fixed, the last epoch is kept.
     """
     recipe = dict(REFERENCE_AE) if reference else {
         "widths": tuple(settings.ae_widths), "code_activation": settings.code_activation,
@@ -147,17 +156,20 @@ def train_autoencoder(x, settings: Settings, *, reference: bool = False, checkpo
     model = Autoencoder(recipe["widths"], code_activation=recipe["code_activation"],
                         init=recipe.get("init", "he"), seed=settings.seed)
     opt = Adam(model.parameters(), lr=recipe["lr"])
-    steps = -(-len(x) // settings.batch_size) * recipe["epochs"]
     history = fit(model, BinaryCrossEntropy(), opt, x, epochs=recipe["epochs"],
                   batch_size=settings.batch_size, seed=settings.seed, mask=recipe["mask"],
-                  schedule=cosine_schedule(recipe["lr"], steps) if recipe["cosine"] else None,
+                  validation=None if validation is None else (validation, None),
+                  schedule=_cosine(recipe["lr"], len(x), recipe["epochs"], settings)
+                  if recipe["cosine"] else None,
                   checkpoint=checkpoint, resume=resume, progress=settings.progress, desc=desc,
                   meta={"model": model.config, "recipe": recipe, "settings": settings.as_dict()})
     return model, history
 
 
-def autoencoder_metrics(model, x_test, *, batch_size: int = 2048) -> dict:
-    """Test BCE (exact, from the logits) and MSE per pixel, and the number of dead code units.
+def autoencoder_metrics(model, x_test, *, prefix: str = "ae", batch_size: int = 2048) -> dict:
+    """``{prefix}_test_bce`` (exact, from the logits), ``{prefix}_test_mse`` (per pixel) and
+    ``{prefix}_dead_code_units`` (code units zero on every test image): the names every
+    command and metrics.json use.
 
     One pass over the test set: each batch is encoded once, and the codes serve
     both the reconstruction and the dead-unit count.
@@ -174,8 +186,9 @@ def autoencoder_metrics(model, x_test, *, batch_size: int = 2048) -> dict:
         bce_sum = bce_sum + loss(recon, xb, logits=model.last_layer().logits) * len(xb)
         sq_sum = sq_sum + ((recon - xb) ** 2).sum()
         codes.append(code)
-    return {"bce": float(bce_sum) / len(x), "mse": float(sq_sum) / x.size,
-            "dead_units": dead_units(xp.concatenate(codes)), "code_size": model.code_size}
+    return {f"{prefix}_test_bce": float(bce_sum) / len(x),
+            f"{prefix}_test_mse": float(sq_sum) / x.size,
+            f"{prefix}_dead_code_units": dead_units(xp.concatenate(codes))}
 
 
 def encode_splits(model, splits: Splits):
@@ -195,20 +208,26 @@ def head_training_set(model, splits: Splits, codes_train, settings: Settings):
     return xp.concatenate([codes_train, extra]), numpy.concatenate([splits.y_train, splits.y_train])
 
 
-def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, checkpoint=None):
-    """A softmax head on standardised frozen codes; keeps the epoch best on validation."""
+def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, autoencoder=None,
+               checkpoint=None):
+    """A softmax head on standardised frozen codes; keeps the epoch best on validation.
+
+    autoencoder: the one whose encoder made the codes; its ``encoder_fingerprint``
+    goes into the checkpoint, so that the head is never put behind another encoder.
+    """
     scaler = Standardize.fit(codes_train)
     head = Classifier(codes_train.shape[1], settings.head_hidden, 10, seed=settings.seed + 1)
     model = Sequential(scaler, head)
     opt = AdamW(head.parameters(), lr=settings.head_lr, weight_decay=settings.head_weight_decay)
-    steps = -(-len(codes_train) // settings.batch_size) * settings.head_epochs
+    meta = {"model": head.config, "scaler": scaler.config, "settings": settings.as_dict()}
+    if autoencoder is not None:
+        meta["autoencoder"] = encoder_fingerprint(autoencoder)
     history = fit(model, CrossEntropy(), opt, codes_train, y_train, epochs=settings.head_epochs,
                   batch_size=settings.batch_size, validation=(codes_val, y_val),
-                  seed=settings.seed, schedule=cosine_schedule(settings.head_lr, steps),
+                  seed=settings.seed,
+                  schedule=_cosine(settings.head_lr, len(codes_train), settings.head_epochs, settings),
                   restore_best=True, monitor=settings.select_on, checkpoint=checkpoint,
-                  progress=settings.progress, meta={"model": head.config, "scaler": scaler.config,
-                                                    "settings": settings.as_dict()},
-                  desc="head on codes")
+                  progress=settings.progress, meta=meta, desc="head on codes")
     return scaler, head, history
 
 
@@ -216,11 +235,11 @@ def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoin
     """Encoder, scaler and head trained together on the labels; best epoch on validation."""
     model = FineTuned(ae, scaler, head)
     opt = AdamW(model.parameters(), lr=settings.finetune_lr, weight_decay=settings.finetune_weight_decay)
-    steps = -(-len(splits.x_train) // settings.batch_size) * settings.finetune_epochs
     history = fit(model, CrossEntropy(), opt, splits.x_train, splits.y_train,
                   epochs=settings.finetune_epochs, batch_size=settings.batch_size,
                   validation=(splits.x_val, splits.y_val), seed=settings.seed,
-                  schedule=cosine_schedule(settings.finetune_lr, steps), restore_best=True,
+                  schedule=_cosine(settings.finetune_lr, len(splits.x_train),
+                                   settings.finetune_epochs, settings), restore_best=True,
                   monitor=settings.select_on,
                   flip=settings.finetune_flip, mask=settings.finetune_mask,
                   checkpoint=checkpoint, progress=settings.progress,
@@ -242,10 +261,9 @@ def score_classifier(model, splits: Splits, settings: Settings, prefix: str = "c
 
     def views(x, mirror):
         """Class probabilities on the images alone and, if asked, averaged with those on
-        their mirror images: one pass per view."""
+        their mirror images (``predict(..., mirror=True)``)."""
         x = backend.to_device(x)
-        single = predict(model, x)
-        return single, (0.5 * (single + predict(model, mirror_images(x))) if mirror else None)
+        return predict(model, x), (predict(model, x, mirror=True) if mirror else None)
 
     def figures(probs, y):
         y = backend.to_device(y)
@@ -272,29 +290,43 @@ def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000, perplexity: f
     scikit-learn's default is 30; 20 was chosen on the validation codes of the
     default autoencoder (trustworthiness 0.99758 against 0.99728 at 30, 0.99755
     at 10 and 0.99711 at 45; 5-NN 79.9 % against 80.0 % at 30, a tie within the
-    noise of 6,000 points). Otherwise scikit-learn's defaults.
+    noise of 6,000 points). Otherwise scikit-learn's defaults. t-SNE needs
+    3 x perplexity + 1 neighbours per point, so on fewer than 3 x perplexity + 2
+    points the perplexity is lowered to (points - 1) / 3; ``tsne_perplexity`` in
+    the result is the one used (callers say so when it differs).
 
     trustworthiness (k=5): how well the map's 5 nearest neighbours were
     neighbours in the codes too (1.0 = none is a stranger). 5-NN accuracy: the
-    5-fold cross-validated accuracy of a 5-nearest-neighbour classifier on the
-    2-D map, and on the codes themselves for comparison.
+    k-fold (k = 5, fewer if a class has fewer points) cross-validated accuracy
+    of a 5-nearest-neighbour classifier on the 2-D map, and on the codes
+    themselves for comparison.
+
+    Raises ValueError, before any work, when ``points`` exceeds the codes given,
+    is 10 or fewer (trustworthiness with k=5 needs more), or leaves a class
+    with a single point (cross-validation needs two of each class present).
     """
     from sklearn.manifold import TSNE, trustworthiness  # noqa: PLC0415  (heavy, optional step)
     from sklearn.model_selection import cross_val_score  # noqa: PLC0415
     from sklearn.neighbors import KNeighborsClassifier  # noqa: PLC0415
 
+    if not 10 < points <= len(codes):
+        raise ValueError(f"the t-SNE map needs more than 10 points and at most the {len(codes)} "
+                         f"codes given; got {points} points")
     codes = backend.to_numpy(codes)[:points].astype(numpy.float32)
     labels = backend.to_numpy(labels)[:points]
+    counts = numpy.bincount(labels)
+    if (counts == 1).any():
+        raise ValueError(f"class {int(numpy.flatnonzero(counts == 1)[0])} has a single point among "
+                         f"the first {points}; the cross-validated 5-NN accuracy needs two of each "
+                         "class: map more points")
+    perplexity = min(float(perplexity), (points - 1) / 3)
     t0 = time.perf_counter()
-    # perplexity must stay below the number of points (only matters for tiny runs)
-    perplexity = min(float(perplexity), (len(codes) - 1) / 3)
     embedding = TSNE(n_components=2, perplexity=perplexity, random_state=seed).fit_transform(codes)
     seconds = time.perf_counter() - t0
     knn = KNeighborsClassifier(n_neighbors=5)
-    counts = numpy.bincount(labels)
-    folds = max(2, min(5, int(counts[counts > 0].min())))  # 5-fold unless a class is tiny
+    folds = min(5, int(counts[counts > 0].min()))
     return embedding, {
-        "tsne_points": len(codes),
+        "tsne_points": points,
         "tsne_perplexity": perplexity,
         "tsne_trustworthiness": float(trustworthiness(codes, embedding, n_neighbors=5)),
         "tsne_knn_accuracy": float(cross_val_score(knn, embedding, labels, cv=folds).mean()),
@@ -303,14 +335,54 @@ def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000, perplexity: f
     }
 
 
-def _confusion(y_true, y_pred, classes=10):
+def confusion_matrix(y_true, y_pred, classes: int = 10):
+    """Counts ``cm[t, p]`` of the examples of true class t predicted as class p (host arrays)."""
     cm = numpy.zeros((classes, classes), dtype=numpy.int64)
-    numpy.add.at(cm, (y_true, y_pred), 1)
+    numpy.add.at(cm, (numpy.asarray(y_true), numpy.asarray(y_pred)), 1)
     return cm
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+class _Stages:
+    """Numbered stage lines, "2/4 ...", counted from the stages this run has."""
+
+    def __init__(self, total: int, log):
+        self.total, self.done, self.log = total, 0, log
+
+    def start(self, what: str) -> None:
+        self.done += 1
+        self.log(f"{self.done}/{self.total} {what}")
+
+
+def _autoencoder_stages(out, settings, splits, stages, metrics, histories):
+    """The reference autoencoder (if asked) and the default one; returns the default one."""
+    if settings.reference:
+        stages.start("reference autoencoder (ReLU code), for the parity figure")
+        ref, h = train_autoencoder(splits.x_train, settings, validation=splits.x_val, reference=True,
+                                   checkpoint=out / "autoencoder_reference.npz", desc="reference AE")
+        metrics.update(autoencoder_metrics(ref, splits.x_test, prefix="ref_ae"))
+        histories["reference autoencoder (ReLU code)"] = h
+    stages.start(f"autoencoder ({settings.code_activation} code, "
+                 f"{settings.ae_mask:g} of the pixels masked)")
+    ae, h = train_autoencoder(splits.x_train, settings, validation=splits.x_val,
+                              checkpoint=out / "autoencoder.npz")
+    histories[f"autoencoder ({settings.code_activation} code)"] = h
+    metrics.update(autoencoder_metrics(ae, splits.x_test),
+                   ae_seconds_per_epoch=float(numpy.median(h["seconds"])))
+    return ae
+
+
+def _train_loss_labels(settings: Settings) -> dict:
+    """What each stage's training loss was measured on, where that is not the plain input."""
+    labels = {"encoder + head fine-tuned": "train loss (flipped and masked inputs)"
+              if settings.finetune_flip or settings.finetune_mask else "train loss"}
+    if settings.ae_mask:
+        labels[f"autoencoder ({settings.code_activation} code)"] = \
+            f"train loss (on inputs with {settings.ae_mask:.0%} of pixels masked)"
+    return labels
 
 
 def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
@@ -326,64 +398,49 @@ def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
                      "settings": settings.as_dict(), "versions": versions()}
     splits = load_splits(settings)
     log(f"data: {len(splits.x_all)} training images ({len(splits.x_train)} train + "
-        f"{len(splits.x_val)} validation for model selection), {len(splits.x_test)} test")
-    histories = {}
-
-    if settings.reference:
-        log("1/5 reference autoencoder (ReLU code), for the parity figure")
-        ref, h = train_autoencoder(splits.x_all, settings, reference=True,
-                                   checkpoint=out / "autoencoder_reference.npz", desc="reference AE")
-        m = autoencoder_metrics(ref, splits.x_test)
-        metrics.update(ref_ae_test_bce=m["bce"], ref_ae_test_mse=m["mse"],
-                       ref_ae_dead_code_units=m["dead_units"])
-        histories["reference autoencoder (ReLU code)"] = h
-        del ref
-
-    log(f"2/5 autoencoder ({settings.code_activation} code, {settings.ae_mask:g} of the pixels masked)")
-    ae, h = train_autoencoder(splits.x_all, settings, checkpoint=out / "autoencoder.npz")
-    histories[f"autoencoder ({settings.code_activation} code)"] = h
-    m = autoencoder_metrics(ae, splits.x_test)
-    metrics.update(ae_test_bce=m["bce"], ae_test_mse=m["mse"], ae_dead_code_units=m["dead_units"],
-                   ae_seconds_per_epoch=float(numpy.median(h["seconds"])))
+        f"{len(splits.x_val)} validation, held out for model selection and the learning "
+        f"curves), {len(splits.x_test)} test")
+    histories: dict = {}
+    stages = _Stages(5 if settings.reference else 4, log)
+    ae = _autoencoder_stages(out, settings, splits, stages, metrics, histories)
     sample = numpy.concatenate([numpy.flatnonzero(splits.y_test == c)[:1] for c in range(10)])
     recon = backend.to_numpy(ae.reconstruct(as_batch(backend.to_device(splits.x_test[sample]))))
     plots.plot_reconstructions(splits.x_test[sample], recon, splits.y_test[sample], CLASS_NAMES,
-                               out / "reconstructions.png",
-                               title=f"Test images (top) and their reconstructions (test BCE {m['bce']:.4f})")
+                               out / "reconstructions.png", title="Test images (top) and their "
+                               f"reconstructions (test BCE {metrics['ae_test_bce']:.4f})")
 
-    log("3/5 classifier on the frozen codes")
+    stages.start("classifier on the frozen codes")
     c_train, c_val, c_test = encode_splits(ae, splits)
     plots.plot_codes_activity(backend.to_numpy(c_test), out / "codes.png")
     codes, labels = head_training_set(ae, splits, c_train, settings)
-    scaler, head, h = train_head(codes, labels, c_val, splits.y_val, settings,
+    scaler, head, h = train_head(codes, labels, c_val, splits.y_val, settings, autoencoder=ae,
                                  checkpoint=out / "classifier.npz")
     histories["classifier on frozen codes"] = h
     frozen = Sequential(ae.encoder, scaler, head)  # the same weights, on images
     metrics.update(score_classifier(frozen, splits, settings, prefix="clf_frozen"),
                    clf_frozen_best_epoch=h.get("best_epoch"))
 
-    log("4/5 t-SNE map of the test codes")
-    embedding, tsne_metrics = tsne_map(c_test, splits.y_test, seed=settings.seed,
-                                       points=settings.tsne_points,
+    points = min(settings.tsne_points, len(splits.x_test))
+    stages.start(f"t-SNE map of {points} test codes (scikit-learn)")
+    embedding, tsne_metrics = tsne_map(c_test, splits.y_test, seed=settings.seed, points=points,
                                        perplexity=settings.tsne_perplexity)
     metrics.update(tsne_metrics)
-    n = tsne_metrics["tsne_points"]
-    plots.plot_tsne(embedding, splits.y_test[:n], CLASS_NAMES, out / "tsne.png",
-                    title=f"t-SNE of {n} test codes ({ae.code_size}-d)",
+    log(f"    t-SNE done in {tsne_metrics['tsne_seconds']:.0f} s")
+    plots.plot_tsne(embedding, splits.y_test[:points], CLASS_NAMES, out / "tsne.png",
+                    title=f"t-SNE of {points} test codes ({ae.code_size}-d)",
                     subtitle=f"trustworthiness (k=5) {tsne_metrics['tsne_trustworthiness']:.4f}, "
                              f"5-NN accuracy on the map {100 * tsne_metrics['tsne_knn_accuracy']:.1f} %")
 
-    log("5/5 encoder + head fine-tuned end to end")
+    stages.start("encoder + head fine-tuned end to end")
     tuned, h = fine_tune(ae, scaler, head, splits, settings, checkpoint=out / "finetuned.npz")
     histories["encoder + head fine-tuned"] = h
     metrics.update(score_classifier(tuned, splits, settings, prefix="clf_finetune"),
                    clf_finetune_best_epoch=h.get("best_epoch"))
     probs = predict(tuned, backend.to_device(splits.x_test), mirror=metrics["clf_finetune_mirror"])
-    pred = backend.to_numpy(probs.argmax(axis=1))
-    cm = _confusion(splits.y_test, pred)
+    cm = confusion_matrix(splits.y_test, backend.to_numpy(probs.argmax(axis=1)))
     plots.plot_confusion(cm, CLASS_NAMES, out / "confusion.png",
                          title="Fine-tuned classifier on the test set")
-    plots.plot_curves(histories, out / "curves.png")
+    plots.plot_curves(histories, out / "curves.png", train_labels=_train_loss_labels(settings))
 
     metrics["total_seconds"] = time.perf_counter() - started
     metrics["histories"] = histories

@@ -9,17 +9,19 @@ created), closes its figure and returns the :class:`~pathlib.Path`.
   reconstruction looks like another class shows what the code cannot tell apart.
 * :func:`plot_curves` -- one panel per training stage: loss on the left axis
   (train solid, validation dashed) and, where recorded, accuracy in % on the
-  right axis. Validation loss rising while train loss falls means overfitting.
+  right axis; a dotted vertical line marks the epoch whose weights were kept.
+  Validation loss rising while train loss falls means overfitting.
 * :func:`plot_confusion` -- row-normalised confusion matrix: row = true class,
   column = predicted class, each row sums to 100 %. The diagonal is per-class
   recall; bright off-diagonal cells are the classes that get mixed up
   (on Fashion-MNIST typically shirt / T-shirt / pullover / coat).
-* :func:`plot_tsne` -- 2-D t-SNE map of the codes, coloured by class, class
-  names at the median of their points. Only neighbourhoods are meaningful:
-  the axes, distances between clusters and cluster sizes are not.
-* :func:`plot_codes_activity` -- per code unit, the fraction of images on which
-  it is non-zero and its standard deviation; units at zero are dead ReLUs that
-  carry no information.
+* :func:`plot_tsne` -- 2-D t-SNE map of the codes, coloured by class, each class
+  named at its densest place (:func:`densest_points`). Only neighbourhoods are
+  meaningful: the axes, distances between clusters and cluster sizes are not.
+* :func:`plot_codes_activity` -- per code unit, the spread of its values over
+  the images (5-95 % range, quartiles, median); a unit that is zero on every
+  image is dead (a ReLU code can have them) and is marked. For a ReLU code a
+  second panel gives how often each unit is non-zero.
 
 Only the object API (:class:`matplotlib.figure.Figure`) is used: it needs no
 backend selection, never opens a window, and nothing is left in pyplot's
@@ -109,49 +111,61 @@ def _series(history: dict, *keys) -> np.ndarray:
     return np.empty(0)
 
 
-def plot_curves(histories, path, title=None) -> Path:
-    """One panel per stage: loss (left axis) and accuracy in % (right axis) per epoch."""
+def plot_curves(histories, path, title=None, train_labels=None) -> Path:
+    """One panel per stage: loss (left axis) and accuracy in % (right axis) per epoch.
+
+    train_labels: stage -> the legend label of its training loss, to say what it
+    was measured on (e.g. masked inputs), where that is not the plain input.
+    A history's ``best_epoch`` (the epoch whose weights were kept) is marked.
+    """
     histories = dict(histories)
     if not histories:
         raise ValueError("histories is empty: nothing to plot")
+    train_labels = dict(train_labels or {})
     n = len(histories)
-    fig = Figure(figsize=(4.4 * n, 4.0), layout="constrained")
+    fig = Figure(figsize=(4.4 * n, 4.2), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
     for ax, (stage, hist) in zip(axes, histories.items()):
-        hist = hist or {}
-        ax.set_title(stage, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
-        handles = []
-        for key, style, label in (("train_loss", "-", "train loss"), ("val_loss", "--", "val loss")):
-            y = _series(hist, key)
-            if y.size:
-                handles += ax.plot(np.arange(1, y.size + 1), y, style, color="tab:blue",
-                                   marker="." if y.size < 30 else None, label=label)
-        accs = [(_series(hist, f"{s}_accuracy", f"{s}_acc"), s) for s in ("train", "val")]
-        if any(a.size for a, _ in accs):
-            ax2 = ax.twinx()
-            ax2.set_ylabel("accuracy (%)", color="tab:orange")
-            for y, s in accs:
-                if y.size:
-                    # Histories may store fractions or percentages; show percent either way.
-                    y = y * 100.0 if np.nanmax(np.abs(y), initial=0.0) <= 1.0 else y
-                    handles += ax2.plot(np.arange(1, y.size + 1), y,
-                                        "-" if s == "train" else "--", color="tab:orange",
-                                        marker="." if y.size < 30 else None,
-                                        label=f"{s} accuracy")
-        if handles:
-            # Below the panel: inside it would cover curves on one of the two axes.
-            ax.legend(handles=handles, fontsize=8, loc="upper center", ncol=2,
-                      bbox_to_anchor=(0.5, -0.2), frameon=False)
-            # Epochs are whole numbers: avoid ticks at 1.5, 2.5, ...
-            ax.xaxis.get_major_locator().set_params(integer=True)
-        else:
-            ax.text(0.5, 0.5, "no history recorded", ha="center", va="center",
-                    transform=ax.transAxes, color="grey")
-        ax.grid(alpha=0.3)
+        _curves_panel(ax, stage, hist or {}, train_labels.get(stage, "train loss"))
     fig.suptitle(title or "Training curves", fontsize=12)
     return _save(fig, path)
+
+
+def _curves_panel(ax, stage: str, hist: dict, train_label: str) -> None:
+    """One stage's losses, accuracies and kept epoch, all lines with the same marker."""
+    ax.set_title(stage, fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    handles = []
+    for key, style, label in (("train_loss", "-", train_label), ("val_loss", "--", "validation loss")):
+        y = _series(hist, key)
+        if y.size:
+            handles += ax.plot(np.arange(1, y.size + 1), y, style, color="tab:blue", marker=".",
+                               label=label)
+    accs = [(_series(hist, f"{s}_accuracy", f"{s}_acc"), s) for s in ("train", "val")]
+    if any(a.size for a, _ in accs):
+        ax2 = ax.twinx()
+        ax2.set_ylabel("accuracy (%)", color="tab:orange")
+        for y, s in accs:
+            if y.size:
+                # Histories may store fractions or percentages; show percent either way.
+                y = y * 100.0 if np.nanmax(np.abs(y), initial=0.0) <= 1.0 else y
+                handles += ax2.plot(np.arange(1, y.size + 1), y, "-" if s == "train" else "--",
+                                    color="tab:orange", marker=".",
+                                    label="train accuracy" if s == "train" else "validation accuracy")
+    if hist.get("best_epoch"):
+        handles.append(ax.axvline(hist["best_epoch"], color="grey", linestyle=":",
+                                  label=f"kept epoch {hist['best_epoch']} (best on validation)"))
+    if handles:
+        # Below the panel: inside it would cover curves on one of the two axes.
+        ax.legend(handles=handles, fontsize=8, loc="upper center", ncol=2,
+                  bbox_to_anchor=(0.5, -0.2), frameon=False)
+        # Epochs are whole numbers: avoid ticks at 1.5, 2.5, ...
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    else:
+        ax.text(0.5, 0.5, "no history recorded", ha="center", va="center",
+                transform=ax.transAxes, color="grey")
+    ax.grid(alpha=0.3)
 
 
 def plot_confusion(cm, class_names, path, title=None, normalize=True) -> Path:
@@ -170,15 +184,15 @@ def plot_confusion(cm, class_names, path, title=None, normalize=True) -> Path:
         vmax, label = 100.0, "% of true class"
     else:
         values, vmax, label = counts, max(counts.max(initial=0.0), 1.0), "count"
-    fig = Figure(figsize=(7.6, 6.6), layout="constrained")
+    fig = Figure(figsize=(8.0, 6.8), layout="constrained")
     ax = fig.subplots()
     im = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax)
     fig.colorbar(im, ax=ax, shrink=0.85, label=label)
     for i in range(k):
         for j in range(k):
             v = values[i, j]
-            text = (f"{v:.1f}" if v < 10 else f"{v:.0f}") if normalize else f"{int(v)}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+            text = f"{v:.1f}" if normalize else f"{int(v)}"  # one format in every cell
+            ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
                     color="white" if v > 0.55 * vmax else "black")
     ax.set_xticks(range(k), class_names, rotation=45, ha="right", rotation_mode="anchor",
                   fontsize=8)
@@ -191,11 +205,11 @@ def plot_confusion(cm, class_names, path, title=None, normalize=True) -> Path:
 
 def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
               max_points=20000) -> Path:
-    """2-D scatter of a t-SNE embedding coloured by class, names at class medians.
+    """2-D scatter of a t-SNE embedding coloured by class, names at each class's densest place.
 
     At most ``max_points`` points are drawn (a fixed random subset, said in the
     caption): more only overplot, and the PNG's noise of translucent dots would
-    grow past a few hundred KB. Class medians always use every point.
+    grow past a few hundred KB. The label places use every point.
     """
     emb = np.asarray(embedding, dtype=float)
     labels = np.asarray(labels).astype(int).ravel()
@@ -209,7 +223,7 @@ def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
     colors = matplotlib.colormaps["tab10"].colors  # qualitative: classes have no order
     fig = Figure(figsize=(8.2, 6.6), layout="constrained")
     ax = fig.subplots()
-    present, medians = [], []
+    present = []
     for c, name in enumerate(class_names):
         members = labels == c
         if not members.any():
@@ -219,10 +233,10 @@ def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
         ax.scatter(drawn[:, 0], drawn[:, 1], s=2.5, alpha=0.6, color=colors[c % len(colors)],
                    linewidths=0, rasterized=True, label=name)
         present.append(c)
-        medians.append(np.median(emb[members], axis=0))  # every point, drawn or not
     if present:
         span = np.ptp(emb, axis=0) + 1e-12
-        for c, (x, y) in zip(present, label_positions(medians, span * (0.13, 0.035))):
+        anchors = densest_points(emb, labels, present)
+        for c, (x, y) in zip(present, label_positions(anchors, span * (0.13, 0.035))):
             ax.text(x, y, class_names[c], ha="center", va="center", fontsize=9, weight="bold",
                     color=colors[c % len(colors)], path_effects=_OUTLINE)
     ax.set_xticks([])
@@ -244,10 +258,35 @@ def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
     return _save(fig, path)
 
 
+def densest_points(emb, labels, classes, *, radius: float = 0.04, sample: int = 1500) -> np.ndarray:
+    """For each class in ``classes``, the centre of its densest place on the map, (K, 2).
+
+    A class's centroid or median can fall in empty space, or inside another
+    class, when the class lies in two islands (bags, sandals on Fashion-MNIST).
+    Instead: the point of the class with the most points of the same class
+    within ``radius`` x the map's larger side, and the label goes at the mean
+    of those neighbours. At most ``sample`` points per class are compared (a
+    fixed subset: the cost is quadratic in it).
+    """
+    emb = np.asarray(emb, dtype=float)
+    labels = np.asarray(labels).ravel()
+    r2 = (radius * float(np.ptp(emb, axis=0).max() + 1e-12)) ** 2
+    rng = np.random.default_rng(0)
+    anchors = []
+    for c in classes:
+        pts = emb[labels == c]
+        if len(pts) > sample:
+            pts = pts[rng.choice(len(pts), sample, replace=False)]
+        near = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(axis=2) <= r2
+        best = int(near.sum(axis=1).argmax())
+        anchors.append(pts[near[best]].mean(axis=0))
+    return np.array(anchors).reshape(len(anchors), 2)
+
+
 def label_positions(points, box, iterations: int = 100):
     """Label centres near ``points`` (K, 2) whose boxes (width, height) = ``box`` do not overlap.
 
-    Two class medians can lie close together (pullover and coat, on a map of
+    Two class anchors can lie close together (pullover and coat, on a map of
     Fashion-MNIST), and their labels would then print over each other. Each
     pass moves every overlapping pair apart vertically by half of their
     vertical overlap each, so a label stays as close to its class as the others allow.
@@ -270,29 +309,50 @@ def label_positions(points, box, iterations: int = 100):
 
 
 def plot_codes_activity(codes, path, title=None) -> Path:
-    """Per code unit: fraction of images where it is non-zero (top) and its std (bottom)."""
+    """Per code unit: the spread of its values over the images, dead units marked.
+
+    Top: for each unit, a thin bar over the 5-95 % range of its values, a thick
+    one over the middle half (quartiles) and a dot at the median; a code unit
+    whose bars are short carries little. A unit that is zero on every image is
+    dead (a ReLU code can have them): it has no bar and is marked with a red x.
+    Where some values are exactly zero (a ReLU code) a second panel gives the
+    share of images on which each unit is non-zero.
+    """
+    return _save(_codes_figure(codes, title), path)
+
+
+def _codes_figure(codes, title=None) -> Figure:
     codes = np.asarray(codes, dtype=float)
     if codes.ndim != 2 or len(codes) == 0:
         raise ValueError(f"expected a non-empty (N, code_dim) array, got {codes.shape}")
     d = codes.shape[1]
-    active = (codes != 0).mean(axis=0)
-    std = codes.std(axis=0)
-    dead = active == 0
     x = np.arange(d)
-    fig = Figure(figsize=(min(max(6.0, 0.12 * d + 1.5), 16.0), 5.0), layout="constrained")
-    ax1, ax2 = fig.subplots(2, 1, sharex=True)
-    ax1.bar(x, 100.0 * active, color="tab:blue", width=0.85)
-    ax1.set_ylabel("non-zero on\n% of images")
-    ax1.set_ylim(0, 105)
-    ax2.bar(x, std, color="tab:blue", width=0.85)
-    ax2.set_ylabel("std over images")
-    ax2.set_xlabel("code unit (red band = dead: zero on every image)")
-    ax2.set_xlim(-0.6, d - 0.4)
-    for ax in (ax1, ax2):
-        ax.grid(axis="y", alpha=0.3)
-        # A dead unit has a zero-height bar, i.e. nothing to see: mark its slot instead.
-        for i in np.flatnonzero(dead):
-            ax.axvspan(i - 0.5, i + 0.5, color="tab:red", alpha=0.25, linewidth=0)
-    fig.suptitle(f"{title or 'Code unit activity'} ({int(dead.sum())} of {d} units dead)",
-                 fontsize=12)
-    return _save(fig, path)
+    p5, q1, med, q3, p95 = np.percentile(codes, [5, 25, 50, 75, 95], axis=0)
+    active = (codes != 0).mean(axis=0)
+    dead = active == 0
+    relu_like = bool((codes == 0).any())  # exact zeros: a rectified code
+    fig = Figure(figsize=(min(max(6.0, 0.2 * d + 1.5), 16.0), 5.0 if relu_like else 3.6),
+                 layout="constrained")
+    axes = fig.subplots(2 if relu_like else 1, 1, sharex=True, squeeze=False)[:, 0]
+    ax = axes[0]
+    ax.vlines(x, p5, p95, color="tab:blue", linewidth=1.2, label="5-95 % of images")
+    ax.vlines(x, q1, q3, color="tab:blue", linewidth=5, label="middle half")
+    ax.plot(x, med, "o", color="white", markeredgecolor="tab:blue", markersize=3.5, label="median")
+    if dead.any():
+        ax.plot(x[dead], np.zeros(int(dead.sum())), "x", color="tab:red", markersize=7,
+                markeredgewidth=2, label="dead: zero on every image")
+    ax.axhline(0, color="grey", linewidth=0.6)
+    ax.set_ylabel("value over the images")
+    ax.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    if relu_like:
+        axes[1].bar(x, 100.0 * active, color=np.where(dead, "tab:red", "tab:blue"), width=0.8)
+        axes[1].set_ylabel("non-zero on\n% of images")
+        axes[1].set_ylim(0, 105)
+    axes[-1].set_xlabel("code unit")
+    axes[-1].set_xlim(-0.7, d - 0.3)
+    axes[-1].xaxis.get_major_locator().set_params(integer=True)
+    for a in axes:
+        a.grid(axis="y", alpha=0.3)
+    state = f"{int(dead.sum())} of {d} units dead" if dead.any() else f"{d} units, none dead"
+    fig.suptitle(f"{title or 'Code units'} ({state})", fontsize=12)
+    return fig

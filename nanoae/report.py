@@ -1,14 +1,23 @@
-"""report.md: the demo's results as a page a person reads, with the figures embedded."""
+"""report.md: the demo's results as a page a person reads, with the figures embedded.
+
+``python -m nanoae.report runs/demo/metrics.json`` prints the README's results
+table from a run's metrics (``readme_table``), so the README cannot drift from
+the run it reports.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import numpy
 
 from .data import CLASS_NAMES
 
-__all__ = ["write_report", "results_table"]
+__all__ = ["write_report", "results_table", "readme_table"]
+
+FULL_TSNE_POINTS = 10000  # the full run's map: every test image
 
 # (metric key, what it is, the target from the project's quality bars, higher is better?)
 ROWS = [
@@ -42,8 +51,12 @@ def _fmt(key, value):
 
 
 def results_table(metrics: dict) -> str:
-    """A Markdown table of the headline metrics (rows whose metric was not computed are left out)."""
-    lines = ["| result | value | target |", "| --- | ---: | --- |"]
+    """A Markdown table of the headline metrics (rows whose metric was not computed are left out).
+
+    The targets are the full run's (``nanoae demo``); a ``--quick`` run's header says so.
+    """
+    target = "target of the full run" if metrics["settings"].get("quick_run") else "target"
+    lines = [f"| result | value | {target} |", "| --- | ---: | --- |"]
     for key, label, target, _ in ROWS:
         if key in metrics:
             lines.append(f"| {label} | {_fmt(key, metrics[key])} | {target} |")
@@ -66,6 +79,19 @@ def _mirror_note(metrics: dict) -> str:
     return ("Each classifier may answer with the mean of its class probabilities on the image\n"
             "and on its mirror image (both views were in its training data), where that is more\n"
             "accurate on the validation split:\n\n" + "\n".join(lines) + "\n")
+
+
+def _run_note(metrics: dict) -> str:
+    """What makes this run's figures differ from the full run's, if anything."""
+    s, notes = metrics["settings"], []
+    if s.get("quick_run"):
+        notes.append("This is a `--quick` run: the targets are those of the full run "
+                     "(`nanoae demo`), which a quick run is not expected to meet.")
+    points = metrics.get("tsne_points")
+    if points is not None and points != FULL_TSNE_POINTS:
+        notes.append(f"The t-SNE rows are on {points} test codes (the full run maps "
+                     f"{FULL_TSNE_POINTS:,}).")
+    return "\n".join(notes) + "\n" if notes else ""
 
 
 def _mirrored_widths(settings: dict) -> list:
@@ -92,6 +118,7 @@ Versions: {', '.join(f'{k} {v}' for k, v in metrics['versions'].items())}.
 
 {results_table(metrics)}
 
+{_run_note(metrics)}
 Each classifier keeps the epoch with the best {s.get('select_on', 'val_loss').replace('_', ' ')}
 (on a split held out of the training set); the test set was scored once.
 {_mirror_note(metrics)}
@@ -105,21 +132,25 @@ One test image per class (top) and the autoencoder's output (bottom).
 
 ![curves](curves.png)
 
-Loss per epoch (left axis) and, for the classifiers, accuracy (right axis).
+Loss per epoch (left axis) and, for the classifiers, accuracy (right axis). The
+autoencoders' validation loss is on the clean images of the held-out split; a
+denoising autoencoder's training loss is on its masked inputs.
+A dotted line marks the epoch each classifier kept.
 
 ## The codes
 
 ![codes](codes.png)
 
-How often each code unit is non-zero, and its spread: a unit that is zero on
-every image is dead and carries nothing.
+The spread of each code unit's values over the test images; a unit that is
+zero on every image is dead, carries nothing, and is marked with a red x.
 
 ## t-SNE map of the test codes
 
 ![t-SNE](tsne.png)
 
-Each point is one test image, placed so that images with similar codes lie
-close together; colours are the true classes, which the autoencoder never saw.
+Each point is one of the first {metrics.get('tsne_points', 0):,} test images, placed so that
+images with similar codes lie close together; colours are the true classes, which
+the autoencoder never saw, and each class is named at its densest place.
 
 ## Confusion matrix of the fine-tuned classifier
 
@@ -130,3 +161,42 @@ The hardest classes: {', '.join(f'{CLASS_NAMES[i]} ({100 * per_class[i]:.1f} %)'
     path = Path(out) / "report.md"
     path.write_text(text)
     return path
+
+
+# The README's results table: (label, metric keys, target). Keys joined by " / " share a row.
+README_ROWS = [
+    ("reference autoencoder 784-128-64-32 (ReLU code), 20 epochs at lr 1e-3, test BCE",
+     ["ref_ae_test_bce"], "<= 0.2880 (PyTorch 0.2878 / 0.2884)"),
+    ("... test MSE per pixel / dead code units of 32", ["ref_ae_test_mse", "ref_ae_dead_code_units"],
+     "(PyTorch 0.0148 / 6-7)"),
+    ("default autoencoder {widths} (linear code, denoising), test BCE", ["ae_test_bce"],
+     "lower than the reference"),
+    ("... test MSE per pixel / dead code units", ["ae_test_mse", "ae_dead_code_units"], "0"),
+    ("classifier on the frozen 32-d codes, test accuracy", ["clf_frozen_test_accuracy"],
+     ">= 88.0 % (PyTorch best head 86.9 %)"),
+    ("encoder + head fine-tuned end to end, test accuracy", ["clf_finetune_test_accuracy"],
+     ">= 90.0 % (PyTorch best 88.9 %)"),
+    ("t-SNE of the {points:,} test codes (perplexity {perplexity:g}): trustworthiness (k=5)",
+     ["tsne_trustworthiness"], ">= 0.998 (PyTorch codes 0.9989)"),
+    ("... 5-NN accuracy on the 2-D map (5-fold)", ["tsne_knn_accuracy"], ">= 80 % (PyTorch codes 77.1 %)"),
+    ("... 5-NN accuracy on the 32-d codes themselves", ["codes_knn_accuracy"], "(PyTorch codes 79.1 %)"),
+]
+
+
+def readme_table(metrics: dict) -> str:
+    """The README's results table, every figure read from ``metrics`` (a run's metrics.json)."""
+    s = metrics["settings"]
+    names = {"widths": "-".join(map(str, s["ae_widths"])), "points": metrics.get("tsne_points", 0),
+             "perplexity": metrics.get("tsne_perplexity", 0)}
+    lines = ["| result | nanoae | target (PyTorch reference, same work) |", "| --- | ---: | --- |"]
+    for label, keys, target in README_ROWS:
+        if all(k in metrics for k in keys):
+            value = " / ".join(_fmt(k, metrics[k]) for k in keys)
+            lines.append(f"| {label.format(**names)} | {value} | {target} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover  (python -m nanoae.report runs/demo/metrics.json)
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m nanoae.report METRICS_JSON   (prints the README's results table)")
+    print(readme_table(json.loads(Path(sys.argv[1]).read_text())))

@@ -166,6 +166,18 @@ def test_path_is_kept_as_given_and_parent_is_created(xp, tmp_path):
     load_checkpoint(str(path), *make(seed=3))
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes and umask")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_checkpoint_gets_the_mode_the_umask_gives_a_new_file(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = save_checkpoint(tmp_path / "m.npz", nn.Sequential(nn.Dense(2, 2, rng=0)))
+        assert os.umask(umask) == umask  # saving left the process's umask as it was
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
+
+
 def test_architecture_mismatch_names_both_and_changes_nothing(saved):
     _, _, path = saved
     other = nn.Sequential(nn.Dense(6, 5, rng=0), nn.ReLU(), nn.Dense(5, 6, rng=1), nn.Sigmoid())

@@ -14,14 +14,15 @@ from nanoae.cli import main
 REAL_DATA = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 DEMO_FILES = ["metrics.json", "report.md", "reconstructions.png", "curves.png", "confusion.png",
               "tsne.png", "codes.png", "autoencoder.npz", "classifier.npz", "finetuned.npz"]
-METRIC_KEYS = ["ae_test_bce", "ae_test_mse", "clf_frozen_test_accuracy", "clf_frozen_test_loss",
+AE_KEYS = {"ae_test_bce", "ae_test_mse", "ae_dead_code_units"}
+METRIC_KEYS = ["ae_test_bce", "ae_dead_code_units", "ae_test_mse", "clf_frozen_test_accuracy", "clf_frozen_test_loss",
                "clf_finetune_test_accuracy", "tsne_trustworthiness", "tsne_knn_accuracy",
                "ae_seconds_per_epoch", "backend", "seed", "settings", "versions"]
 
 
-def run_cli(*args, env=None):
+def run_cli(*args, env=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "nanoae.cli", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, **(env or {})})
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def test_help_lists_commands_and_examples():
@@ -32,6 +33,15 @@ def test_help_lists_commands_and_examples():
         assert word in r.stdout
     r = run_cli("demo", "--help")
     assert r.returncode == 0 and "--quick" in r.stdout and "--backend" in r.stdout
+
+
+@pytest.mark.parametrize("command, words", [("evaluate", "Score an autoencoder"),
+                                            ("tsne", "Map the codes of the first --points"),
+                                            ("train-classifier", ".finetuned.npz in place of .npz")])
+def test_every_command_describes_itself_in_help(capsys, command, words):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert " ".join(capsys.readouterr().out.split()).count(words) == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -64,11 +74,35 @@ def test_unavailable_cupy_exits_2(capsys):
 def test_missing_data_is_one_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("nanoae.data.SYSTEM_DIR", str(tmp_path / "none"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("NANOAE_DATA_DIR", raising=False)
     monkeypatch.setattr("nanoae.data._urlopen", _no_network)
-    code = main(["train-ae", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "a.npz")])
+    code = main(["train-ae", "--out", str(tmp_path / "a.npz")])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("nanoae: error:") and "Traceback" not in err
     assert "train-images-idx3-ubyte" in err
+
+
+@pytest.mark.parametrize("how", ["--data-dir", "NANOAE_DATA_DIR"])
+def test_a_data_dir_that_is_not_there_is_an_error_naming_it(tmp_path, capsys, monkeypatch, how):
+    make_fake_fashion(tmp_path / "system")  # a copy the old search silently fell back to
+    monkeypatch.setattr("nanoae.data.SYSTEM_DIR", str(tmp_path / "system"))
+    monkeypatch.setattr("nanoae.data._urlopen", _no_network)
+    typo = tmp_path / "typo"
+    args = ["train-ae", "--out", str(tmp_path / "a.npz"), "--no-verify"]
+    if how == "--data-dir":
+        monkeypatch.delenv("NANOAE_DATA_DIR", raising=False)
+        args += ["--data-dir", str(typo)]
+    else:
+        monkeypatch.setenv("NANOAE_DATA_DIR", str(typo))
+    err = refused(capsys, args, "train-ae")
+    assert f"{how} names {typo}, which is not a directory" in err
+    assert not (tmp_path / "a.npz").exists()
+
+
+def _any_file(tmp_path):
+    path = tmp_path / "some.npz"
+    path.write_bytes(b"")
+    return path
 
 
 def _no_network(*args, **kwargs):
@@ -99,7 +133,15 @@ def test_demo_quick_on_small_data_writes_everything(tmp_path, fake_data, capsys,
         assert meta["user"]["seed"] == 0 and meta["user"]["settings"]["ae_epochs"] == 1
         assert meta["nanoae_version"] and meta["numpy_version"]
     report = (out / "report.md").read_text()
-    assert "![t-SNE](tsne.png)" in report and "| result | value | target |" in report
+    assert "![t-SNE](tsne.png)" in report and "| result | value | target of the full run |" in report
+    assert "This is a `--quick` run: the targets are those of the full run" in report
+    assert "The t-SNE rows are on 60 test codes (the full run maps 10,000)." in report
+    stages = [line.split()[0] for line in capsys.readouterr().err.splitlines()
+              if line[:1].isdigit() or line.strip().startswith("t-SNE done in")]
+    assert stages == ["1/4", "2/4", "3/4", "t-SNE", "4/4"]  # numbered from 1 without the reference
+    autoencoder = metrics["histories"]["autoencoder (linear code)"]
+    assert len(autoencoder["val_loss"]) == 1  # on the held-out validation split, each epoch
+    assert "autoencoder" in read_checkpoint_meta(out / "classifier.npz")["user"]
 
 
 def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys, backend_name):
@@ -107,7 +149,8 @@ def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys, backend
     common = ["--data-dir", fake_data, "--no-verify", "--backend", backend_name, "--batch-size", "50"]
     assert main(["train-ae", "--epochs", "1", "--out", ae, "--widths", "24", "16", *common]) == 0
     first = json.loads(capsys.readouterr().out)
-    assert first["checkpoint"] == ae and first["test_bce"] > 0
+    assert first["checkpoint"] == ae and first["ae_test_bce"] > 0
+    assert set(first) == {"checkpoint", *AE_KEYS}  # the names of demo's metrics.json and evaluate
     assert main(["train-ae", "--epochs", "2", "--out", ae, "--widths", "24", "16", "--resume", *common]) == 0
     capsys.readouterr()
     from nanoae.checkpoint import read_checkpoint_meta
@@ -116,23 +159,25 @@ def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys, backend
     assert main(["train-classifier", "--ae", ae, "--out", clf, "--epochs", "2", "--hidden", "8",
                  "--finetune", "1", *common]) == 0
     trained = json.loads(capsys.readouterr().out)
-    assert 0 <= trained["frozen_test_accuracy"] <= 1 and "finetune_test_accuracy" in trained
+    assert 0 <= trained["clf_frozen_test_accuracy"] <= 1 and "clf_finetune_test_accuracy" in trained
+    assert trained["finetune_checkpoint"] == str(tmp_path / "clf.finetuned.npz")  # as --help says
     assert main(["evaluate", "--ae", ae, "--classifier", clf, *common[:5]]) == 0
     evaluated = json.loads(capsys.readouterr().out)
-    assert evaluated["clf_test_accuracy"] == pytest.approx(trained["frozen_test_accuracy"])
-    assert "clf_test_accuracy_single_view" in evaluated
+    assert evaluated["clf_frozen_test_accuracy"] == pytest.approx(trained["clf_frozen_test_accuracy"])
+    assert "clf_frozen_test_accuracy_single_view" in evaluated
+    assert AE_KEYS <= set(evaluated)
     assert main(["evaluate", "--classifier", trained["finetune_checkpoint"], *common[:5]]) == 0
     tuned = json.loads(capsys.readouterr().out)
-    assert tuned["clf_test_accuracy"] == pytest.approx(trained["finetune_test_accuracy"])
+    assert tuned["clf_finetune_test_accuracy"] == pytest.approx(trained["clf_finetune_test_accuracy"])
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL_DATA.exists(), reason="needs Debian's dataset-fashion-mnist "
                     "(apt-get install dataset-fashion-mnist); CI installs it")
 def test_real_fashion_mnist_quick_demo(tmp_path):
-    """The real pipeline end to end on the real data (about 40 s on 2 cores)."""
+    """The real pipeline end to end on the real data (about a minute on 2 quiet cores)."""
     out = tmp_path / "demo"
-    r = run_cli("demo", "--quick", "--out", str(out))
+    r = run_cli("demo", "--quick", "--out", str(out), timeout=1200)  # 8.5 min on 2 busy cores
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     for name in DEMO_FILES:
@@ -172,6 +217,83 @@ def test_ctrl_c_during_train_ae_saves_and_says_how_to_resume(tmp_path, backend_n
 
 
 def test_evaluate_needs_a_checkpoint(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["evaluate"])
-    assert exc.value.code == 2 and "give --ae, --classifier, or both" in capsys.readouterr().err
+    assert main(["evaluate"]) == 2
+    assert "nanoae evaluate: error: give --ae, --classifier, or both" in capsys.readouterr().err
+
+
+@pytest.fixture
+def trained(tmp_path, fake_data, capsys):
+    """Two tiny autoencoders (seeds 0 and 1) and a classifier on the codes of the first."""
+    common = ["--data-dir", fake_data, "--no-verify", "--batch-size", "50", "--widths", "24", "16"]
+    paths = {name: tmp_path / f"{name}.npz" for name in ("ae", "other", "clf")}
+    assert main(["train-ae", "--epochs", "1", "--out", str(paths["ae"]), *common]) == 0
+    assert main(["train-ae", "--epochs", "1", "--out", str(paths["other"]), "--seed", "1", *common]) == 0
+    assert main(["train-classifier", "--ae", str(paths["ae"]), "--out", str(paths["clf"]), "--epochs",
+                 "1", "--hidden", "8", *common[:5]]) == 0
+    capsys.readouterr()
+    return paths, common[:3]
+
+
+def refused(capsys, args, command):
+    """Run ``args``; assert exit 2 with one line from ``command``, and return that line."""
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"nanoae {command}: error: "), err
+    return err
+
+
+def test_a_checkpoint_of_the_wrong_kind_is_refused_saying_both(trained, capsys):
+    paths, data = trained
+    for args in (["evaluate", "--ae", str(paths["clf"])], ["tsne", "--ae", str(paths["clf"])],
+                 ["train-classifier", "--ae", str(paths["clf"]), "--out", str(paths["clf"]) + "2"]):
+        err = refused(capsys, [*args, *data], args[0])
+        assert f"--ae {paths['clf']} holds a classifier on codes" in err
+        assert "--ae takes an autoencoder (from train-ae" in err
+    err = refused(capsys, ["evaluate", "--classifier", str(paths["ae"]), *data], "evaluate")
+    assert "holds an autoencoder" in err and "takes a classifier on codes" in err
+
+
+def test_a_classifier_given_another_autoencoder_is_refused_naming_both(trained, capsys):
+    paths, data = trained
+    from nanoae.checkpoint import read_checkpoint_meta
+
+    made_by = read_checkpoint_meta(paths["clf"])["user"]["autoencoder"]
+    assert made_by["widths"] == [784, 24, 16] and len(made_by["sha256"]) == 64
+    err = refused(capsys, ["evaluate", "--ae", str(paths["other"]), "--classifier", str(paths["clf"]),
+                           *data], "evaluate")
+    assert f"trained on the codes of the autoencoder 784-24-16 (linear code, encoder sha256 " \
+           f"{made_by['sha256'][:12]})" in err
+    assert f"--ae {paths['other']} is 784-24-16 (linear code, encoder sha256 " in err
+    assert main(["evaluate", "--ae", str(paths["ae"]), "--classifier", str(paths["clf"]), *data]) == 0
+
+
+def test_train_ae_keeps_a_trained_checkpoint_unless_told(trained, capsys):
+    paths, data = trained
+    before = paths["ae"].read_bytes()
+    args = ["train-ae", "--epochs", "1", "--out", str(paths["ae"]), "--widths", "24", "16", *data]
+    err = refused(capsys, args, "train-ae")
+    assert "already holds a checkpoint" in err and "--resume" in err and "--force" in err
+    assert paths["ae"].read_bytes() == before
+    err = refused(capsys, [*args, "--resume"], "train-ae")  # it has done its 1 epoch
+    assert "is finished (1 epochs done, --epochs 1)" in err and "--resume --epochs 11" in err
+    assert main([*args, "--force", "--seed", "3"]) == 0 and paths["ae"].read_bytes() != before
+    capsys.readouterr()
+    err = refused(capsys, ["train-classifier", "--ae", str(paths["ae"]), "--out", str(paths["clf"]),
+                           *data], "train-classifier")
+    assert "already holds a checkpoint; replace it with --force" in err
+
+
+def test_demo_out_naming_a_file_is_refused(tmp_path, capsys):
+    err = refused(capsys, ["demo", "--out", str(_any_file(tmp_path))], "demo")
+    assert "is a file" in err
+
+
+def test_tsne_refuses_what_it_cannot_do_and_says_what_it_adjusted(trained, tmp_path, capsys):
+    paths, data = trained
+    args = ["tsne", "--ae", str(paths["ae"]), "--out", str(tmp_path / "t.png"), *data]
+    err = refused(capsys, [*args, "--points", "61"], "tsne")  # the fake test set has 60 images
+    assert "--points must be more than 10 and at most 60" in err and "got 61" in err
+    assert main([*args, "--points", "60"]) == 0
+    captured = capsys.readouterr()
+    assert "--perplexity 20 lowered to 19.67" in captured.err and "t-SNE done in" in captured.err
+    assert "Warning" not in captured.err

@@ -226,11 +226,36 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 
 
 def test_search_dirs_order(monkeypatch, tmp_path):
-    monkeypatch.setenv("NANOAE_DATA_DIR", str(tmp_path / "env"))
     cache, system = data.default_cache_dir(), Path(data.SYSTEM_DIR)
-    assert data.search_dirs(tmp_path / "x") == [tmp_path / "x", tmp_path / "env", cache, system]
-    assert data.search_dirs() == [tmp_path / "env", cache, system]
-    assert data.search_dirs(tmp_path / "env") == [tmp_path / "env", cache, system]  # no duplicates
+    assert data.search_dirs() == [cache, system]
+    monkeypatch.setenv("NANOAE_DATA_DIR", str(tmp_path / "env"))
+    assert data.search_dirs(tmp_path / "x") == [tmp_path / "x"]  # a named place is used alone
+    assert data.search_dirs() == [tmp_path / "env"]
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_a_named_dir_is_used_alone_and_missing_there_is_an_error_naming_it(monkeypatch, tmp_path, how):
+    make_fake_fashion(tmp_path / "system", seed=5)  # a good copy the old search fell back to
+    make_fake_fashion(data.default_cache_dir(), seed=6)
+    for place, problem in ((tmp_path / "typo", "which is not a directory"),
+                           (tmp_path / "empty", "which holds no t10k-images-idx3-ubyte.gz and no "
+                                                "t10k-labels-idx1-ubyte.gz")):
+        place.parent.mkdir(exist_ok=True)
+        if place.name == "empty":
+            place.mkdir()
+        if how == "environment":
+            monkeypatch.setenv("NANOAE_DATA_DIR", str(place))
+        with pytest.raises(data.DataDirError) as err:
+            data.load_fashion_mnist("test", place if how == "argument" else None, verify=False)
+        named = "--data-dir" if how == "argument" else "NANOAE_DATA_DIR"
+        assert f"{named} names {place}, {problem}" in str(err.value)
+
+
+def test_a_named_dir_missing_one_file_names_that_file(tmp_path):
+    make_fake_fashion(tmp_path / "mine", seed=3)
+    (tmp_path / "mine" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(data.DataDirError, match=r"holds no t10k-labels-idx1-ubyte.gz \(gzipped or raw\)"):
+        data.load_fashion_mnist("test", tmp_path / "mine", verify=False)
 
 
 def test_env_dir_honoured(monkeypatch, tmp_path):
@@ -260,24 +285,23 @@ def test_system_dir_is_searched_last(tmp_path):
 
 
 def test_corrupt_first_copy_falls_through_to_good_one(tmp_path):
-    make_fake_fashion(tmp_path / "first", seed=7)
-    bad = tmp_path / "first" / "t10k-images-idx3-ubyte.gz"
+    make_fake_fashion(data.default_cache_dir(), seed=7)
+    bad = data.default_cache_dir() / "t10k-images-idx3-ubyte.gz"
     bad.write_bytes(bad.read_bytes()[:50])
     good = make_fake_fashion(tmp_path / "system", seed=7)
     with pytest.warns(UserWarning, match="ignored invalid copies") as rec:
-        images, labels = data.load_fashion_mnist("test", tmp_path / "first", download=False, verify=False)
+        images, labels = data.load_fashion_mnist("test", download=False, verify=False)
     assert str(bad) in str(rec[0].message)
     np.testing.assert_array_equal(images, good["test"][0])
     np.testing.assert_array_equal(labels, good["test"][1])
 
 
-def test_missing_everywhere_without_download(monkeypatch, tmp_path):
-    monkeypatch.setenv("NANOAE_DATA_DIR", str(tmp_path / "env"))
-    (tmp_path / "env").mkdir()
+def test_missing_everywhere_without_download(tmp_path):
+    data.default_cache_dir().mkdir(parents=True)  # there but empty; the system dir is absent
     with pytest.raises(DatasetError) as err:
-        data.load_fashion_mnist("test", tmp_path / "explicit", download=False)
+        data.load_fashion_mnist("test", download=False)
     msg = str(err.value)
-    for place in (tmp_path / "explicit", tmp_path / "env", data.default_cache_dir(), tmp_path / "system"):
+    for place in (data.default_cache_dir(), tmp_path / "system"):
         assert f"{place}: " in msg
     assert "no such directory" in msg and "no t10k-images-idx3-ubyte.gz or t10k-images-idx3-ubyte" in msg
     assert "download: disabled" in msg and "apt-get install dataset-fashion-mnist" in msg

@@ -102,6 +102,7 @@ def test_02_classify_codes(fake_data, tmp_path, backend_name):
     stdout, out = run_example("02_classify_codes.py", fake_data, tmp_path,
                               NANOAE_BACKEND=backend_name)
     assert "test accuracy" in stdout and "on 100 test images" in stdout
+    assert "the one with the lowest validation loss" in stdout  # says how it chose the epoch
     assert_pngs(out, "confusion.png", "curves.png")
 
 
@@ -118,6 +119,11 @@ def test_04_gradcheck_by_hand(fake_data, tmp_path, backend_name):
     assert "gradcheck passed" in stdout
     assert "caught the forgotten 1/N: gradcheck FAILED" in stdout
     assert_pngs(out, "gradcheck_step_size.png")
+
+
+def test_headers_say_how_to_run_them_with_the_readmes_venv():
+    for script in sorted(EXAMPLES.glob("0*.py")):
+        assert f"Run:  .venv/bin/python examples/{script.name}" in script.read_text(), script.name
 
 
 def test_outputs_are_git_ignored():

@@ -5,7 +5,8 @@ import pytest
 
 import nanoae as nn
 from nanoae.backend import to_numpy
-from nanoae.models import Autoencoder, Classifier, FineTuned, Standardize, build_model, dead_units
+from nanoae.models import (Autoencoder, Classifier, FineTuned, Standardize, build_model, dead_units,
+                           encoder_fingerprint)
 from nanoae.training import fit
 
 F64 = numpy.float64
@@ -86,3 +87,27 @@ def test_finetuned_gradcheck(xp, rng):
 def test_dead_units():
     codes = numpy.array([[0.0, 1.0, 0.0], [0.0, 2.0, -1.0]])
     assert dead_units(codes) == 1
+
+
+def test_encoder_fingerprint_names_the_architecture_and_changes_with_any_weight():
+    a, b = Autoencoder((784, 16, 8), code_activation="linear", seed=0), \
+        Autoencoder((784, 16, 8), code_activation="linear", seed=0)
+    fa = encoder_fingerprint(a)
+    assert fa == encoder_fingerprint(b)  # same seed, same weights
+    assert fa["widths"] == [784, 16, 8] and fa["code_activation"] == "linear" and len(fa["sha256"]) == 64
+    b.encoder[0].W.data[3, 2] += 1e-6  # one weight, slightly
+    assert encoder_fingerprint(b)["sha256"] != fa["sha256"]
+    a.decoder[0].W.data[...] = 0  # the decoder does not make the codes
+    assert encoder_fingerprint(a) == fa
+
+
+def test_finetuned_and_classifier_predict_alike(rng):
+    ae = Autoencoder((10, 6, 3), code_activation="linear", seed=1)
+    head = Classifier(3, (5,), 4, seed=2)
+    x = rng.random((7, 10)).astype(numpy.float32)
+    scaler = Standardize.fit(ae.encode(x))
+    model = FineTuned(ae, scaler, head)
+    assert (to_numpy(model.predict(x)) == to_numpy(head.predict(scaler(ae.encode(x))))).all()
+    rebuilt = Standardize.from_config(scaler.config)
+    numpy.testing.assert_allclose(to_numpy(rebuilt(ae.encode(x))), to_numpy(scaler(ae.encode(x))),
+                                  rtol=1e-6)

@@ -1,9 +1,12 @@
 """Pipeline choices that the demo's figures rest on."""
 
 import numpy
+import pytest
 
 import nanoae as nn
-from nanoae.pipeline import REFERENCE_AE, Settings, Splits, score_classifier, train_autoencoder
+import nanoae.training
+from nanoae.pipeline import (REFERENCE_AE, Settings, Splits, autoencoder_metrics, confusion_matrix,
+                             score_classifier, train_autoencoder, tsne_map)
 
 
 def left_vs_right():
@@ -49,3 +52,33 @@ def test_autoencoder_widths_come_from_the_settings_and_the_reference_stays_fixed
     assert reference.config["widths"] == list(REFERENCE_AE["widths"]) == [784, 128, 64, 32]
     assert reference.config["code_activation"] == "relu" and len(history["epoch"]) == 20
     assert Settings().as_dict()["ae_widths"] == [784, 256, 128, 32]  # JSON-friendly in metrics
+
+
+def test_autoencoder_validation_loss_is_on_the_clean_held_out_images():
+    rng = numpy.random.default_rng(1)
+    x, x_val = (rng.integers(0, 256, (n, 784), dtype=numpy.uint8) for n in (64, 32))
+    settings = Settings(ae_widths=(784, 16, 8), ae_epochs=2, ae_mask=0.5, batch_size=32, progress=False)
+    model, history = train_autoencoder(x, settings, validation=x_val)
+    assert len(history["val_loss"]) == 2
+    clean = nn.training.evaluate(model, nn.BinaryCrossEntropy(), x_val)["loss"]
+    assert history["val_loss"][-1] == pytest.approx(clean, rel=1e-6)
+    metrics = autoencoder_metrics(model, x_val, prefix="ae")
+    assert set(metrics) == {"ae_test_bce", "ae_test_mse", "ae_dead_code_units"}
+    assert metrics["ae_test_bce"] == pytest.approx(clean, rel=1e-5)
+
+
+def test_tsne_map_refuses_what_it_cannot_do_and_reports_the_perplexity_it_used():
+    rng = numpy.random.default_rng(0)
+    codes, labels = rng.normal(size=(40, 4)).astype(numpy.float32), numpy.arange(40) % 4
+    for points in (41, 10):
+        with pytest.raises(ValueError, match="more than 10 points and at most the 40 codes"):
+            tsne_map(codes, labels, points=points)
+    with pytest.raises(ValueError, match="class 3 has a single point among the first 12"):
+        tsne_map(codes, numpy.r_[numpy.arange(11) % 3, 3, numpy.zeros(28, int)], points=12)
+    _, metrics = tsne_map(codes, labels, points=31, perplexity=20)
+    assert metrics["tsne_points"] == 31 and metrics["tsne_perplexity"] == 10.0  # (31 - 1) / 3
+
+
+def test_confusion_matrix_counts_true_rows_and_predicted_columns():
+    cm = confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], classes=3)
+    assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]

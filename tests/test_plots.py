@@ -122,12 +122,82 @@ def test_label_positions_separate_close_labels_and_leave_the_rest():
     assert pos[1, 1] > pos[0, 1]  # order kept: the higher median keeps the higher label
 
 
-def test_codes_activity_marks_dead_units(tmp_path, rng):
-    codes = np.maximum(rng.normal(size=(200, 32)), 0)
-    codes[:, [2, 7]] = 0
-    check_png(plots.plot_codes_activity(codes, tmp_path / "codes.png"))
+def _texts(fig):
+    """Every piece of text on a figure: titles, labels, legend entries, annotations."""
+    out = [fig._suptitle.get_text()] if fig._suptitle else []
+    for ax in fig.axes:
+        out += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()] + [t.get_text() for t in ax.texts]
+        if ax.get_legend():
+            out += [t.get_text() for t in ax.get_legend().get_texts()]
+    return [t for t in out if t]
+
+
+def test_codes_figure_shows_each_units_spread_and_marks_dead_units_only_where_there_are(tmp_path, rng):
+    linear = rng.normal(size=(1000, 32)) * np.geomspace(0.1, 30, 32)
+    fig = plots._codes_figure(linear)
+    texts = " ".join(_texts(fig))
+    assert len(fig.axes) == 1  # no "% non-zero" panel: a linear code is never exactly zero
+    assert "none dead" in texts and "red" not in texts and "dead:" not in texts
+    # the spread drawn for each unit is its own: the 5-95 % bars grow with the unit's scale
+    (thin, thick) = [c for c in fig.axes[0].collections][:2]
+    lengths = [abs(seg[1][1] - seg[0][1]) for seg in thin.get_segments()]
+    assert np.argsort(lengths).tolist() == list(range(32))
+
+    relu = np.maximum(rng.normal(size=(200, 32)), 0)
+    relu[:, [2, 7]] = 0
+    fig = plots._codes_figure(relu)
+    texts = " ".join(_texts(fig))
+    assert len(fig.axes) == 2 and "2 of 32 units dead" in texts and "dead: zero on every image" in texts
+    marked = [line for line in fig.axes[0].lines if line.get_marker() == "x"][0]
+    assert marked.get_xdata().tolist() == [2, 7]
+    check_png(plots.plot_codes_activity(relu, tmp_path / "codes.png"))
     with pytest.raises(ValueError):
         plots.plot_codes_activity(np.empty((0, 32)), tmp_path / "none.png")
+
+
+def test_a_class_in_two_islands_is_labelled_on_an_island_not_between_them(rng):
+    """A centroid (or median) of two equal islands lies in the empty space between them."""
+    left = rng.normal(size=(300, 2)) * 0.5 + [-10, 0]
+    right = rng.normal(size=(260, 2)) * 0.5 + [10, 0]
+    other = rng.normal(size=(300, 2)) * 0.5 + [0, 8]
+    emb = np.concatenate([left, right, other])
+    labels = np.repeat([0, 0, 1], [300, 260, 300])
+    anchors = plots.densest_points(emb, labels, [0, 1])
+    assert np.linalg.norm(anchors[0] - [-10, 0]) < 1.0  # on the larger island
+    assert np.linalg.norm(anchors[1] - [0, 8]) < 1.0
+    assert abs(np.median(emb[labels == 0], axis=0)[0]) < 10  # where the old label went: between
+
+
+def test_curves_mark_the_kept_epoch_say_what_the_train_loss_saw_and_use_one_marker(tmp_path):
+    histories = {"autoencoder": {"train_loss": [0.3, 0.29], "val_loss": [0.28, 0.27]},
+                 "head": {"train_loss": [1.0, 0.6, 0.5], "val_loss": [1.1, 0.7, 0.8],
+                          "train_accuracy": [0.7, 0.8, 0.85], "val_accuracy": [0.68, 0.79, 0.78],
+                          "best_epoch": 2}}
+    out = plots.plot_curves(histories, tmp_path / "c.png",
+                            train_labels={"autoencoder": "train loss (masked inputs)"})
+    check_png(out)
+    fig = plots.Figure()
+    axes = fig.subplots(1, 2)
+    plots._curves_panel(axes[0], "autoencoder", histories["autoencoder"], "train loss (masked inputs)")
+    plots._curves_panel(axes[1], "head", histories["head"], "train loss")
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes]
+    assert legends[0] == ["train loss (masked inputs)", "validation loss"]
+    assert "kept epoch 2 (best on validation)" in legends[1]
+    kept = [line for line in axes[1].lines if line.get_linestyle() == ":"]
+    assert len(kept) == 1 and list(kept[0].get_xdata()) == [2, 2]
+    markers = {line.get_marker() for ax in fig.axes for line in ax.lines if line.get_linestyle() != ":"}
+    assert markers == {"."}
+
+
+def test_confusion_cells_share_one_number_format(monkeypatch):
+    import re
+
+    cm = np.diag([900, 5, 1000]) + 3  # cells from 0.3 % to 99.7 %: below and above 10
+    fig_texts = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: fig_texts.extend(
+        t.get_text() for t in fig.axes[0].texts))
+    plots.plot_confusion(cm, CLASS_NAMES[:3], "unused.png")
+    assert len(fig_texts) == 9 and all(re.fullmatch(r"\d+\.\d", t) for t in fig_texts), fig_texts
 
 
 def test_no_figures_left_open(tmp_path, rng):
