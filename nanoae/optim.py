@@ -248,20 +248,25 @@ def adam_step(w, g, m, v, *, lr, betas, eps, t) -> None:
 
 
 def adam_step_in_place(w, g, m, v, *, lr, betas, eps, t) -> None:
-    """``adam_step`` with one temporary instead of nine.
+    """``adam_step`` in the state's own memory, with one temporary instead of nine.
 
     The bias corrections are scalars, so they move out of the array work:
-    ``lr * m_hat / (sqrt(v_hat) + eps) = (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+
+        lr * m_hat / (sqrt(v_hat) + eps) = c * m / (sqrt(v) + eps * s)
+        with s = sqrt(1 - b2^t) and c = lr * s / (1 - b1^t)
     """
     xp = get_array_module(w)
     b1, b2 = betas
+    s = math.sqrt(1 - b2 ** t)
+    tmp = xp.multiply(g, 1 - b1)  # the one temporary, reused for every term below
     m *= b1
-    m += (1 - b1) * g  # m <- b1 m + (1 - b1) g
+    m += tmp  # m <- b1 m + (1 - b1) g
+    xp.multiply(g, g, out=tmp)
+    tmp *= 1 - b2
     v *= b2
-    v += (1 - b2) * (g * g)  # v <- b2 v + (1 - b2) g^2
-    step = xp.sqrt(v)  # the one temporary: the update of w, built up in place
-    step *= 1 / math.sqrt(1 - b2 ** t)
-    step += eps
-    xp.divide(m, step, out=step)
-    step *= lr / (1 - b1 ** t)
-    w -= step
+    v += tmp  # v <- b2 v + (1 - b2) g^2
+    xp.sqrt(v, out=tmp)
+    tmp += eps * s
+    xp.divide(m, tmp, out=tmp)
+    tmp *= lr * s / (1 - b1 ** t)
+    w -= tmp
