@@ -165,7 +165,7 @@ The hardest classes: {', '.join(f'{CLASS_NAMES[i]} ({100 * per_class[i]:.1f} %)'
 
 # The README's results table: (label, metric keys, target). Keys joined by " / " share a row.
 README_ROWS = [
-    ("reference autoencoder 784-128-64-32 (ReLU code), 20 epochs at lr 1e-3, test BCE",
+    ("reference autoencoder 784-128-64-32 (ReLU code, Glorot-uniform init), 20 epochs at lr 1e-3, test BCE",
      ["ref_ae_test_bce"], "<= 0.2880 (PyTorch 0.2878 / 0.2884)"),
     ("... test MSE per pixel / dead code units of 32", ["ref_ae_test_mse", "ref_ae_dead_code_units"],
      "(PyTorch 0.0148 / 6-7)"),

@@ -17,7 +17,7 @@ README_RUN = {
 def test_readme_table_is_generated_from_the_metrics():
     lines = readme_table(README_RUN).splitlines()
     assert lines[0] == "| result | nanoae | target (PyTorch reference, same work) |"
-    assert lines[2] == ("| reference autoencoder 784-128-64-32 (ReLU code), 20 epochs at lr 1e-3, "
+    assert lines[2] == ("| reference autoencoder 784-128-64-32 (ReLU code, Glorot-uniform init), 20 epochs at lr 1e-3, "
                         "test BCE | 0.2828 | <= 0.2880 (PyTorch 0.2878 / 0.2884) |")
     assert "| ... test MSE per pixel / dead code units of 32 | 0.0130 / 5 |" in lines[3]
     assert lines[4].startswith("| default autoencoder 784-256-128-32 (linear code, denoising), "
