@@ -47,7 +47,8 @@ def test_environment_variable_chooses_the_backend(monkeypatch):
 
 
 def test_the_core_imports_nothing_heavy():
-    """DESIGN: the numerical core never imports matplotlib, scikit-learn, tqdm or cupy."""
+    """The numerical core (layers, losses, optim, model, gradcheck) never imports matplotlib,
+    scikit-learn, tqdm or cupy: it stays light to import and to read."""
     import subprocess
     import sys
 

@@ -282,7 +282,6 @@ def test_fuzzed_checkpoints_load_or_raise_checkpoint_error(saved, tmp_path):
     target, target_opt = make(seed=8)
     bad = tmp_path / "fuzz.npz"
     outcomes = {"loaded": 0, "error": 0}
-    start = time.perf_counter()
     for i in range(200):
         if i < 100:  # a truncated zip has lost its central directory: it must never load
             content = data[: int(rng.integers(0, len(data)))]
@@ -301,7 +300,6 @@ def test_fuzzed_checkpoints_load_or_raise_checkpoint_error(saved, tmp_path):
             assert i >= 100, f"truncation to {len(content)} bytes loaded"
             assert isinstance(meta, dict)
             outcomes["loaded"] += 1
-    assert time.perf_counter() - start < 10
     assert outcomes["error"] >= 100
 
 
