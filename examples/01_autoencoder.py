@@ -5,7 +5,7 @@ BinaryCrossEntropy, Adam) fit together, and the data flow of one training step:
 batch -> forward -> loss -> backward_from_loss -> optimizer.step.
 
 Run:  .venv/bin/python examples/01_autoencoder.py
-Time: 1 min 40 s on a 2-core Intel Xeon (2026-11-27, other work running: load 2-4).
+Time: 10 s on a quiet 2-core Intel Xeon (2026-11-27).
 Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (default 5), NANOAE_EXAMPLE_LIMIT.
 Writes examples/out/reconstructions.png.
 """

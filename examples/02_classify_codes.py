@@ -6,7 +6,7 @@ frozen, standardised codes: how much class information the code kept without
 ever seeing a label.
 
 Run:  .venv/bin/python examples/02_classify_codes.py
-Time: 2 min 15 s on a 2-core Intel Xeon (2026-11-27, other work running: load 3-4).
+Time: 17 s on a quiet 2-core Intel Xeon (2026-11-27).
 Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (autoencoder epochs, default 5; the
 head gets 4x as many), NANOAE_EXAMPLE_LIMIT.
 Writes examples/out/confusion.png and examples/out/curves.png.

@@ -6,7 +6,7 @@ over-reading it: trustworthiness says whether the map's neighbours were
 neighbours in the 32-d codes too, and 5-NN accuracy how well classes separate.
 
 Run:  .venv/bin/python examples/03_tsne_map.py
-Time: 27 s on a 2-core Intel Xeon (2026-11-27, other work running: load 3-4).
+Time: 25 s on a quiet 2-core Intel Xeon (2026-11-27).
 Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (default 5), NANOAE_EXAMPLE_LIMIT.
 Writes examples/out/tsne.png.
 """
