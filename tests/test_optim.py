@@ -284,3 +284,25 @@ def test_bce_from_logits_matches_its_plain_formula(xp, rng):
     p = nn.Sigmoid()(z)
     fast = float(nn.BinaryCrossEntropy()(p, t, logits=z))
     assert fast == pytest.approx(float(_bce_from_logits_plain(xp, p, t, z)), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+@pytest.mark.parametrize("in_place", [True, False])
+def test_adam_follows_pytorchs_trajectory(name, in_place):
+    """Ten steps of nanoae's Adam/AdamW and torch.optim's on the same gradients, in float64."""
+    torch = pytest.importorskip("torch", reason="PyTorch is optional (pip install -e '.[bench]')")
+    rng = numpy.random.default_rng(3)
+    w0 = rng.standard_normal((5, 4))
+    grads = [rng.standard_normal((5, 4)) * s for s in (1, 1e-3, 10, 0.5, 1, 2, 1e-2, 1, 3, 0.1)]
+    kwargs = dict(lr=0.05, betas=(0.8, 0.99), eps=1e-6)
+    kwargs_wd = dict(kwargs, weight_decay=0.1) if name == "AdamW" else kwargs
+    p = Parameter(w0.copy())
+    ours = getattr(nn, name)([p], in_place=in_place, **kwargs_wd)
+    t = torch.tensor(w0.copy(), requires_grad=True)
+    theirs = getattr(torch.optim, name)([t], foreach=False, **kwargs_wd)
+    for g in grads:
+        p.grad[...] = g
+        ours.step()
+        t.grad = torch.tensor(g)
+        theirs.step()
+    numpy.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-12, atol=1e-14)
