@@ -84,7 +84,9 @@ class TrainState:
         saved = load_checkpoint(path, model, optimizer)["user"]
         self.history = saved["history"]
         self.epoch, self.step = saved["epoch"], saved["step"]
-        self.partial = (saved["partial_losses"], saved["partial_correct"])
+        # checkpoints written before per-step losses were kept hold only their sum
+        losses = saved.get("partial_losses", [saved.get("partial_loss_sum", 0.0)] if self.step else [])
+        self.partial = (losses, saved["partial_correct"])
         if saved.get("best_epoch") is not None and saved.get("monitor") == self.monitor:
             self.best_score, self.best_epoch = saved["best_score"], saved["best_epoch"]
             best = read_checkpoint_extra(path)
