@@ -261,9 +261,10 @@ def score_classifier(model, splits: Splits, settings: Settings, prefix: str = "c
 
     def views(x, mirror):
         """Class probabilities on the images alone and, if asked, averaged with those on
-        their mirror images (``predict(..., mirror=True)``)."""
+        their mirror images (what ``predict(..., mirror=True)`` computes): one pass per view."""
         x = backend.to_device(x)
-        return predict(model, x), (predict(model, x, mirror=True) if mirror else None)
+        single = predict(model, x)
+        return single, (0.5 * (single + predict(model, mirror_images(x))) if mirror else None)
 
     def figures(probs, y):
         y = backend.to_device(y)
