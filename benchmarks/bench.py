@@ -2,6 +2,7 @@
 
     python benchmarks/bench.py [--repeats N] [--epochs-per-run E] [--only NAMES] [--batch B]
                                [--json PATH] [--quick] [--device cpu|cuda] [--unset-openblas-env]
+                               [--threads N[,M...]]
     python benchmarks/bench.py --workers N [--repeats N] [--epochs-per-run E] [--batch B] [--json PATH] [--quick]
                                (data-parallel scaling over MPI instead: see data_parallel.py)
 
@@ -36,6 +37,12 @@ Method:
   it too). No bias, activation, loss, optimizer or batch gathering: a lower bound
   that no implementation on this BLAS can beat. ``nanoae / floor - 1`` is the time
   nanoae spends outside the matrix products, relative to them.
+* Threads (``--threads 1,2``): every contender runs with each BLAS / PyTorch thread
+  count in turn (interleaved like the repeats), one table per count, then a table of
+  how each contender's epoch time scales from the first count to the last. NumPy's
+  elementwise functions (activations, loss, Adam) run on one core whatever the
+  count; PyTorch's use every thread it is given. This table shows how much of a
+  gap between them is that.
 * GPU memory (``--device cuda``): what each child's allocator held at its peak,
   CuPy's memory pool or PyTorch's caching allocator (``contenders.gpu_memory``).
 
@@ -58,7 +65,7 @@ import sys
 import time
 from pathlib import Path
 
-from contenders import BATCH, LR, RUNNERS, Skip, child_info, gemm_flops, gpu_memory, load_data
+from contenders import BATCH, LR, RUNNERS, Skip, blas_info, child_info, gemm_flops, gpu_memory, load_data
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,7 +89,8 @@ def child(args) -> int:
             x, y = load_data(workload, args.n)
             seconds, note = RUNNERS[contender](workload, x, y, 1 + args.epochs_per_run, args.device,
                                                args.batch)
-            result = {"warmup": seconds[0], "seconds": seconds[1:], "note": note, **gpu_memory()}
+            result = {"warmup": seconds[0], "seconds": seconds[1:], "note": note, **gpu_memory(),
+                      "blas_threads": blas_info().get("blas_threads")}
     except Skip as e:
         result = {"skipped": str(e)}
     result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -128,8 +136,9 @@ def summarise(runs: list[dict], flops: float, steps: int) -> dict:
 
 
 def print_table(workload: str, rows: dict, args) -> None:
+    threads = f", {args.table_threads} thread(s)" if args.table_threads else ""
     print(f"\n== {workload}: {WORKLOADS[workload]}, batch {args.batch}; {args.n} examples, "
-          f"{args.repeats} repeat(s) x {args.epochs_per_run} epoch(s) after 1 warm-up ==")
+          f"{args.repeats} repeat(s) x {args.epochs_per_run} epoch(s) after 1 warm-up{threads} ==")
     gpu = args.device == "cuda"  # then a column of GPU memory: the allocator's peak (see gpu_memory)
     print(f"{'contender':<12} {'s/epoch':>8} {'min-max':>13} {'ms/step':>8} {'GEMM GF/s':>9} "
           f"{'RSS MiB':>8} " + (f"{'GPU MiB':>8} " if gpu else "") + f"{'nanoae/this':>11}  note")
@@ -149,6 +158,30 @@ def print_table(workload: str, rows: dict, args) -> None:
         print("ratios: " + ", ".join(f"nanoae/{k} = {base / v['median_s']:.2f}" for k, v in peers.items()))
     if "median_s" in rows.get("floor", {}) and "median_s" in rows.get("torch-tuned", {}):
         print(f"floor/torch-tuned = {rows['floor']['median_s'] / rows['torch-tuned']['median_s']:.2f}")
+
+
+def with_threads(env: dict, threads: int) -> dict:
+    """``env`` with every BLAS / OpenMP thread-count variable set to ``threads``.
+
+    The children read it before NumPy loads its BLAS, and the PyTorch contenders
+    set their own thread count to the BLAS one (``contenders.py``).
+    """
+    counts = {v: str(threads) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    return {**env, **counts}
+
+
+def print_scaling(results: dict, thread_counts: list, workloads: list, contenders: list) -> None:
+    """One row per contender: s/epoch at each thread count and the speed-up first -> last."""
+    first, last = thread_counts[0], thread_counts[-1]
+    for w in workloads:
+        print(f"\n== {w}: s/epoch by thread count ==")
+        print(f"{'contender':<12} " + " ".join(f"{str(t) + ' thr':>8}" for t in thread_counts)
+              + f" {'speed-up ' + str(first) + '->' + str(last):>15}")
+        for c in contenders:
+            times = [results[t][w][c].get("median_s") for t in thread_counts]
+            if None in times:
+                continue
+            print(f"{c:<12} " + " ".join(f"{x:8.3f}" for x in times) + f" {times[0] / times[-1]:15.2f}")
 
 
 def print_header(meta: dict, args) -> None:
@@ -180,6 +213,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--unset-openblas-env", action="store_true",
                    help=f"unset {' and '.join(OPENBLAS_VARS)} in the child processes")
+    p.add_argument("--threads", default="", help="comma list of BLAS/PyTorch thread counts to run "
+                   "each contender with, e.g. 1,2 (default: as inherited, normally all cores)")
     p.add_argument("--workers", type=int, help="instead: the data-parallel benchmark, N MPI ranks x "
                    "(cores/N) BLAS threads against 1 rank x all cores (data_parallel.py)")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -205,12 +240,19 @@ def main(argv=None) -> int:
         p.error(f"--only: unknown names {sorted(unknown)}")
     workloads = [w for w in WORKLOADS if w in only] or list(WORKLOADS)
     contenders = [c for c in CONTENDERS if c in only] or list(CONTENDERS)
+    try:
+        thread_counts = [int(t) for t in args.threads.split(",") if t] or [None]
+    except ValueError:
+        p.error(f"--threads: expected a comma list of integers, got {args.threads!r}")
+    if any(t is not None and t < 1 for t in thread_counts):
+        p.error("--threads: thread counts must be >= 1")
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     inherited = {v: os.environ.get(v) for v in OPENBLAS_VARS}
     if args.unset_openblas_env:
         for v in OPENBLAS_VARS:
             env.pop(v, None)
+    args.table_threads = None
     info = spawn("info", args, env)
     if "failed" in info:
         print(f"the info probe failed:\n{info['stderr']}", file=sys.stderr)
@@ -227,35 +269,47 @@ def main(argv=None) -> int:
             **info}
     print_header(meta, args)
 
-    raw = {w: {c: [] for c in contenders} for w in workloads}
+    envs = {t: env if t is None else with_threads(env, t) for t in thread_counts}
+    raw = {t: {w: {c: [] for c in contenders} for w in workloads} for t in thread_counts}
     skipped = set()
     for r in range(args.repeats):
-        for w in workloads:
-            for c in contenders:
-                if (w, c) in skipped:
-                    continue
-                t0 = time.perf_counter()
-                res = spawn(f"{w}:{c}", args, env)
-                raw[w][c].append(res)
-                if "seconds" in res:
-                    msg = f"{statistics.median(res['seconds']):.3f} s/epoch, {res['rss_mib']:.0f} MiB"
-                else:
-                    skipped.add((w, c))
-                    msg = f"skipped: {res.get('skipped') or res.get('failed')}"
-                    if "stderr" in res:
-                        msg += "\n" + res["stderr"]
-                print(f"[{r + 1}/{args.repeats}] {w} {c}: {msg} ({time.perf_counter() - t0:.0f} s wall)",
-                      file=sys.stderr, flush=True)
+        for t in thread_counts:
+            for w in workloads:
+                for c in contenders:
+                    if (w, c) in skipped:
+                        continue
+                    t0 = time.perf_counter()
+                    res = spawn(f"{w}:{c}", args, envs[t])
+                    raw[t][w][c].append(res)
+                    if "seconds" in res:
+                        msg = f"{statistics.median(res['seconds']):.3f} s/epoch, {res['rss_mib']:.0f} MiB"
+                    else:
+                        skipped.add((w, c))
+                        msg = f"skipped: {res.get('skipped') or res.get('failed')}"
+                        if "stderr" in res:
+                            msg += "\n" + res["stderr"]
+                    where = f" ({t} thread(s))" if t else ""
+                    print(f"[{r + 1}/{args.repeats}] {w} {c}{where}: {msg} "
+                          f"({time.perf_counter() - t0:.0f} s wall)", file=sys.stderr, flush=True)
 
-    results = {}
-    for w in workloads:
-        steps = math.ceil(args.n / args.batch)
-        results[w] = {c: summarise(raw[w][c], gemm_flops(w, args.n), steps) for c in contenders}
-        print_table(w, results[w], args)
+    steps = math.ceil(args.n / args.batch)
+    results = {t: {w: {c: summarise(raw[t][w][c], gemm_flops(w, args.n), steps) for c in contenders}
+                   for w in workloads} for t in thread_counts}
+    for t in thread_counts:
+        args.table_threads = t
+        for w in workloads:
+            print_table(w, results[t][w], args)
+    if len(thread_counts) > 1:
+        print_scaling(results, thread_counts, workloads, contenders)
     print("\nGEMM GF/s: the floor's matrix-product FLOPs per epoch / s per epoch (the same count for "
           "every row).")
+    if len(thread_counts) == 1:
+        results = results[thread_counts[0]]  # the JSON layout of a run without --threads
+    else:
+        results = {f"{t}_threads": r for t, r in results.items()}
     if args.json:
         settings = {k: getattr(args, k) for k in ("repeats", "epochs_per_run", "quick", "device", "n")}
+        settings["threads"] = thread_counts
         doc = {"meta": meta, "settings": {**settings, "batch": args.batch, "lr": LR, "workloads": WORKLOADS,
                                           "contenders": contenders}, "results": results}
         args.json.write_text(json.dumps(doc, indent=1) + "\n")

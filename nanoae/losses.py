@@ -19,8 +19,8 @@ z (the input of the last activation):
 uses both. Going through dL/dpred instead divides by p (1 - p), which underflows
 to 0 for saturated outputs; the fused form is exact there and costs fewer passes.
 
-Stability. log(p) is taken of max(p, tiny) and clamped at -100 (the clamp that
-``torch.nn.BCELoss`` applies), so p = 0 or 1 gives a finite loss without
+Stability. log(p) is taken of max(p, e^-100) (a clamp at -100, as
+``torch.nn.BCELoss`` applies; at the smallest normal number in float32), so p = 0 or 1 gives a finite loss without
 warnings; the unfused backward clips p to [eps, 1 - eps] (eps of the array's own
 dtype, not float64's) so it stays finite too.
 
@@ -44,8 +44,14 @@ _LOG_FLOOR = -100.0  # as torch.nn.BCELoss: log terms are clamped at -100
 
 
 def _safe_log(xp, p):
-    """log(p) for p in [0, 1], never -inf and never a warning: >= max(-100, log(tiny))."""
-    return xp.maximum(xp.log(xp.maximum(p, numpy.finfo(p.dtype).tiny)), _LOG_FLOOR)
+    """log(p) for p in [0, 1], never -inf and never a warning: ``log(max(p, floor))``.
+
+    floor = max(e^-100, tiny), the dtype's smallest normal number tiny: in
+    float64 the log is clamped at -100 as torch does; in float32, e^-100 is
+    below tiny (a subnormal: slow, on Intel) and the log stops at log(tiny) = -87.3.
+    """
+    floor = max(numpy.exp(_LOG_FLOOR), float(numpy.finfo(p.dtype).tiny))
+    return xp.log(xp.maximum(p, floor))
 
 
 class Loss:

@@ -75,6 +75,15 @@ def test_bce_finite_at_zero_and_one(xp, dtype):
     assert g[0, 2] < 0 < g[0, 3]  # pushes p up where t = 1, down where t = 0
 
 
+def test_bce_log_clamp_values(xp):
+    """A wrong answer of certainty costs 100, as torch.nn.BCELoss; in float32, -log(tiny) = 87.34."""
+    loss = nn.BinaryCrossEntropy()
+    for dtype, expected in ((numpy.float64, 100.0), (numpy.float32, -numpy.log(numpy.finfo(numpy.float32).tiny))):
+        p = xp.asarray(numpy.array([[0.0, 1.0]], dtype=dtype))
+        t = xp.asarray(numpy.array([[1.0, 0.0]], dtype=dtype))
+        assert float(loss(p, t)) == pytest.approx(float(expected), rel=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
 def test_ce_finite_with_zero_true_probability(xp, dtype):
     p = xp.asarray(numpy.array([[1.0, 0.0], [0.5, 0.5]], dtype=dtype))
