@@ -223,6 +223,8 @@ def main(argv=None) -> int:
     if args.child:
         return child(args)
     if args.workers is not None:
+        if args.threads:
+            p.error("--threads does not apply to --workers (each rank gets cores/N BLAS threads)")
         import data_parallel  # noqa: PLC0415  (beside this file)
 
         forward = ["--workers", str(args.workers), "--epochs-per-run", str(args.epochs_per_run),

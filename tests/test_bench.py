@@ -31,8 +31,7 @@ def test_threads_option_runs_each_contender_with_each_thread_count(tmp_path):
         assert [run["blas_threads"] for run in runs] == [threads]  # the child really ran with it
 
 
-def test_threads_option_rejects_bad_counts():
-    for bad in ("0", "two"):
-        r = subprocess.run([sys.executable, str(BENCH), "--threads", bad], capture_output=True, text=True,
-                           timeout=60)
-        assert r.returncode == 2 and "--threads" in r.stderr
+def test_threads_option_rejects_bad_counts_and_workers():
+    for bad in (["--threads", "0"], ["--threads", "two"], ["--threads", "1", "--workers", "2"]):
+        r = subprocess.run([sys.executable, str(BENCH), *bad], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "--threads" in r.stderr, (bad, r.stderr)
