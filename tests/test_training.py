@@ -349,34 +349,18 @@ class NoHostReads(numpy.ndarray):
         # keep reductions (sum, mean) 0-d arrays of this class, as CuPy keeps them on the device
         return numpy.asarray(obj).view(NoHostReads)
 
-    def _refuse(self, *args):
+
+def _refusing(name):
+    """The ndarray method ``name``, failing while NoHostReads is armed."""
+    def method(self, *args):
         if NoHostReads.armed:
-            raise HostReadError("a device value was read on the host inside the step loop")
-        return getattr(numpy.ndarray, self._what)(self, *args)
+            raise HostReadError(f"a device value was read on the host ({name}) inside the step loop")
+        return getattr(numpy.ndarray, name)(self, *args)
+    return method
 
-    def __float__(self):
-        self._what = "__float__"
-        return self._refuse()
 
-    def __int__(self):
-        self._what = "__int__"
-        return self._refuse()
-
-    def __bool__(self):
-        self._what = "__bool__"
-        return self._refuse()
-
-    def __index__(self):
-        self._what = "__index__"
-        return self._refuse()
-
-    def item(self, *args):
-        self._what = "item"
-        return self._refuse(*args)
-
-    def tolist(self):
-        self._what = "tolist"
-        return self._refuse()
+for _name in ("__float__", "__int__", "__bool__", "__index__", "item", "tolist"):
+    setattr(NoHostReads, _name, _refusing(_name))
 
 
 def test_the_step_loop_reads_nothing_back_to_the_host(monkeypatch):
