@@ -135,8 +135,8 @@ def summarise(runs: list[dict], flops: float, steps: int) -> dict:
             "note": ok[0]["note"], "runs": runs}
 
 
-def print_table(workload: str, rows: dict, args) -> None:
-    threads = f", {args.table_threads} thread(s)" if args.table_threads else ""
+def print_table(workload: str, rows: dict, args, threads_used: int | None = None) -> None:
+    threads = f", {threads_used} thread(s)" if threads_used else ""
     print(f"\n== {workload}: {WORKLOADS[workload]}, batch {args.batch}; {args.n} examples, "
           f"{args.repeats} repeat(s) x {args.epochs_per_run} epoch(s) after 1 warm-up{threads} ==")
     gpu = args.device == "cuda"  # then a column of GPU memory: the allocator's peak (see gpu_memory)
@@ -254,7 +254,6 @@ def main(argv=None) -> int:
     if args.unset_openblas_env:
         for v in OPENBLAS_VARS:
             env.pop(v, None)
-    args.table_threads = None
     info = spawn("info", args, env)
     if "failed" in info:
         print(f"the info probe failed:\n{info['stderr']}", file=sys.stderr)
@@ -298,9 +297,8 @@ def main(argv=None) -> int:
     results = {t: {w: {c: summarise(raw[t][w][c], gemm_flops(w, args.n), steps) for c in contenders}
                    for w in workloads} for t in thread_counts}
     for t in thread_counts:
-        args.table_threads = t
         for w in workloads:
-            print_table(w, results[t][w], args)
+            print_table(w, results[t][w], args, t)
     if len(thread_counts) > 1:
         print_scaling(results, thread_counts, workloads, contenders)
     print("\nGEMM GF/s: the floor's matrix-product FLOPs per epoch / s per epoch (the same count for "
