@@ -40,7 +40,10 @@ def _skip_reason():
     return None
 
 
-needs_mpi = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+def needs_mpi(test):
+    """Runs ``mpiexec``: skipped where MPI is missing, and marked ``subprocess``."""
+    skip = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+    return pytest.mark.subprocess(skip(test))
 
 
 def _env():
@@ -228,6 +231,7 @@ def test_a_shards_mask_is_its_rows_of_the_whole_batchs_mask():
     np.testing.assert_array_equal(part, whole[rows])
 
 
+@pytest.mark.subprocess
 def test_single_process_does_not_import_mpi4py(tmp_path):
     proc = run_worker(tmp_path, "sizeone", ranks=None)
     _ok(proc)

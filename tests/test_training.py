@@ -408,3 +408,146 @@ def test_predict_and_evaluate_move_host_inputs_to_the_models_device(xp):
     assert type(probs) is type(head[0].W.data)
     numpy.testing.assert_allclose(to_numpy(probs), to_numpy(head(xp.asarray(x))), rtol=1e-6)
     assert 0 <= evaluate(head, nn.CrossEntropy(), x, y)["accuracy"] <= 1
+
+
+# --- what a run visits and records (issue 21: each of these could break unnoticed) -------------
+
+
+class Recorder(nn.CrossEntropy):
+    """Cross-entropy that notes the labels of every batch it scores, in order.
+
+    Labelling example i with class i makes those labels the indices of the examples a
+    step trained on.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def forward(self, pred, target, **kw):
+        self.batches.append(to_numpy(target).tolist())
+        return super().forward(pred, target, **kw)
+
+
+def batches_of_each_epoch(n=35, batch_size=10, epochs=3, **fit_kwargs):
+    """The example indices of every step of a fit on n examples, grouped by epoch."""
+    head = Classifier(4, (8,), n, seed=0)
+    x = numpy.random.default_rng(0).random((n, 4), dtype=numpy.float32)
+    loss, opt = Recorder(), nn.SGD(head.parameters(), lr=1e-3)
+    fit(head, loss, opt, x, numpy.arange(n), epochs=epochs, batch_size=batch_size,
+        progress=False, verbose=False, **fit_kwargs)
+    steps = -(-n // batch_size)
+    assert len(loss.batches) == epochs * steps == opt.t
+    return [loss.batches[e * steps:(e + 1) * steps] for e in range(epochs)]
+
+
+def test_every_epoch_trains_on_every_example_once_including_the_last_partial_batch():
+    # 35 examples in batches of 10: 4 steps per epoch, the last one of 5 examples.
+    for epoch in batches_of_each_epoch(n=35, batch_size=10):
+        assert [len(b) for b in epoch] == [10, 10, 10, 5]
+        assert sorted(sum(epoch, [])) == list(range(35))
+
+
+def test_every_epoch_draws_a_fresh_order_and_the_seed_chooses_it():
+    orders = [sum(epoch, []) for epoch in batches_of_each_epoch(seed=4)]
+    assert len({tuple(order) for order in orders}) == 3  # three epochs, three orders
+    assert orders == [sum(e, []) for e in batches_of_each_epoch(seed=4)]  # reproducible
+    assert orders != [sum(e, []) for e in batches_of_each_epoch(seed=5)]  # another seed, another run
+
+
+def test_evaluate_is_the_mean_over_every_example_whatever_the_batch_size():
+    rng = numpy.random.default_rng(6)
+    x = rng.random((10, 4), dtype=numpy.float32)
+    y = rng.integers(0, 3, size=10)
+    head = Classifier(4, (8,), 3, seed=1)
+    probs = head(x)
+    per_example = -numpy.log(probs[numpy.arange(10), y])
+    for batch_size in (3, 4, 10, 2048):  # 4 batches of 3,3,3,1; 3 of 4,4,2; one batch
+        r = evaluate(head, nn.CrossEntropy(), x, y, batch_size=batch_size)
+        assert r["loss"] == pytest.approx(per_example.mean(), rel=1e-5)
+        assert r["accuracy"] == pytest.approx((probs.argmax(axis=1) == y).mean())
+    assert 0 < r["accuracy"] < 1  # a mix of right and wrong answers: counting matters
+    ae = small_ae()
+    images = tiny_images(10)
+    expected = nn.BinaryCrossEntropy()(ae(as_batch(images)), as_batch(images))
+    assert evaluate(ae, nn.BinaryCrossEntropy(), images, batch_size=3)["loss"] == pytest.approx(
+        float(expected), rel=1e-5)
+
+
+class Frozen(nn.SGD):
+    """An optimizer that counts its steps and never moves the weights."""
+
+    def step(self):
+        self.t += 1
+
+
+def test_training_accuracy_and_loss_are_those_of_every_step_of_the_epoch():
+    """With weights that never move, each step scores the same model, so an epoch's training
+    figures are that model's figures on the whole training set."""
+    rng = numpy.random.default_rng(7)
+    x = rng.random((23, 4), dtype=numpy.float32)
+    y = rng.integers(0, 3, size=23)
+    head = Classifier(4, (8,), 3, seed=2)
+    hist = fit(head, nn.CrossEntropy(), Frozen(head.parameters(), lr=1.0), x, y, epochs=2,
+               batch_size=5, progress=False, verbose=False)  # 5 steps, the last one of 3
+    whole = evaluate(head, nn.CrossEntropy(), x, y)
+    assert 0 < whole["accuracy"] < 1
+    assert hist["train_accuracy"] == [pytest.approx(whole["accuracy"])] * 2
+    assert hist["train_loss"] == [pytest.approx(whole["loss"], rel=1e-5)] * 2
+
+
+class ScriptedValidation(nn.BinaryCrossEntropy):
+    """BCE, except that the validation set (the only batch of ``val_rows`` rows) scores the
+    next value of ``script``: the validation losses of the epochs, chosen by the test."""
+
+    def __init__(self, script, val_rows):
+        super().__init__()
+        self.script, self.val_rows = list(script), val_rows
+
+    def forward(self, pred, target, **kw):
+        value = super().forward(pred, target, **kw)
+        return numpy.float32(self.script.pop(0)) if len(pred) == self.val_rows else value
+
+
+@pytest.mark.parametrize("patience, epochs_run", [(1, 3), (2, 4), (3, 5)])
+def test_early_stopping_stops_after_exactly_patience_epochs_without_improvement(patience, epochs_run):
+    # Validation losses 1.0, 0.5, then worse and worse: epoch 2 is the best; the run stops
+    # once `patience` epochs have gone by without a better one, and keeps epoch 2's weights.
+    losses = [1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1]
+    model = small_ae()
+    x, x_val = tiny_images(20), tiny_images(7, seed=1)
+    saved = {}
+
+    class KeepsEpoch2(ScriptedValidation):
+        def forward(self, pred, target, **kw):
+            if len(pred) == 7 and len(self.script) == len(losses) - 1:  # epoch 2 is scoring
+                saved["weights"] = weights(model)
+            return super().forward(pred, target, **kw)
+
+    hist = fit(model, KeepsEpoch2(losses, 7), nn.Adam(model.parameters(), lr=1e-2), x,
+               epochs=len(losses), batch_size=10, validation=(x_val, None), patience=patience,
+               progress=False, verbose=False)
+    assert hist["epoch"] == list(range(1, epochs_run + 1))
+    assert hist["val_loss"] == pytest.approx(losses[:epochs_run])
+    assert hist["best_epoch"] == 2
+    for a, b in zip(weights(model), saved["weights"]):
+        numpy.testing.assert_array_equal(a, b)
+
+
+def test_ctrl_c_mid_epoch_with_every_augmentation_resumes_bit_identical(tmp_path):
+    """Masks, flips and shifts after the resume are those an uninterrupted run draws."""
+    x = tiny_images()
+    kwargs = dict(epochs=2, batch_size=32, seed=3, flip=True, shift=1, mask=0.3, progress=False,
+                  verbose=False)
+    straight = small_ae()
+    fit(straight, nn.BinaryCrossEntropy(), nn.Adam(straight.parameters()), x, **kwargs)
+    ckpt = tmp_path / "run.npz"
+    model = small_ae()
+    with pytest.raises(KeyboardInterrupt, match="epoch 2, step 2"):
+        fit(model, interrupt_at(3 + 2), nn.Adam(model.parameters()), x, checkpoint=ckpt,
+            **kwargs)
+    resumed = small_ae(seed=99)
+    fit(resumed, nn.BinaryCrossEntropy(), nn.Adam(resumed.parameters()), x, checkpoint=ckpt,
+        resume=True, **kwargs)
+    for a, b in zip(weights(straight), weights(resumed)):
+        numpy.testing.assert_array_equal(a, b)
