@@ -6,7 +6,8 @@ Every scenario writes its results as JSON/NPZ into the folder given by --out
 
     loop      20 steps of the hand-written data-parallel loop; saves the parameters
     fit_run   fit on the ranks (a classifier, or an augmented autoencoder); saves
-              parameters and history
+              parameters and history; --own-weights: each rank starts from weights of
+              its own (rank 0 from those of one process)
     evaluate  a model's loss/accuracy over shards, reduced
     gpus      --backend cupy with more ranks than GPUs (device count given)
     disagree  ranks that load different data
@@ -35,8 +36,8 @@ def data(seed=0):
     return x, y
 
 
-def model_and_optimizer():
-    rng = np.random.default_rng(1)
+def model_and_optimizer(seed=1):
+    rng = np.random.default_rng(seed)
     model = nn.Sequential(nn.Dense(FEATURES, 16, rng=rng), nn.ReLU(), nn.Dense(16, CLASSES, rng=rng),
                           nn.Softmax())
     return model, nn.Adam(model.parameters(), lr=1e-2)
@@ -108,7 +109,7 @@ def fit_run(comm, args):
         kwargs = dict(flip=True, shift=1, mask=0.25)
         y = None
     else:
-        model, optimizer = model_and_optimizer()
+        model, optimizer = model_and_optimizer(seed=1 + 100 * comm.rank if args.own_weights else 1)
         loss = nn.CrossEntropy()
         xv, yv = data(seed=3)
         kwargs = dict(validation=(xv, yv))
@@ -155,6 +156,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--autoencoder", action="store_true")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--own-weights", action="store_true")
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)

@@ -70,6 +70,33 @@ def test_epoch_draws_depend_on_seed_and_epoch_only(xp):
     assert ((inputs == 0) | numpy.isclose(inputs, clean / 0.75)).all()  # masked on top of clean
 
 
+def test_flip_mirrors_about_half_of_the_images_a_different_half_each_epoch(xp):
+    n = 1000
+    x = xp.asarray(numpy.tile(numpy.arange(16, dtype=numpy.float32), (n, 1)))  # no image is symmetric
+    mirrored = to_numpy(mirror_images(x[:1]))[0]
+    flipped = []
+    for epoch in (0, 1):
+        out, _ = Augmentation(flip=True).for_epoch(xp, 0, epoch, n).apply(x, xp.arange(n))
+        out = to_numpy(out)
+        is_mirrored = (out == mirrored).all(axis=1)
+        assert (is_mirrored | (out == to_numpy(x)).all(axis=1)).all()  # each one as is, or mirrored
+        assert 0.45 < is_mirrored.mean() < 0.55  # 3 standard deviations of a fair coin's share
+        flipped.append(is_mirrored)
+    assert 0.4 < (flipped[0] != flipped[1]).mean() < 0.6  # drawn afresh, not the same half
+
+
+def test_shift_moves_each_image_by_every_offset_within_shift_and_none_beyond(xp):
+    n, side, shift = 1000, 7, 2
+    x = numpy.zeros((n, side, side), dtype=numpy.float32)
+    x[:, 3, 3] = 1  # one bright pixel in the middle: where it lands is the offset
+    out, _ = Augmentation(shift=shift).for_epoch(xp, 1, 0, n).apply(xp.asarray(x.reshape(n, -1)),
+                                                                   xp.arange(n))
+    rows, cols = numpy.divmod(to_numpy(out).argmax(axis=1), side)
+    assert (to_numpy(out).sum(axis=1) == 1).all()  # within 2 pixels of the middle: never cut off
+    offsets = set(zip((rows - 3).tolist(), (cols - 3).tolist()))
+    assert offsets == {(dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)}
+
+
 def test_skip_replays_the_masks_of_earlier_batches(xp):
     """A run resumed at batch 2 must draw the masks an uninterrupted run draws there."""
     aug = Augmentation(mask=0.5)

@@ -147,6 +147,14 @@ def test_fit_on_two_ranks_equals_one_process(tmp_path, kind):
 
 
 @needs_mpi
+def test_ranks_that_start_from_different_weights_train_rank_0s(tmp_path):
+    # fit broadcasts rank 0's weights first; the worker checks that both ranks end bitwise alike
+    (single, _), (parallel, _) = _fit_pair(tmp_path, "--own-weights")
+    for a, b in zip(parallel, single):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@needs_mpi
 def test_fit_fault_keeps_the_checkpoint_and_resume_on_every_rank_ends_the_same(tmp_path):
     # The Bomb layer raises on rank 1 at its 14th small forward pass: fit's check of the
     # data, 9 steps of epoch 1, then step 4 of epoch 2 (rank 0 then waits in the all-reduce).

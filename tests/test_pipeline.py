@@ -1,12 +1,14 @@
 """Pipeline choices that the demo's figures rest on."""
 
+import math
+
 import numpy
 import pytest
 
 import nanoae as nn
 import nanoae.training
 from nanoae.pipeline import (REFERENCE_AE, Settings, Splits, autoencoder_metrics, confusion_matrix,
-                             score_classifier, train_autoencoder, tsne_map)
+                             fine_tune, score_classifier, train_autoencoder, train_head, tsne_map)
 
 
 def left_vs_right():
@@ -82,3 +84,43 @@ def test_tsne_map_refuses_what_it_cannot_do_and_reports_the_perplexity_it_used()
 def test_confusion_matrix_counts_true_rows_and_predicted_columns():
     cm = confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], classes=3)
     assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def _cosine_at(peak, step, total):
+    return peak * 0.5 * (1 + math.cos(math.pi * step / total))
+
+
+def test_each_stages_cosine_schedule_spans_the_steps_of_its_run():
+    """The learning rate of every stage falls from its peak to ~0 over that stage's steps:
+    each epoch ends at the schedule's value for its last step (not for a count of examples)."""
+    rng = numpy.random.default_rng(2)
+    x, x_val = (rng.integers(0, 256, (n, 784), dtype=numpy.uint8) for n in (64, 16))
+    y, y_val = rng.integers(0, 10, 64), rng.integers(0, 10, 16)
+    settings = Settings(ae_widths=(784, 16, 8), ae_epochs=2, ae_mask=0.0, head_hidden=(8,),
+                        head_epochs=2, head_mirror=False, finetune_epochs=2, finetune_mask=0.0,
+                        batch_size=8, progress=False)  # 8 steps per epoch, 16 per stage
+
+    def assert_spans(history, peak):
+        expected = [_cosine_at(peak, 8 * epoch - 1, 16) for epoch in (1, 2)]
+        assert history["lr"] == pytest.approx(expected, rel=1e-6)
+        assert history["lr"][-1] < 0.01 * peak  # the end of the run: nearly 0
+
+    ae, history = train_autoencoder(x, settings)
+    assert_spans(history, settings.ae_lr)
+    codes, codes_val = (nn.training.predict(ae.encoder, images) for images in (x, x_val))
+    scaler, head, history = train_head(codes, y, codes_val, y_val, settings)
+    assert_spans(history, settings.head_lr)
+    splits = Splits(x, y, x_val, y_val, x_val, y_val, x)
+    _, history = fine_tune(ae, scaler, head, splits, settings)
+    assert_spans(history, settings.finetune_lr)
+
+
+def test_autoencoder_mse_is_the_mean_squared_error_per_pixel():
+    rng = numpy.random.default_rng(3)
+    images = rng.integers(0, 256, (13, 784), dtype=numpy.uint8)
+    model = nn.models.Autoencoder((784, 16, 4), code_activation="linear", seed=0)
+    pixels = images.astype(numpy.float32) / 255
+    expected = float(((model(pixels) - pixels) ** 2).mean())
+    for batch_size in (5, 2048):  # several batches (the last one partial), and one
+        metrics = autoencoder_metrics(model, images, prefix="ae", batch_size=batch_size)
+        assert metrics["ae_test_mse"] == pytest.approx(expected, rel=1e-5)
