@@ -22,6 +22,7 @@ import pytest
 import nanoae as nn
 from nanoae import distributed
 from nanoae.distributed import Communicator
+from thread_ranks import run_ranks
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "mpi_worker.py"
@@ -335,3 +336,90 @@ def test_train_step_of_one_process_still_refuses_an_empty_batch():
     with pytest.raises(ValueError, match="empty batch"):
         train_step(model, nn.CrossEntropy(), optimizer, np.zeros((0, 3), np.float32),
                    np.zeros(0, np.int64), comm=Communicator())
+
+
+# --- two ranks as two threads of this process (tests/thread_ranks.py): no MPI needed ------------
+
+
+def _classifier_run(comm, *, own_weights=False, batch_size=8, data_seed=0, augment=False):
+    """fit of mpi_worker's classifier (or its augmented autoencoder) on ``comm``'s ranks."""
+    from mpi_worker import data, model_and_optimizer  # noqa: PLC0415
+
+    from nanoae.augment import Augmentation  # noqa: PLC0415
+    from nanoae.callbacks import Progress  # noqa: PLC0415
+    from nanoae.training import fit  # noqa: PLC0415
+
+    x, y = data(seed=data_seed)
+    model, optimizer = model_and_optimizer(seed=1 + 100 * comm.rank if own_weights else 1)
+    kwargs = dict(validation=data(seed=3))
+    loss = nn.CrossEntropy()
+    if augment:  # an autoencoder of 4x4 images, flipped, shifted and masked
+        x, y = np.random.default_rng(4).random((len(x), 16), dtype=np.float32), None
+        rng = np.random.default_rng(1 + 100 * comm.rank if own_weights else 1)
+        model = nn.Sequential(nn.Dense(16, 6, rng=rng), nn.ReLU(), nn.Dense(6, 16, rng=rng), nn.Sigmoid())
+        optimizer, loss = nn.Adam(model.parameters(), lr=1e-2), nn.BinaryCrossEntropy()
+        kwargs = dict(augment=Augmentation(flip=True, shift=1, mask=0.25), validation=(x[:9], None))
+    history = fit(model, loss, optimizer, x, y, epochs=2, batch_size=batch_size, seed=5,
+                  callbacks=[Progress(bar=False, verbose=False)], comm=comm, **kwargs)
+    return [p.data.copy() for p in model.parameters()], history
+
+
+@pytest.mark.parametrize("augment", [False, True], ids=["classifier", "autoencoder flip+shift+mask"])
+def test_thread_ranks_from_different_weights_train_as_one_process_from_rank_0s(monkeypatch, augment):
+    # 71 examples in global batches of 8: the last one, of 7, splits 3 + 4 (weights 3/7 and 4/7)
+    (one,) = run_ranks(1, lambda comm: _classifier_run(comm, augment=augment), monkeypatch)
+    ranks = run_ranks(2, lambda comm: _classifier_run(comm, own_weights=True, augment=augment),
+                      monkeypatch)
+    for a, b in zip(ranks[0][0], ranks[1][0]):
+        np.testing.assert_array_equal(a, b)  # every rank holds the same weights
+    for a, b in zip(ranks[0][0], one[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # those of one process
+    for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+        np.testing.assert_allclose(ranks[0][1].get(key, []), one[1].get(key, []), rtol=1e-5,
+                                   err_msg=key)  # figures of the whole data, on every rank
+        assert ranks[1][1].get(key) == ranks[0][1].get(key)
+    assert one[1]["train_loss"][-1] < one[1]["train_loss"][0]  # it trained
+
+
+def test_thread_ranks_refuse_what_would_silently_train_wrong(monkeypatch):
+    with pytest.raises(ValueError, match=r"global batch_size 7 does not divide by the 2 ranks; "
+                                         r"use a multiple of 2 \(e\.g\. 8\)"):
+        run_ranks(2, lambda comm: _classifier_run(comm, batch_size=7), monkeypatch)
+    with pytest.raises(ValueError, match=r"the ranks disagree on the training and validation data: "
+                                         r"ranks \[1\] differ from rank 0"):
+        run_ranks(2, lambda comm: _classifier_run(comm, data_seed=comm.rank), monkeypatch)
+
+
+def test_thread_ranks_average_gradients_by_shard_weight_and_sum_figures(monkeypatch):
+    def work(comm):
+        p = nn.Parameter(np.zeros((2, 3), np.float32), name="w")
+        q = nn.Parameter(np.zeros(4, np.float32), name="b")
+        p.grad = np.full((2, 3), 1.0 + comm.rank, np.float32)  # rank 0: ones, rank 1: twos
+        q.grad = np.arange(4, dtype=np.float32) * (comm.rank + 1)
+        weight = [0.25, 0.75][comm.rank]
+        comm.average_gradients([p, q], weight=weight)
+        sums = (comm.allreduce_sum(1.5 + comm.rank), comm.allreduce_sum([comm.rank, 2]))
+        return p.grad.copy(), q.grad.copy(), sums, comm.shard(7), comm.is_root
+
+    for rank, (pg, qg, sums, shard, root) in enumerate(run_ranks(2, work, monkeypatch)):
+        np.testing.assert_allclose(pg, np.full((2, 3), 0.25 * 1 + 0.75 * 2))
+        np.testing.assert_allclose(qg, np.arange(4) * (0.25 * 1 + 0.75 * 2))
+        assert sums[0] == 4.0 and sums[1].tolist() == [1.0, 4.0]
+        assert shard == [slice(0, 3), slice(3, 7)][rank] and root == (rank == 0)
+
+    def unweighted(comm):
+        p = nn.Parameter(np.zeros(3, np.float32), name="w")
+        p.grad = np.full(3, 2.0 * comm.rank, np.float32)
+        comm.average_gradients([p])  # equal shards: the plain mean
+        return p.grad
+
+    for grad in run_ranks(2, unweighted, monkeypatch):
+        np.testing.assert_array_equal(grad, [1.0, 1.0, 1.0])
+
+    def wrong_weights(comm):
+        p = nn.Parameter(np.zeros(3, np.float32), name="w")
+        p.grad = np.ones(3, np.float32)
+        comm.average_gradients([p], weight=0.5 if comm.rank else 0.25)
+
+    with pytest.raises(ValueError, match=r"the ranks' weights add up to 0\.75, not 1"):
+        run_ranks(2, wrong_weights, monkeypatch)

@@ -1,0 +1,88 @@
+"""Ranks of an MPI job as threads of this process, for tests of the data-parallel code.
+
+``run_ranks(size, work)`` calls ``work(comm)`` on ``size`` threads, each with a
+``distributed.Communicator`` over a stand-in for an mpi4py communicator: the
+few calls nanoae makes (Allreduce in place, Bcast, allgather, Get_rank,
+Get_size) done through shared memory and a barrier. The collectives add in
+rank order, as MPI does for two ranks, so results match a real job's.
+
+Why threads, when ``test_distributed.py`` also runs real ``mpiexec`` jobs: a
+test in this process is seen by coverage and mutation tools (docs/mutation.md),
+runs in a fraction of a second, and needs no MPI installation.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from nanoae import distributed
+
+
+class _Hub:
+    """What the ranks share: one slot each, and a barrier (a rank that fails breaks it)."""
+
+    def __init__(self, size: int):
+        self.size, self.slots = size, [None] * size
+        self.barrier = threading.Barrier(size, timeout=60)
+
+    def exchange(self, rank, value):
+        """Every rank's value, in rank order, once all have given theirs."""
+        self.slots[rank] = value
+        self.barrier.wait()
+        everyone = list(self.slots)
+        self.barrier.wait()  # nobody overwrites a slot before all have read them
+        return everyone
+
+
+class ThreadComm:
+    """The mpi4py calls nanoae makes, for one rank of a ``_Hub``."""
+
+    def __init__(self, hub: _Hub, rank: int):
+        self.hub, self.rank = hub, rank
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return self.hub.size
+
+    def Allreduce(self, sendbuf, recvbuf):  # only MPI.IN_PLACE is used: recvbuf holds the input
+        parts = self.hub.exchange(self.rank, recvbuf.copy())
+        total = parts[0].copy()
+        for part in parts[1:]:
+            total += part
+        recvbuf[...] = total
+
+    def Bcast(self, buf, root=0):
+        buf[...] = self.hub.exchange(self.rank, buf.copy())[root]
+
+    def allgather(self, value):
+        return self.hub.exchange(self.rank, value)
+
+
+def run_ranks(size, work, monkeypatch):
+    """[work(comm) for each rank], run at once on ``size`` threads; re-raises a rank's error."""
+    monkeypatch.setattr(distributed, "_in_place", lambda: None)  # no mpi4py import
+    hub = _Hub(size)
+    results, errors = [None] * size, [None] * size
+
+    def rank_main(rank):
+        try:
+            results[rank] = work(distributed.Communicator(ThreadComm(hub, rank)))
+        except BaseException as exc:  # noqa: BLE001  (handed to the test below)
+            errors[rank] = exc
+            hub.barrier.abort()  # the other ranks stop waiting for this one
+
+    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    first = next((e for e in errors if e is not None and not isinstance(e, threading.BrokenBarrierError)),
+                 next((e for e in errors if e is not None), None))
+    if first is not None:
+        raise first
+    return results
+
+
+__all__ = ["run_ranks", "ThreadComm"]
