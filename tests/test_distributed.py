@@ -21,7 +21,7 @@ import pytest
 
 import nanoae as nn
 from nanoae import distributed
-from nanoae.distributed import Communicator
+from nanoae.distributed import Communicator, abort_on_error
 from thread_ranks import run_ranks
 
 HERE = Path(__file__).resolve().parent
@@ -423,3 +423,88 @@ def test_thread_ranks_average_gradients_by_shard_weight_and_sum_figures(monkeypa
 
     with pytest.raises(ValueError, match=r"the ranks' weights add up to 0\.75, not 1"):
         run_ranks(2, wrong_weights, monkeypatch)
+
+
+class _Exit(Exception):
+    """What os._exit does in these tests: end the test's code, not the test process."""
+
+
+@pytest.fixture
+def one_of_two_ranks(monkeypatch):
+    """Rank 1 of a two-rank job whose abort is recorded instead of ending this process."""
+    from thread_ranks import ThreadComm, _Hub  # noqa: PLC0415
+
+    def exit_(code):
+        raise _Exit(code)
+
+    monkeypatch.setattr(distributed.os, "_exit", exit_)
+    monkeypatch.setattr(distributed.time, "sleep", lambda seconds: None)
+    return Communicator(ThreadComm(_Hub(2), 1))
+
+
+@pytest.mark.parametrize("error, code, line, traceback_shown", [
+    (ValueError("bad value"), 1, "ValueError: bad value", False),
+    (nn.TrainingError("the loss became nan"), 1, "TrainingError: the loss became nan", False),
+    (TypeError("a bug"), 1, "TypeError: a bug", True),
+    (KeyboardInterrupt(), 130, "interrupted (Ctrl-C)", False),
+])
+def test_a_failing_rank_says_why_in_one_line_and_ends_the_job(one_of_two_ranks, capsys, error, code,
+                                                              line, traceback_shown):
+    with pytest.raises(_Exit, match=f"^{code}$"):
+        with abort_on_error(one_of_two_ranks):
+            raise error
+    assert one_of_two_ranks.mpi_comm.aborted == code  # MPI_Abort: every rank ends
+    err = capsys.readouterr().err
+    assert f"nanoae: rank 1 of 2: {line}; ending every rank of the job" in err
+    assert ("Traceback" in err) == traceback_shown  # a bug shows where; a refusal says it all
+
+
+def test_the_excepthook_of_a_hand_written_loop_ends_the_job_alike(one_of_two_ranks, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # restored after the test
+    one_of_two_ranks.install_excepthook()
+    for error, code in ((RuntimeError("lost"), 1), (KeyboardInterrupt(), 130)):
+        with pytest.raises(_Exit, match=f"^{code}$"):
+            sys.excepthook(type(error), error, None)
+        assert one_of_two_ranks.mpi_comm.aborted == code
+    assert "nanoae: rank 1 of 2: RuntimeError: lost; ending every rank of the job" in capsys.readouterr().err
+
+
+def test_one_process_raises_as_usual():
+    before = sys.excepthook
+    Communicator().install_excepthook()
+    assert sys.excepthook is before
+    with pytest.raises(ValueError, match="as usual"):
+        with abort_on_error(Communicator()):
+            raise ValueError("as usual")
+
+
+def test_disagreeing_ranks_are_named_with_a_short_view_of_the_value(monkeypatch):
+    def work(comm):
+        comm.check_agree("the settings", {"seed": 0, "lr": [comm.rank] * 100})
+
+    with pytest.raises(ValueError) as caught:
+        run_ranks(2, work, monkeypatch)
+    message = str(caught.value)
+    assert message.startswith("the ranks disagree on the settings: ranks [1] differ from rank 0 (rank ")
+    value = message.split(" has ", 1)[1].split("); every rank")[0]
+    assert len(value) == 123 and value.endswith("...")  # 120 characters of the repr, then "..."
+    assert message.endswith("every rank must run the same model, data and settings")
+
+
+def test_fingerprint_tells_apart_what_ranks_could_disagree_on():
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    same = distributed.fingerprint(x, None)
+    assert len(same) == 16 and same == distributed.fingerprint(x.copy(), None)
+    others = [distributed.fingerprint(x), distributed.fingerprint(x + 1, None),
+              distributed.fingerprint(x.reshape(4, 3), None), distributed.fingerprint(x.astype(np.float64), None),
+              distributed.fingerprint(x, x)]
+    assert same not in others and len(set(others)) == len(others)
+
+
+def test_use_gpu_refuses_more_ranks_on_a_machine_than_it_has_gpus(one_of_two_ranks, monkeypatch):
+    monkeypatch.setattr(Communicator, "_local_rank", lambda self: (1, 2))
+    with pytest.raises(RuntimeError, match=r"this machine runs 2 ranks but has 1 GPU\(s\); start at "
+                                           r"most one rank per GPU \(mpiexec -n 1 \.\.\.\)"):
+        one_of_two_ranks.use_gpu(device_count=1)
+    with pytest.raises(RuntimeError, match=r"has 0 GPU\(s\); start at most one rank per GPU \(mpiexec -n 1 "):
+        one_of_two_ranks.use_gpu(device_count=0)

@@ -3,7 +3,7 @@
 ``run_ranks(size, work)`` calls ``work(comm)`` on ``size`` threads, each with a
 ``distributed.Communicator`` over a stand-in for an mpi4py communicator: the
 few calls nanoae makes (Allreduce in place, Bcast, allgather, Get_rank,
-Get_size) done through shared memory and a barrier. The collectives add in
+Get_size, Abort) done through shared memory and a barrier. The collectives add in
 rank order, as MPI does for two ranks, so results match a real job's.
 
 Why threads, when ``test_distributed.py`` also runs real ``mpiexec`` jobs: a
@@ -58,6 +58,9 @@ class ThreadComm:
 
     def allgather(self, value):
         return self.hub.exchange(self.rank, value)
+
+    def Abort(self, code):  # noqa: N802  (mpi4py's name) recorded; the test decides what follows
+        self.aborted = code
 
 
 def run_ranks(size, work, monkeypatch):
