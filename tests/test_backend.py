@@ -1,5 +1,7 @@
 """The backend switch: names, errors that say why, moving arrays."""
 
+import sys
+
 import numpy
 import pytest
 
@@ -56,3 +58,38 @@ def test_the_core_imports_nothing_heavy():
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("fake, error", [
+    (None, "CuPy could not be imported (ModuleNotFoundError: "),
+    (type("cupy", (), {"is_available": staticmethod(lambda: False)}),
+     "CuPy imported but no CUDA device is available"),
+    (type("cupy", (), {"is_available": staticmethod(lambda: 1 / 0)}),
+     "CuPy imported but CUDA failed (ZeroDivisionError: division by zero)"),
+    (type("cupy", (), {"cuda": type("cuda", (), {"runtime": type("runtime", (), {
+        "getDeviceCount": staticmethod(lambda: 0)})})}),  # an older CuPy: no is_available
+     "CuPy imported but no CUDA device is available"),
+])
+def test_cupy_that_cannot_run_is_refused_with_the_reason(monkeypatch, fake, error):
+    monkeypatch.setitem(sys.modules, "cupy", fake)  # None: the import fails
+    monkeypatch.setattr(backend, "_cupy_checked", False)
+    monkeypatch.setattr(backend, "_cupy_error", None)
+    monkeypatch.setattr(backend, "_cupy", None)
+    assert backend.cupy_available() is False
+    assert backend._cupy_error.startswith(error)
+    with pytest.raises(RuntimeError, match=error.split(" (")[0]):
+        backend.set_backend("cupy")
+    assert backend._load_cupy() is None  # asked once, remembered
+
+
+@pytest.mark.parametrize("fake", [
+    type("cupy", (), {"is_available": staticmethod(lambda: True)}),
+    type("cupy", (), {"cuda": type("cuda", (), {"runtime": type("runtime", (), {
+        "getDeviceCount": staticmethod(lambda: 1)})})}),
+])
+def test_cupy_that_sees_a_device_is_used(monkeypatch, fake):
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(backend, "_cupy_checked", False)
+    monkeypatch.setattr(backend, "_cupy_error", None)
+    monkeypatch.setattr(backend, "_cupy", None)
+    assert backend._load_cupy() is fake and backend.cupy_available() and backend._cupy_error is None

@@ -508,3 +508,11 @@ def test_use_gpu_refuses_more_ranks_on_a_machine_than_it_has_gpus(one_of_two_ran
         one_of_two_ranks.use_gpu(device_count=1)
     with pytest.raises(RuntimeError, match=r"has 0 GPU\(s\); start at most one rank per GPU \(mpiexec -n 1 "):
         one_of_two_ranks.use_gpu(device_count=0)
+
+
+@pytest.mark.parametrize("value, size", [("4", 4), ("", None), ("two", None), ("-1", None)])
+def test_launched_size_reads_a_launchers_count_and_ignores_anything_else(monkeypatch, value, size):
+    for name in distributed._SIZE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", value)
+    assert distributed.launched_size() == size

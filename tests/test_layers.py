@@ -164,3 +164,19 @@ def test_initial_weights_have_the_documented_spread(init, std):
         assert abs(w).max() <= numpy.sqrt(6 / 700) and abs(w).max() > 0.99 * numpy.sqrt(6 / 700)
     with pytest.raises(ValueError, match="init must be"):
         nn.Dense(2, 2, init="xavier")
+
+
+def test_softmax_works_on_the_last_axis_of_any_shape(rng):
+    """A (2, 3, 4) input is six rows of four: forward and backward as row by row."""
+    x = rng.standard_normal((2, 3, 4))
+    g = rng.standard_normal((2, 3, 4))
+    layer = nn.Softmax()
+    y = layer(x)
+    dx = layer.backward(g)  # the input gradient, by default
+    for row_x, row_g, row_y, row_dx in zip(x.reshape(6, 4), g.reshape(6, 4), y.reshape(6, 4),
+                                           dx.reshape(6, 4)):
+        e = numpy.exp(row_x - row_x.max())
+        p = e / e.sum()
+        numpy.testing.assert_allclose(row_y, p, rtol=1e-12)
+        jacobian = numpy.diag(p) - numpy.outer(p, p)  # dy_i/dx_k = y_i (delta_ik - y_k)
+        numpy.testing.assert_allclose(row_dx, jacobian.T @ row_g, rtol=1e-10, atol=1e-14)

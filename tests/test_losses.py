@@ -184,3 +184,19 @@ def test_bce_from_logits_exact_where_probabilities_saturate(xp):
     value = float(bce(sig(z), t, logits=sig.logits))
     zh, th = to_numpy(z).astype(numpy.float64), to_numpy(t).astype(numpy.float64)
     assert value == pytest.approx(numpy.mean(numpy.logaddexp(0, zh) - th * zh), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_ce_gradient_at_zero_probability_is_clamped_at_the_dtypes_eps(dtype):
+    """-1 / (N * p) with p raised to the machine epsilon of the probabilities' own dtype."""
+    p = numpy.array([[1.0, 0.0], [0.5, 0.5]], dtype=dtype)
+    loss = nn.CrossEntropy()
+    loss(p, numpy.array([1, 0]))
+    g = loss.backward()
+    assert g[0, 1] == pytest.approx(-1.0 / (2 * numpy.finfo(dtype).eps), rel=1e-6)
+    assert g[1, 0] == pytest.approx(-1.0 / (2 * 0.5)) and g[0, 0] == g[1, 1] == 0
+
+
+def test_losses_name_themselves():
+    assert repr(nn.CrossEntropy()) == "CrossEntropy()"
+    assert repr(nn.BinaryCrossEntropy()) == "BinaryCrossEntropy()"

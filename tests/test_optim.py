@@ -306,3 +306,61 @@ def test_adam_follows_pytorchs_trajectory(name, in_place):
         t.grad = torch.tensor(g)
         theirs.step()
     numpy.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def _param(values):
+    p = Parameter(numpy.asarray(values, dtype=numpy.float32), name="w")
+    p.grad = numpy.zeros_like(p.data)
+    return p
+
+
+def test_defaults_are_the_documented_ones():
+    """What a user who passes only the parameters (and SGD's lr) gets."""
+    adam, adamw = nn.Adam([_param([1.0])]), nn.AdamW([_param([1.0])])
+    for opt in (adam, adamw):
+        assert (opt.lr, opt.betas, opt.eps, opt.in_place, opt.flush_every) == (
+            1e-3, (0.9, 0.999), 1e-8, True, 100)
+    sgd = nn.SGD([_param([1.0])], lr=0.1)
+    assert (sgd.momentum, sgd.flush_every) == (0.0, 100)
+    assert nn.AdamW([_param([1.0])], flush_every=None, in_place=False).flush_every is None
+    assert nn.AdamW([_param([1.0])], in_place=False).in_place is False
+
+
+@pytest.mark.parametrize("make, settings", [
+    (lambda p: nn.SGD(p, lr=0.1, momentum=0.9), {"momentum": 0.9}),
+    (lambda p: nn.Adam(p, betas=(0.8, 0.95), eps=1e-6), {"beta1": 0.8, "beta2": 0.95, "eps": 1e-6}),
+    (lambda p: nn.AdamW(p, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.3),
+     {"beta1": 0.8, "beta2": 0.95, "eps": 1e-6, "weight_decay": 0.3}),
+])
+def test_hyper_parameters_travel_with_the_state(make, settings):
+    saved = make([_param([1.0, 2.0])]).state_dict()
+    assert {k: saved[k] for k in settings} == pytest.approx(settings)
+    fresh = type(make([_param([0.0, 0.0])]))([_param([0.0, 0.0])], lr=0.5)  # other settings
+    fresh.load_state_dict(saved)
+    assert fresh.settings() == pytest.approx(settings)
+    partial = type(fresh)([_param([0.0, 0.0])], lr=0.5)
+    before = partial.settings()
+    partial.load_settings({})  # keys it lacks are left alone
+    assert partial.settings() == before
+
+
+def test_eps_bounds_the_step_where_gradients_are_tiny():
+    """With a gradient far below eps, Adam's step is lr * g / (|g| + eps), nearly 0, not lr."""
+    for in_place in (True, False):
+        p = _param([1.0])
+        opt = nn.Adam([p], lr=0.1, eps=1e-3, in_place=in_place, flush_every=None)
+        p.grad[...] = 1e-6
+        opt.step()
+        assert 1.0 - p.data[0] == pytest.approx(0.1 * 1e-6 / (1e-6 + 1e-3), rel=1e-3)
+
+
+def test_flush_happens_every_flush_every_steps():
+    p = _param([1.0])
+    opt = nn.SGD([p], lr=1e-30, momentum=0.5, flush_every=3)
+    tiny = numpy.finfo(numpy.float32).tiny
+    for step in range(1, 7):
+        opt.velocity[0][...] = tiny / 4  # a subnormal left in the state
+        p.grad[...] = 0
+        opt.step()
+        flushed = opt.velocity[0][0] == 0
+        assert flushed == (step % 3 == 0), step

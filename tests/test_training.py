@@ -609,3 +609,29 @@ def test_fit_shows_progress_unless_told_otherwise(capsys):
     fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(32), epochs=1,
         callbacks=quiet())
     assert capsys.readouterr().err == ""
+
+
+def test_split_validation_refuses_fractions_outside_0_1_and_keeps_at_least_one_example():
+    for fraction in (0, 1, -0.1, 1.5):
+        with pytest.raises(ValueError, match=r"validation fraction must be in \(0, 1\)"):
+            split_validation(10, fraction, seed=0)
+    train, val = split_validation(5, 0.01, seed=0)  # 0.05 examples round to 0: one is kept
+    assert len(val) == 1 and len(train) == 4
+    assert sorted([*train, *val]) == list(range(5))
+    assert not numpy.array_equal(split_validation(100, 0.1, seed=1)[1], split_validation(100, 0.1, seed=0)[1])
+
+
+def test_predict_works_in_batches_of_2048_by_default():
+    sizes = []
+
+    class Counting(nn.Layer):
+        def forward(self, x):
+            sizes.append(len(x))
+            return x
+
+    out = predict(Counting(), numpy.ones((4100, 2), dtype=numpy.float32))
+    assert sizes == [2048, 2048, 4] and out.shape == (4100, 2)
+    sizes.clear()
+    evaluate(nn.Sequential(Counting(), nn.Softmax()), nn.CrossEntropy(),
+             numpy.ones((4100, 2), dtype=numpy.float32), numpy.zeros(4100, dtype=numpy.int64))
+    assert sizes == [2048, 2048, 4]
