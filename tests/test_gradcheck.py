@@ -139,3 +139,50 @@ def test_host_input_is_moved_to_the_models_device(xp):
     assert nn.gradcheck(model, x).ok
     target = numpy.random.default_rng(1).random((4, 2))
     assert nn.gradcheck((model, nn.BinaryCrossEntropy()), x, target).ok
+
+
+class _HalfGradient(nn.Layer):
+    """y = 2x, whose backward forgets the 2 on the input's second half of columns."""
+
+    def forward(self, x):
+        return 2 * x
+
+    def backward(self, grad_out, *, input_grad=True):
+        g = 2 * grad_out
+        g[:, g.shape[1] // 2:] /= 2
+        return g
+
+
+def test_a_failed_check_says_where_how_often_and_by_how_much():
+    x = numpy.random.default_rng(0).standard_normal((3, 4))
+    result = nn.gradcheck(_HalfGradient(), x, raise_on_failure=False)
+    assert result.ok is False and result.checked == 12 and result.failures == {"input": 6}
+    w = result.worst
+    assert w["name"] == "input" and w["index"][1] >= 2
+    assert w["diff"] == pytest.approx(abs(w["analytic"] - w["numerical"]))
+    assert w["analytic"] * 2 == pytest.approx(w["numerical"], rel=1e-6)
+    text = str(result)
+    assert text.startswith("gradcheck FAILED: 12 elements, h=1e-05, rtol=1e-06, atol=1e-08; worst: input[")
+    assert text.endswith("; out of tolerance: input (6)")
+    with pytest.raises(nn.GradcheckError, match=r"^_HalfGradient.*gradcheck FAILED: 12 elements"):
+        nn.gradcheck(_HalfGradient(), x)
+
+
+def test_a_passed_check_counts_every_element_or_the_sampled_ones():
+    x = numpy.random.default_rng(1).standard_normal((3, 4))
+    layer = nn.Dense(4, 2, dtype=numpy.float64, rng=numpy.random.default_rng(0))
+    full = nn.gradcheck(layer, x)
+    assert full.ok is True and full.checked == 12 + 8 + 2 and not full.failures
+    assert str(full).startswith("gradcheck passed: 22 elements")
+    sampled = nn.gradcheck(layer, x, max_coords=4)  # at most 4 distinct coordinates per array
+    assert sampled.checked == 4 + 4 + 2  # the bias has only 2
+    assert nn.gradcheck(layer, x, max_coords=12).checked == 12 + 8 + 2
+
+
+def test_gradcheck_refuses_inputs_it_cannot_check_exactly():
+    layer = nn.Dense(4, 2, dtype=numpy.float64)
+    with pytest.raises(TypeError, match=r"^gradcheck: input is float32; checks need float64 "
+                                        r"\(build layers with dtype=numpy\.float64 and pass float64 input\)"):
+        nn.gradcheck(layer, numpy.ones((2, 4), numpy.float32))
+    with pytest.raises(ValueError, match="^gradcheck: input is not C-contiguous; pass a contiguous array$"):
+        nn.gradcheck(layer, numpy.ones((4, 2)).T)

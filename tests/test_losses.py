@@ -200,3 +200,25 @@ def test_ce_gradient_at_zero_probability_is_clamped_at_the_dtypes_eps(dtype):
 def test_losses_name_themselves():
     assert repr(nn.CrossEntropy()) == "CrossEntropy()"
     assert repr(nn.BinaryCrossEntropy()) == "BinaryCrossEntropy()"
+
+
+def test_cross_entropy_names_what_is_wrong_with_its_inputs():
+    ce, p = nn.CrossEntropy(), numpy.full((2, 3), 1 / 3)
+    cases = [
+        ((numpy.ones(3), numpy.array([0])), ValueError,
+         r"^CrossEntropy\(\): expected probs of shape \(N, C\), got \(3,\)$"),
+        (([[0.5, 0.5]], numpy.array([0])), ValueError, r"expected probs of shape \(N, C\), got \(\)$"),
+        ((numpy.ones((2, 3), numpy.int64), numpy.array([0, 1])), TypeError,
+         r"^CrossEntropy\(\): expected floating probs, got int64$"),
+        ((p, numpy.array([0, 1, 2])), ValueError,
+         r"^CrossEntropy\(\): expected labels of shape \(2,\) for probs of shape \(2, 3\), got \(3,\)$"),
+        ((p, [0, 1]), ValueError, r"for probs of shape \(2, 3\), got \(\)$"),
+        ((p, numpy.array([0.0, 1.0])), TypeError,
+         r"^CrossEntropy\(\): labels must be integers \(class indices\), got float64$"),
+        ((numpy.ones((0, 3)), numpy.zeros(0, numpy.int64)), ValueError,
+         r"^CrossEntropy\(\): got an empty batch$"),
+    ]
+    for args, kind, message in cases:
+        with pytest.raises(kind, match=message):
+            ce(*args)
+    assert float(ce(p, numpy.array([0, 1], numpy.uint8))) == pytest.approx(numpy.log(3))

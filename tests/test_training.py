@@ -635,3 +635,13 @@ def test_predict_works_in_batches_of_2048_by_default():
     evaluate(nn.Sequential(Counting(), nn.Softmax()), nn.CrossEntropy(),
              numpy.ones((4100, 2), dtype=numpy.float32), numpy.zeros(4100, dtype=numpy.int64))
     assert sizes == [2048, 2048, 4]
+
+
+def test_evaluate_refuses_what_it_cannot_score():
+    head = Classifier(4, (8,), 3, seed=0)
+    with pytest.raises(ValueError, match="^evaluate: got no examples$"):
+        evaluate(head, nn.CrossEntropy(), numpy.zeros((0, 4), numpy.float32), numpy.zeros(0, int))
+    with pytest.raises(ValueError, match="^evaluate: mirror averages class probabilities and needs labels y$"):
+        evaluate(head, nn.CrossEntropy(), numpy.zeros((2, 4), numpy.float32), mirror=True)
+    one = evaluate(head, nn.CrossEntropy(), numpy.ones((1, 4), numpy.float32), numpy.array([1]))
+    assert one["loss"] == pytest.approx(-numpy.log(head(numpy.ones((1, 4), numpy.float32))[0, 1]))
