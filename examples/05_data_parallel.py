@@ -55,7 +55,7 @@ for epoch in range(EPOCHS):
         if len(mine):  # (a last, small batch may leave a rank without examples)
             xb = x_train[to_device(mine)]
             pred = model(xb)
-            loss = loss_fn(pred, xb, logits=model[-1].logits)
+            loss = model.loss_value(loss_fn, pred, xb)
             model.backward_from_loss(loss_fn, input_grad=False)  # p.grad of MY shard's mean loss
             total += float(loss) * len(mine)
         # Call 2: the global batch's mean loss is sum_r (b_r / B) * (rank r's mean loss),

@@ -78,6 +78,18 @@ class Sequential(Layer):
         """
         return backward_through(self.leaves(), grad_out, input_grad)
 
+    def loss_value(self, loss, pred, target):
+        """``loss(pred, target)`` for ``pred``, the output of this model's latest forward.
+
+        The counterpart of ``backward_from_loss``, and the one place where a
+        fused pair hands over what its activation kept: the loss gets the last
+        layer (``loss.after``) and reads from it what it can use, e.g.
+        BinaryCrossEntropy the Sigmoid's logits, exact where p rounded to 0 or 1.
+        ``pred`` must be that latest output (an average of two forward passes
+        is not: call ``loss(pred, target)`` on it).
+        """
+        return loss.after(self.last_layer(), pred, target)
+
     def backward_from_loss(self, loss, *, input_grad: bool = True):
         """Backpropagate from a loss whose ``forward`` was just called on this model's output.
 

@@ -157,10 +157,11 @@ def _forward(model, xb, mirror: bool):
 
 
 def loss_value(model, loss, pred, target):
-    """loss(pred, target), from the last activation's logits when the pair fuses (BCE)."""
-    last = model.last_layer() if hasattr(model, "last_layer") else model
-    logits = getattr(last, "logits", None) if loss.fuses_with(last) else None
-    return loss(pred, target) if logits is None else loss(pred, target, logits=logits)
+    """loss(pred, target) for pred = model's latest output (``Sequential.loss_value``);
+    a single layer as the model is its own last layer."""
+    if hasattr(model, "loss_value"):
+        return model.loss_value(loss, pred, target)
+    return loss.after(model, pred, target)
 
 
 def train_step(model, loss, optimizer, xb, target, *, comm=None, weight: float = 1.0):

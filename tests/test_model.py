@@ -82,3 +82,24 @@ def test_training_reduces_loss(xp, rng):
         model.backward_from_loss(loss, input_grad=False)
         opt.step()
     assert float(loss(model(x), x)) < 0.8 * first
+
+
+def test_loss_value_reads_the_logits_of_a_fused_pair_where_probabilities_saturate(xp):
+    """Sigmoid + BCE: the loss of a saturated output comes from the logits (exact), not from
+    the probabilities rounded to 1; a loss that fuses with nothing gets pred alone."""
+    model = nn.Sequential(nn.Dense(1, 1, dtype=F64, rng=0), nn.Sigmoid())
+    model[0].W.data[...] = 1.0
+    model[0].b.data[...] = 0.0
+    x = xp.asarray([[50.0]])  # p = sigmoid(50) rounds to 1.0 in float64
+    t = xp.zeros((1, 1))
+    bce = nn.BinaryCrossEntropy()
+    assert float(model.loss_value(bce, model(x), t)) == pytest.approx(50.0, rel=1e-12)
+    assert float(bce(model(x), t)) == 100.0  # from p alone: log(1 - p) clamped at -100
+    # the pair in a nested Sequential: the last working layer decides
+    nested = nn.Sequential(nn.Sequential(model[0]), nn.Sequential(model[1]))
+    assert float(nested.loss_value(bce, nested(x), t)) == pytest.approx(50.0, rel=1e-12)
+    # Softmax + CrossEntropy: the loss reads probabilities (its after() is the plain call)
+    clf = nn.Sequential(nn.Dense(2, 3, dtype=F64, rng=0), nn.Softmax())
+    xb, labels = xp.ones((4, 2)), xp.asarray([0, 1, 2, 0])
+    ce = nn.CrossEntropy()
+    assert float(clf.loss_value(ce, clf(xb), labels)) == float(ce(clf(xb), labels))
