@@ -18,7 +18,7 @@ from nanoae import Adam, BinaryCrossEntropy, CrossEntropy, Sequential
 from nanoae.backend import to_device, to_numpy
 from nanoae.data import CLASS_NAMES
 from nanoae.models import Autoencoder, Classifier, Standardize
-from nanoae.pipeline import confusion_matrix
+from nanoae.metrics import confusion_matrix
 from nanoae.plots import plot_confusion, plot_curves
 from nanoae.training import cosine_schedule, evaluate, fit, predict, split_validation
 

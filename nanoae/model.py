@@ -6,6 +6,9 @@ Backward: g_k = dL/dy; for each layer from last to first, g_{i-1} = layer_i.back
 That loop *is* backpropagation: each layer turns the gradient with respect to
 its output into the gradient with respect to its input, and sets the gradients
 of its own parameters on the way.
+
+(This is the container; the networks of the Fashion-MNIST story built from it,
+Autoencoder and Classifier, are in ``models.py``.)
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ zero on every image is dead, carries nothing, and is marked with a red x.
 
 Each point is one of the first {metrics.get('tsne_points', 0):,} test images, placed so that
 images with similar codes lie close together; colours are the true classes, which
-the autoencoder never saw, and each class is named at its densest place.
+the autoencoder never saw, and each class is named where most of its points lie.
 
 ## Confusion matrix of the fine-tuned classifier
 
