@@ -297,3 +297,52 @@ def test_tsne_refuses_what_it_cannot_do_and_says_what_it_adjusted(trained, tmp_p
     captured = capsys.readouterr()
     assert "--perplexity 20 lowered to 19.67" in captured.err and "t-SNE done in" in captured.err
     assert "Warning" not in captured.err
+
+
+def test_a_file_that_is_not_a_checkpoint_is_a_usage_error_like_the_others(trained, tmp_path, capsys):
+    paths, data = trained
+    report = tmp_path / "report.md"
+    report.write_text("# not a checkpoint\n")
+    for args in (["evaluate", "--ae", str(report)], ["evaluate", "--ae", str(paths["ae"]),
+                                                     "--classifier", str(report)],
+                 ["train-classifier", "--ae", str(report), "--out", str(tmp_path / "c.npz")]):
+        err = refused(capsys, [*args, *data], args[0])
+        assert f"{report} is not a valid nanoae checkpoint" in err and "--" in err.split(str(report))[0]
+
+
+def test_train_ae_reference_refuses_the_recipe_options_it_would_ignore(tmp_path, capsys):
+    out = tmp_path / "ref.npz"
+    err = refused(capsys, ["train-ae", "--reference", "--epochs", "3", "--lr", "0.01",
+                           "--out", str(out)], "train-ae")
+    assert "--reference trains the fixed reference recipe" in err and "20 epochs" in err
+    assert "drop --epochs --lr, or drop --reference" in err and not out.exists()
+
+
+def test_tsne_out_naming_a_folder_writes_into_it_and_prints_the_real_path(trained, tmp_path, capsys):
+    paths, data = trained
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    assert main(["tsne", "--ae", str(paths["ae"]), "--out", str(folder), "--points", "60", *data]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["figure"] == str(folder / "tsne.png")
+    assert (folder / "tsne.png").is_file() and not (tmp_path / "maps.png").exists()
+    assert "t-SNE of 60 test codes (scikit-learn; no progress shown" in captured.err
+
+
+def test_a_demo_that_fails_at_once_leaves_no_output_folder(tmp_path, capsys):
+    out = tmp_path / "runs" / "demo"
+    refused(capsys, ["demo", "--quick", "--out", str(out), "--data-dir", str(tmp_path / "typo")],
+            "demo")
+    assert not out.exists() and not out.parent.exists()
+
+
+def test_evaluate_has_no_seed_and_the_quick_demo_promises_no_duration(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "--seed" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["tsne", "--help"])
+    assert "--seed" in capsys.readouterr().out  # the t-SNE layout is seeded
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "minute" not in capsys.readouterr().out
