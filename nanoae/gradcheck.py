@@ -89,10 +89,15 @@ def gradcheck(obj, x, target=None, *, seed: int = 0, h: float = 1e-5, rtol: floa
         if data.dtype != numpy.float64:
             raise TypeError(f"gradcheck: {name} is {data.dtype}; checks need float64 "
                             "(build layers with dtype=numpy.float64 and pass float64 input)")
+        # the perturbation goes through data.reshape(-1), a view only of a C-contiguous
+        # array: of any other it is a copy, f() would never see the change, and every
+        # numerical gradient would read 0
         if not data.flags.c_contiguous:
             raise ValueError(f"gradcheck: {name} is not C-contiguous; pass a contiguous array")
+    # The analytic side first, and copied (to_numpy) before any f(): each f() runs forward
+    # again and overwrites what backward reads (the layers' caches, the loss's prediction).
     f, analytic_x = _function_and_backward(model, loss, x, target, grad_out, rng)
-    analytic = [to_numpy(analytic_x)] + [to_numpy(p.grad) for p in params]
+    analytic = [to_numpy(analytic_x).copy()] + [to_numpy(p.grad).copy() for p in params]
 
     result = GradcheckResult(ok=True, checked=0, h=h, rtol=rtol, atol=atol)
     worst_excess = -numpy.inf
@@ -130,7 +135,8 @@ def _like(params, a):
 def _function_and_backward(model, loss, x, target, grad_out, rng):
     """(f, dL/dx): the scalar function f() checked, and one analytic backward pass.
 
-    The backward pass also sets every parameter's ``grad``.
+    The backward pass also sets every parameter's ``grad``. It runs here, right
+    after its forward: a call of f() in between would replace the caches it reads.
     """
     xp = get_array_module(x)
     if loss is None:  # f(x) = sum(G * layer(x)), G a random upstream gradient

@@ -100,6 +100,9 @@ class Optimizer:
         if missing:
             raise ValueError(f"{name}.load_state_dict: missing {missing}")
         total = sum(int(p.data.size) for p in self.params)
+        # One vector per state for all parameters (see state_dict) has one dtype: the
+        # parameters'. nanoae's models build every layer with one dtype; over parameters of
+        # mixed dtypes, state_dict would promote them to one and this check would refuse it.
         dtype = self.params[0].data.dtype
         for key in self._state_names:
             value = state[key]
