@@ -8,6 +8,7 @@ overwrite a trained model, options that do not go together) raises
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ from .model import Sequential
 from .models import FineTuned, ImageClassifier, Standardize, build_model, encoder_fingerprint
 from .pipeline import (REFERENCE_AE, TSNE_DURATION, Settings, encode_splits, fine_tune, load_splits,
                        run_demo, train_autoencoder, train_frozen_classifier, tsne_map)
+from .plots import plot_diagnostics
+from .watch import summarize
 
 
 # what each kind of checkpoint is, in the words of the commands that write them
@@ -155,9 +158,25 @@ def train_ae(args):
                          code_activation=recipe.get("code", defaults.code_activation),
                          **_ae_widths(args))
     splits = load_splits(settings)
-    model, _ = train_autoencoder(splits.x_train, settings, validation=splits.x_val,
-                                 reference=args.reference, checkpoint=args.out, resume=args.resume)
-    return {"checkpoint": str(args.out), **autoencoder_metrics(model, splits.x_test)}
+    model, history = train_autoencoder(splits.x_train, settings, validation=splits.x_val,
+                                       reference=args.reference, checkpoint=args.out,
+                                       resume=args.resume, watch=args.watch)
+    result = {"checkpoint": str(args.out), **autoencoder_metrics(model, splits.x_test)}
+    if args.watch:
+        result.update(write_diagnostics(history, args.out, f"autoencoder {model.config['widths']}"))
+    return result
+
+
+def write_diagnostics(history: dict, checkpoint, title: str) -> dict:
+    """``--watch``: the records as ``<checkpoint>.watch.json`` and their figure as
+    ``<checkpoint>.diagnostics.png``, beside the checkpoint; returns both paths."""
+    checkpoint = Path(checkpoint)
+    records = checkpoint.with_suffix(".watch.json")
+    records.write_text(json.dumps(history["watch"]))
+    figure = plot_diagnostics(history["watch"], checkpoint.with_suffix(".diagnostics.png"),
+                              title=f"{title}: {records.name}")
+    return {"watch_records": str(records), "diagnostics": str(figure),
+            "diagnostics_summary": summarize(history["watch"])}
 
 
 def finetuned_path(out) -> Path:
@@ -173,13 +192,20 @@ def train_classifier(args):
                          head_hidden=tuple(args.hidden), finetune_epochs=args.finetune)
     ae = load_model(args.ae, ("autoencoder",))
     splits = load_splits(settings)
-    frozen, _, _ = train_frozen_classifier(ae, splits, settings, checkpoint=args.out)
+    frozen, history, _ = train_frozen_classifier(ae, splits, settings, checkpoint=args.out,
+                                                 watch=args.watch)
     result = {"checkpoint": str(args.out),
               **score_classifier(frozen, splits, "clf_frozen", test_mirror=settings.test_mirror)}
+    if args.watch:
+        result.update(write_diagnostics(history, args.out, "classifier head on codes"))
     if args.finetune:
-        tuned, _ = fine_tune(frozen, splits, settings, checkpoint=finetuned_path(args.out))
+        tuned, history = fine_tune(frozen, splits, settings, checkpoint=finetuned_path(args.out),
+                                   watch=args.watch)
         result["finetune_checkpoint"] = str(finetuned_path(args.out))
         result.update(score_classifier(tuned, splits, "clf_finetune", test_mirror=settings.test_mirror))
+        if args.watch:
+            result.update({f"finetune_{k}": v for k, v in write_diagnostics(
+                history, finetuned_path(args.out), "fine-tuned classifier").items()})
     return result
 
 
