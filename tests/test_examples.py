@@ -98,23 +98,23 @@ def test_01_reads_the_loss_once_per_epoch_not_once_per_step(fake_data, tmp_path)
     assert stdout.strip().splitlines()[-1] == "host reads of the loss: 6"
 
 
-def test_02_classify_codes(fake_data, tmp_path, backend_name):
-    stdout, out = run_example("02_classify_codes.py", fake_data, tmp_path,
+def test_03_classify_codes(fake_data, tmp_path, backend_name):
+    stdout, out = run_example("03_classify_codes.py", fake_data, tmp_path,
                               NANOAE_BACKEND=backend_name)
     assert "test accuracy" in stdout and "on 100 test images" in stdout
     assert "the one with the lowest validation loss" in stdout  # says how it chose the epoch
     assert_pngs(out, "confusion.png", "curves.png")
 
 
-def test_03_tsne_map(fake_data, tmp_path, backend_name):
-    stdout, out = run_example("03_tsne_map.py", fake_data, tmp_path,
+def test_04_tsne_map(fake_data, tmp_path, backend_name):
+    stdout, out = run_example("04_tsne_map.py", fake_data, tmp_path,
                               NANOAE_BACKEND=backend_name)
     assert "trustworthiness (k=5)" in stdout and "t-SNE of 100 test codes" in stdout
     assert_pngs(out, "tsne.png")
 
 
-def test_04_gradcheck_by_hand(fake_data, tmp_path, backend_name):
-    stdout, out = run_example("04_gradcheck_by_hand.py", fake_data, tmp_path,
+def test_02_gradcheck_by_hand(fake_data, tmp_path, backend_name):
+    stdout, out = run_example("02_gradcheck_by_hand.py", fake_data, tmp_path,
                               NANOAE_BACKEND=backend_name)
     assert "gradcheck passed" in stdout
     assert "caught the forgotten 1/N: gradcheck FAILED" in stdout

@@ -1,11 +1,11 @@
-"""02 - Classify clothes from the autoencoder's 32-number codes.
+"""03 - Classify clothes from the autoencoder's 32-number codes.
 
 What it teaches: nanoae.training.fit (the loop of 01, plus shuffling, validation,
 schedules and best-epoch restore), then a small softmax head trained on the
 frozen, standardised codes: how much class information the code kept without
 ever seeing a label.
 
-Run:  .venv/bin/python examples/02_classify_codes.py
+Run:  .venv/bin/python examples/03_classify_codes.py
 Time: 17 s on a quiet 2-core Intel Xeon (2026-11-27).
 Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (autoencoder epochs, default 5; the
 head gets 4x as many), NANOAE_EXAMPLE_LIMIT.
