@@ -161,7 +161,7 @@ class BinaryCrossEntropy(Loss):
     def after(self, layer, pred, target):
         """From the logits the Sigmoid kept, when ``layer`` is that Sigmoid: exact at p = 0 or 1."""
         if self.fuses_with(layer):
-            return self.forward(pred, target, logits=layer.logits)
+            return self(pred, target, logits=layer.logits)
         return self(pred, target)
 
     def backward(self):
