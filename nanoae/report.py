@@ -138,7 +138,7 @@ Each classifier keeps the epoch with the best {s.get('select_on', 'val_loss').re
 
 ![reconstructions](reconstructions.png)
 
-One test image per class (top) and the autoencoder's output (bottom).
+One test image per class (top) and the default autoencoder's output (bottom).
 
 ## Learning curves
 
@@ -153,8 +153,9 @@ A dotted line marks the epoch each classifier kept.
 
 ![codes](codes.png)
 
-The spread of each code unit's values over the test images; a unit that is
-zero on every image is dead, carries nothing, and is marked with a red x.
+The spread of each code unit's values over the test images, for each
+autoencoder of the run; a unit that is zero on every image is dead, carries
+nothing, and is marked with a red x.
 
 {_diagnostics_section(metrics)}## t-SNE map of the test codes
 

@@ -365,3 +365,26 @@ def test_evaluate_has_no_seed_and_the_quick_demo_promises_no_duration(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     assert "minute" not in capsys.readouterr().out
+
+
+def test_demo_figures_say_which_autoencoder_and_which_loss(tmp_path, fake_data, monkeypatch):
+    """reconstructions.png names its autoencoder, codes.png shows the reference one (where its
+    dead units are), curves.png names each stage's loss."""
+    from nanoae import plots
+    from nanoae.pipeline import Settings, run_demo
+
+    calls = {}
+    for name in ("plot_reconstructions", "plot_codes_activity", "plot_curves"):
+        real = getattr(plots, name)
+        monkeypatch.setattr(plots, name, lambda *a, _real=real, _name=name, **k: (
+            calls.__setitem__(_name, (a, k)), _real(*a, **k))[1])
+    settings = Settings.quick(reference=True, ae_epochs=1, head_epochs=1, finetune_epochs=1,
+                              batch_size=100, data_dir=fake_data, verify=False, progress=False)
+    run_demo(tmp_path / "demo", settings, log=lambda message: None)
+    assert "by the autoencoder 784-256-128-32 (linear code)" in calls["plot_reconstructions"][1]["title"]
+    codes = calls["plot_codes_activity"][0][0]
+    assert list(codes) == ["autoencoder 784-256-128-32 (linear code)",
+                           "reference autoencoder 784-128-64-32 (relu code)"]
+    losses = calls["plot_curves"][1]["loss_names"]
+    assert losses["reference autoencoder (ReLU code)"] == "BCE per pixel"
+    assert losses["classifier on frozen codes"] == losses["encoder + head fine-tuned"] == "cross-entropy"
