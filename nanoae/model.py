@@ -13,7 +13,8 @@ Autoencoder and Classifier, are in ``models.py``.)
 
 from __future__ import annotations
 
-from .backend import to_numpy, to_device
+from . import backend
+from .backend import to_numpy
 from .layers import Layer
 from .parameter import Parameter
 
@@ -133,7 +134,7 @@ class Sequential(Layer):
                     f"{p.data.dtype}, got shape {tuple(value.shape)} dtype {value.dtype}"
                 )
         for key, p in named.items():
-            p.data[...] = to_device(state[key])
+            p.data[...] = backend.as_array_like(state[key], p.data)  # the parameter's own module
 
     def _named_parameters(self, prefix=""):
         for i, layer in enumerate(self.layers):
