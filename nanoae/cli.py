@@ -196,7 +196,8 @@ def _add_tsne(sub) -> None:
     p.add_argument("--ae", type=_existing_file, required=True, metavar="CKPT",
                    help="autoencoder checkpoint (from train-ae or demo)")
     p.add_argument("--out", type=Path, default=Path("runs/tsne.png"),
-                   help="PNG to write, or an existing folder to write tsne.png into (default: %(default)s)")
+                   help="PNG to write, or an existing folder to write tsne.png into "
+                   "(default: %(default)s)")
     p.add_argument("--points", type=_positive_int, default=10000,
                    help="test images to map, 11 to 10000 (default: %(default)s)")
     p.add_argument("--perplexity", type=_positive_float, default=20.0,

@@ -41,7 +41,8 @@ from .callbacks import Checkpoint, KeepBest, LearningRateSchedule, Progress
 from .data import CLASS_NAMES, load_fashion_mnist
 from .losses import BinaryCrossEntropy, CrossEntropy
 from .model import Sequential
-from .metrics import autoencoder_metrics, confusion_matrix, knn_accuracy, score_classifier, trustworthiness
+from .metrics import (autoencoder_metrics, confusion_matrix, knn_accuracy, score_classifier,
+                      trustworthiness)
 from .models import Autoencoder, Classifier, FineTuned, ImageClassifier, Standardize, encoder_fingerprint
 from .optim import Adam, AdamW
 from .watch import Watch, summarize
@@ -348,7 +349,8 @@ def _autoencoder_stages(out, settings, splits, stages, metrics, histories):
 def _describe_ae(ae, reference: bool = False) -> str:
     """``autoencoder 784-256-128-32 (linear code)``: which one made a figure, in its title."""
     widths = "-".join(map(str, ae.config["widths"]))
-    return f"{'reference ' if reference else ''}autoencoder {widths} ({ae.config['code_activation']} code)"
+    which = "reference autoencoder" if reference else "autoencoder"
+    return f"{which} {widths} ({ae.config['code_activation']} code)"
 
 
 def _loss_names(histories: dict) -> dict:
