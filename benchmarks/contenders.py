@@ -119,6 +119,7 @@ def run_nanoae(workload, x, y, epochs, device, batch, raw=False, plain=False):
     import nanoae
     from nanoae import backend
     from nanoae.models import Autoencoder, Classifier
+    from nanoae.callbacks import Progress
     from nanoae.training import as_batch, fit, loss_value
     try:
         backend.set_backend("cupy" if device == "cuda" else "numpy")
@@ -133,7 +134,7 @@ def run_nanoae(workload, x, y, epochs, device, batch, raw=False, plain=False):
     opt = nanoae.Adam(model.parameters(), lr=LR)
     if not raw:  # fit's own per-epoch seconds; it syncs once per epoch to read the losses
         hist = fit(model, loss, opt, x, y, epochs=epochs, batch_size=batch, seed=0,
-                   progress=False, verbose=False)
+                   callbacks=[Progress(bar=False, verbose=False)])
         return hist["seconds"], f"fit, {backend.get_backend()}"
     # The same steps without fit's bookkeeping (loss history, accuracy, progress bar).
     xp, n, seconds = backend.xp(), len(x), []

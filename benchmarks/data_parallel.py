@@ -58,6 +58,7 @@ def child_train(args) -> dict:
     import nanoae  # noqa: PLC0415
     from nanoae.distributed import Communicator, world  # noqa: PLC0415
     from nanoae.models import Autoencoder  # noqa: PLC0415
+    from nanoae.callbacks import Progress  # noqa: PLC0415
     from nanoae.training import fit  # noqa: PLC0415
 
     class TimedCommunicator(Communicator):
@@ -76,7 +77,8 @@ def child_train(args) -> dict:
     model = Autoencoder((784, 128, 64, 32), code_activation="relu", seed=0)
     optimizer = nanoae.Adam(model.parameters(), lr=LR)
     history = fit(model, nanoae.BinaryCrossEntropy(), optimizer, x, epochs=1 + args.epochs_per_run,
-                  batch_size=args.batch, seed=0, progress=False, verbose=False, comm=comm)
+                  batch_size=args.batch, seed=0, comm=comm,
+                  callbacks=[Progress(bar=False, verbose=False)])
     steps = -(-len(x) // args.batch)
     return {"ranks": comm.size, "seconds": history["seconds"][1:], "warmup": history["seconds"][0],
             "allreduce_ms_per_step": 1e3 * comm.seconds / max(1, comm.calls),

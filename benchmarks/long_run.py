@@ -53,6 +53,8 @@ def child(recipe: str, flush_every, epochs: int, n: int) -> dict:
     from nanoae.data import load_fashion_mnist
     from nanoae.models import Autoencoder
     from nanoae.pipeline import REFERENCE_AE, Settings
+    from nanoae.augment import Augmentation
+    from nanoae.callbacks import LearningRateSchedule, Progress
     from nanoae.training import cosine_schedule, fit
 
     x, _ = load_fashion_mnist("train", download=False, progress=False)
@@ -67,8 +69,10 @@ def child(recipe: str, flush_every, epochs: int, n: int) -> dict:
         model = Autoencoder(r["widths"], code_activation=r["code_activation"], init=r["init"], seed=0)
         lr, mask, schedule = r["lr"], r["mask"], None
     opt = nn.Adam(model.parameters(), lr=lr, flush_every=flush_every)
+    quiet = [Progress(bar=False, verbose=False)]
+    callbacks = quiet if schedule is None else quiet + [LearningRateSchedule(schedule)]
     hist = fit(model, nn.BinaryCrossEntropy(), opt, x, epochs=epochs, batch_size=s.batch_size,
-               mask=mask, schedule=schedule, progress=False, verbose=False)
+               augment=Augmentation(mask=mask), callbacks=callbacks)
     return {"seconds": hist["seconds"], "train_loss": hist["train_loss"],
             "state_subnormals": subnormals(opt.m + opt.v),
             "grad_subnormals": subnormals(p.grad for p in model.parameters()),

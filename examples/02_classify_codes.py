@@ -16,6 +16,7 @@ from _knobs import epochs, load, out_dir
 
 from nanoae import Adam, BinaryCrossEntropy, CrossEntropy, Sequential
 from nanoae.backend import to_device, to_numpy
+from nanoae.callbacks import KeepBest, LearningRateSchedule, Progress
 from nanoae.data import CLASS_NAMES
 from nanoae.models import Autoencoder, Classifier, Standardize
 from nanoae.pipeline import confusion_matrix
@@ -33,7 +34,7 @@ x_test, y_test = load("test")
 #    is the input". It may see every training image: it never sees a label.
 ae = Autoencoder((784, 128, 64, 32), code_activation="linear", seed=0)
 ae_hist = fit(ae, BinaryCrossEntropy(), Adam(ae.parameters(), lr=1e-3), x, epochs=AE_EPOCHS,
-              batch_size=BATCH, desc="autoencoder")
+              batch_size=BATCH, callbacks=[Progress("autoencoder")])
 
 # 2. Codes. The encoder is frozen from here on: its weights are not given to the optimizer.
 #    (fit and predict scale the uint8 pixels batch by batch, so x stays uint8.)
@@ -52,8 +53,9 @@ model = Sequential(scaler, head)
 steps = -(-len(tr) // BATCH) * HEAD_EPOCHS
 head_hist = fit(model, CrossEntropy(), Adam(head.parameters(), lr=1e-3), codes[tr], y[tr],
                 epochs=HEAD_EPOCHS, batch_size=BATCH, validation=(codes[va], y[va]),
-                schedule=cosine_schedule(1e-3, steps),  # large steps first, then fine ones
-                restore_best=True, monitor="val_loss", desc="head")  # keep the best epoch's weights
+                callbacks=[LearningRateSchedule(cosine_schedule(1e-3, steps)),  # large steps, then fine
+                           KeepBest(monitor="val_loss"),  # keep the best epoch's weights
+                           Progress("head")])
 
 test = evaluate(model, CrossEntropy(), codes_test, y_test)
 print(f"autoencoder: train BCE {ae_hist['train_loss'][-1]:.4f} after {AE_EPOCHS} epochs")

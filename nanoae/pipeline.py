@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy
 
 from . import __version__, backend
+from .augment import Augmentation
+from .callbacks import Checkpoint, KeepBest, LearningRateSchedule, Progress
 from .data import CLASS_NAMES, load_fashion_mnist
 from .losses import BinaryCrossEntropy, CrossEntropy
 from .model import Sequential
@@ -156,13 +158,16 @@ def train_autoencoder(x, settings: Settings, *, validation=None, reference: bool
     model = Autoencoder(recipe["widths"], code_activation=recipe["code_activation"],
                         init=recipe.get("init", "he"), seed=settings.seed)
     opt = Adam(model.parameters(), lr=recipe["lr"])
+    callbacks = [Progress(desc, bar=settings.progress)]
+    if recipe["cosine"]:
+        callbacks.append(LearningRateSchedule(_cosine(recipe["lr"], len(x), recipe["epochs"], settings)))
+    if checkpoint is not None:
+        callbacks.append(Checkpoint(checkpoint, resume=resume, meta={
+            "model": model.config, "recipe": recipe, "settings": settings.as_dict()}))
     history = fit(model, BinaryCrossEntropy(), opt, x, epochs=recipe["epochs"],
-                  batch_size=settings.batch_size, seed=settings.seed, mask=recipe["mask"],
+                  batch_size=settings.batch_size, seed=settings.seed,
                   validation=None if validation is None else (validation, None),
-                  schedule=_cosine(recipe["lr"], len(x), recipe["epochs"], settings)
-                  if recipe["cosine"] else None,
-                  checkpoint=checkpoint, resume=resume, progress=settings.progress, desc=desc,
-                  meta={"model": model.config, "recipe": recipe, "settings": settings.as_dict()})
+                  augment=Augmentation(mask=recipe["mask"]), callbacks=callbacks)
     return model, history
 
 
@@ -222,12 +227,11 @@ def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, au
     meta = {"model": head.config, "scaler": scaler.config, "settings": settings.as_dict()}
     if autoencoder is not None:
         meta["autoencoder"] = encoder_fingerprint(autoencoder)
+    schedule = _cosine(settings.head_lr, len(codes_train), settings.head_epochs, settings)
     history = fit(model, CrossEntropy(), opt, codes_train, y_train, epochs=settings.head_epochs,
                   batch_size=settings.batch_size, validation=(codes_val, y_val),
                   seed=settings.seed,
-                  schedule=_cosine(settings.head_lr, len(codes_train), settings.head_epochs, settings),
-                  restore_best=True, monitor=settings.select_on, checkpoint=checkpoint,
-                  progress=settings.progress, meta=meta, desc="head on codes")
+                  callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, "head on codes"))
     return scaler, head, history
 
 
@@ -235,16 +239,23 @@ def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoin
     """Encoder, scaler and head trained together on the labels; best epoch on validation."""
     model = FineTuned(ae, scaler, head)
     opt = AdamW(model.parameters(), lr=settings.finetune_lr, weight_decay=settings.finetune_weight_decay)
+    schedule = _cosine(settings.finetune_lr, len(splits.x_train), settings.finetune_epochs, settings)
+    meta = {"model": model.config, "settings": settings.as_dict()}
     history = fit(model, CrossEntropy(), opt, splits.x_train, splits.y_train,
                   epochs=settings.finetune_epochs, batch_size=settings.batch_size,
                   validation=(splits.x_val, splits.y_val), seed=settings.seed,
-                  schedule=_cosine(settings.finetune_lr, len(splits.x_train),
-                                   settings.finetune_epochs, settings), restore_best=True,
-                  monitor=settings.select_on,
-                  flip=settings.finetune_flip, mask=settings.finetune_mask,
-                  checkpoint=checkpoint, progress=settings.progress,
-                  meta={"model": model.config, "settings": settings.as_dict()}, desc="fine-tune")
+                  augment=Augmentation(flip=settings.finetune_flip, mask=settings.finetune_mask),
+                  callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, "fine-tune"))
     return model, history
+
+
+def _classifier_callbacks(schedule, settings: Settings, checkpoint, meta: dict, desc: str) -> list:
+    """A classifier's stage: its schedule, the epoch best on validation kept, an optional checkpoint."""
+    callbacks = [LearningRateSchedule(schedule), KeepBest(monitor=settings.select_on),
+                 Progress(desc, bar=settings.progress)]
+    if checkpoint is not None:
+        callbacks.append(Checkpoint(checkpoint, meta=meta))
+    return callbacks
 
 
 def score_classifier(model, splits: Splits, settings: Settings, prefix: str = "clf") -> dict:

@@ -1,4 +1,4 @@
-"""Training and evaluation loops: mini-batches, history, schedules, checkpoints.
+"""Training and evaluation loops: mini-batches, history, and the callbacks around them.
 
 One training step (``train_step``) is the data flow of the whole package:
 
@@ -14,11 +14,12 @@ One training step (``train_step``) is the data flow of the whole package:
 * per-step losses stay on the device and are read once per epoch (one
   host/device sync per epoch, not per batch);
 * a history of train/validation loss and accuracy, learning rate and seconds
-  per epoch; a tqdm progress bar that hides itself when output is not a
-  terminal; an optional learning-rate schedule; early stopping that restores
-  the best weights;
-* checkpoints (``checkpoint.py``) at the end of each epoch and on Ctrl-C, from
-  which ``resume=True`` continues exactly (``trainstate.py`` says what is kept);
+  per epoch (``trainstate.TrainState``);
+* everything optional around the steps is a callback (``callbacks.py``): a
+  learning-rate schedule, the best epoch kept and restored (with early
+  stopping), checkpoints after each epoch and on Ctrl-C from which a run
+  resumes exactly, the progress bar, diagnostics (``watch.py``); data
+  augmentation is the ``augment`` argument (``augment.py``);
 * a loss that turns NaN or infinite stops the run with a ``TrainingError``
   naming the epoch and step, keeping the last good checkpoint;
 * data parallel over the ranks of an MPI job (``distributed.py``): every rank
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -44,6 +44,7 @@ import numpy
 
 from . import backend
 from .augment import Augmentation, mask_inputs, mirror_images, shift_images
+from .callbacks import Checkpoint, in_run_order
 from .distributed import fingerprint, world
 from .errors import TrainingError
 from .losses import CrossEntropy
@@ -217,134 +218,132 @@ class _StopFlag:
 
 
 def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256,
-        validation=None, seed: int = 0, schedule=None, patience: int | None = None,
-        restore_best: bool = False, monitor: str = "val_loss", flip: bool = False, shift: int = 0,
-        mask: float = 0.0, checkpoint=None, resume: bool = False, meta: dict | None = None,
-        progress: bool | None = None, verbose: bool = True, desc: str = "train", comm=None) -> dict:
+        validation=None, seed: int = 0, augment: Augmentation | None = None, callbacks=(),
+        comm=None) -> dict:
     """Train ``model`` on (x, y) with mini-batches; returns the history (a dict of lists).
 
     x: the inputs, a host or device array (uint8 pixels are scaled per batch).
     y: integer labels, or None to train an autoencoder (the target is the input).
+    epochs, batch_size: passes over x, and examples per step (the last step of
+        an epoch takes what is left).
     validation: (x_val, y_val) (y_val None for an autoencoder), evaluated each epoch.
-    schedule: a function step -> learning rate (e.g. ``cosine_schedule``), or None.
-    patience: stop after this many epochs without a better validation figure
-        (``monitor``), and restore the weights of the best epoch.
-    restore_best: at the end, restore the weights of the best epoch on
-        validation (implied by ``patience``; needs ``validation``).
-    monitor: what "best" means: "val_loss" (lowest) or "val_accuracy" (highest;
-        a tie goes to the later epoch, which a decaying schedule has refined).
-    flip, shift, mask: data augmentation, see ``augment.Augmentation``.
-    checkpoint: a path; the model, optimizer and run state are saved there
-        (atomically) after every epoch and when Ctrl-C stops the run.
-    resume: continue from ``checkpoint`` (same optimizer state, same data order,
-        same best epoch).
-    progress: show a progress bar (None: only on a terminal).
+    seed: the data order (a permutation per epoch) and the augmentation's draws.
+    augment: ``augment.Augmentation(flip=, shift=, mask=)`` applied to each batch.
+    callbacks: what happens around the steps (``callbacks.py``):
+        ``LearningRateSchedule``, ``KeepBest`` (best epoch, early stopping),
+        ``Checkpoint`` (save, resume), ``Progress`` (bar and epoch lines; one
+        is added when none is given), ``watch.Watch`` (diagnostics).
     comm: the ranks to train on, data parallel (see the module docstring). None:
         ``distributed.world()``, this process alone unless mpiexec started
         several; ``distributed.Communicator()``: this process alone, always.
 
-    Raises KeyboardInterrupt after saving when stopped with Ctrl-C, and
-    TrainingError when the loss stops being finite.
+    Raises KeyboardInterrupt after the callbacks' ``on_interrupt`` (a
+    ``Checkpoint`` saves there) when stopped with Ctrl-C, and TrainingError
+    when the loss stops being finite.
     """
-    augmentation = Augmentation(flip=flip, shift=shift, mask=mask)  # checks its arguments
-    restore_best = restore_best or patience is not None
-    _check_options(epochs, batch_size, validation, restore_best, monitor, y, resume, checkpoint)
+    augment = Augmentation() if augment is None else augment
+    callbacks = in_run_order(callbacks)
+    _check_options(epochs, batch_size, augment)
     comm = world() if comm is None else comm
+    resume = any(isinstance(cb, Checkpoint) and cb.resume for cb in callbacks)
     _check_ranks_agree(comm, model, x, y, validation, batch_size=int(batch_size), epochs=int(epochs),
-                       seed=seed, augmentation=repr(augmentation), resume=resume)
+                       seed=seed, augmentation=repr(augment), resume=resume)
     x, y = backend.to_device(x), None if y is None else backend.to_device(y)
     if validation is not None:  # placed on the device once, like the training data
         validation = tuple(None if v is None else backend.to_device(v) for v in validation)
     _validate_data(model, loss, x, y)
-    state = TrainState(monitor, classify=isinstance(loss, CrossEntropy))
-    meta = {**(meta or {}), "seed": seed}
-    if resume:
-        state.resume(checkpoint, model, optimizer)  # every rank reads the same checkpoint
-    comm.broadcast_parameters(model.parameters())  # every rank starts from rank 0's weights
-    writes = checkpoint is not None and comm.is_root
-    save = (lambda: state.save(checkpoint, model, optimizer, meta)) if writes else (lambda: None)
-    verbose, progress = verbose and comm.is_root, progress if comm.is_root else False
-    job = _Job(model, loss, optimizer, x, y, int(batch_size), seed, schedule, augmentation,
-               checkpoint, comm)
+    run = Run(model, loss, optimizer, x, y, validation, int(epochs), int(batch_size), seed, augment,
+              comm, TrainState(classify=isinstance(loss, CrossEntropy)))
     check_before, loss.check = loss.check, False  # validated above; per-step checks cost syncs
     try:
-        with _StopFlag(active=comm.size == 1) as stop, \
-                _progress_bar(progress, desc, epochs, x, batch_size, state) as bar:
-            for epoch in range(state.epoch, epochs):
+        with _StopFlag(active=comm.size == 1) as stop:
+            _call(callbacks, "on_train_begin", run)  # a Checkpoint may resume here
+            comm.broadcast_parameters(model.parameters())  # every rank starts from rank 0's weights
+            for run.epoch in range(run.state.epoch, run.epochs):
                 t0 = time.perf_counter()
-                loss_sum, correct = _train_epoch(job, epoch, state, stop, bar, save)
-                _end_epoch(job, validation, state, loss_sum, correct, t0)
-                state.keep_if_best(model)
-                save()
-                if verbose:
-                    bar.write(_epoch_line(desc, state.history, epochs), file=sys.stderr)
-                if patience is not None and state.epochs_since_best() >= patience:
-                    if verbose:
-                        bar.write(f"{desc}: no better {monitor} for {patience} epochs; stopping",
-                                  file=sys.stderr)
+                _call(callbacks, "on_epoch_begin", run)
+                loss_sum, correct = _train_epoch(run, callbacks, stop)
+                _end_epoch(run, loss_sum, correct, t0)
+                _call(callbacks, "on_epoch_end", run)
+                if run.stop_reason:
                     break
+            _call(callbacks, "on_train_end", run)
     finally:
         loss.check = check_before
-    if restore_best:
-        state.restore_best(model)
-        save()
-    return state.history
+        _call(callbacks, "close", run)
+    return run.state.history
+
+
+def _call(callbacks, hook: str, run) -> None:
+    for cb in callbacks:
+        getattr(cb, hook)(run)
 
 
 @dataclass
-class _Job:
-    """What every epoch of a ``fit`` call works with (its arguments, on the device)."""
+class Run:
+    """One call of ``fit``: its arguments (the data on the device) and where it is.
+
+    Callbacks receive it (``callbacks.py``). ``state`` is what a checkpoint
+    keeps (``trainstate.TrainState``); ``epoch`` and ``step`` count from 0.
+    """
 
     model: object
     loss: object
     optimizer: object
     x: object
     y: object
+    validation: object
+    epochs: int
     batch_size: int
     seed: int
-    schedule: object
-    augmentation: Augmentation
-    checkpoint: object
+    augment: Augmentation
     comm: object  # distributed.Communicator: the ranks sharing each batch
+    state: TrainState
+    epoch: int = 0
+    step: int = 0
+    stop_reason: str = ""  # set by a callback (e.g. KeepBest's patience) to end after this epoch
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    @property
+    def global_step(self) -> int:
+        """Steps since the start of the run (of epoch 0), resumed runs included."""
+        return self.epoch * self.steps_per_epoch + self.step
 
 
-def _train_epoch(job: _Job, epoch: int, state: TrainState, stop, bar, save):
+def _train_epoch(run: Run, callbacks, stop):
     """The steps of one epoch; returns its (loss sum, correct count), read once at the end."""
-    x, y, batch_size, optimizer, checkpoint = job.x, job.y, job.batch_size, job.optimizer, job.checkpoint
-    comm, xp, n = job.comm, backend.get_array_module(x), len(x)
-    steps = math.ceil(n / batch_size)
-    perm = xp.asarray(numpy.random.default_rng([job.seed, epoch]).permutation(n))
-    draws = job.augmentation.for_epoch(xp, job.seed, epoch, n)
+    x, y, batch_size, comm, epoch = run.x, run.y, run.batch_size, run.comm, run.epoch
+    xp, n, steps = backend.get_array_module(x), len(x), run.steps_per_epoch
+    perm = xp.asarray(numpy.random.default_rng([run.seed, epoch]).permutation(n))
+    draws = run.augment.for_epoch(xp, run.seed, epoch, n)
     losses = []  # per-step loss sums, left on the device until the end of the epoch
     correct = xp.zeros((), dtype=numpy.int64)
-    first = state.step  # 0 unless resumed mid-epoch
-    carried_losses, carried_correct = state.partial if first else ([], 0)
+    first = run.state.step  # 0 unless resumed mid-epoch
+    carried_losses, carried_correct = run.state.partial if first else ([], 0)
     if first:  # the same masks as an uninterrupted run: draw those of the steps done
         for step in range(first):
             size = len(perm[step * batch_size:(step + 1) * batch_size])
             draws.skip((size, math.prod(x.shape[1:])))
-    for step in range(first, steps):
-        if job.schedule is not None:
-            optimizer.lr = job.schedule(epoch * steps + step)
-        batch = perm[step * batch_size:(step + 1) * batch_size]
+    for run.step in range(first, steps):
+        _call(callbacks, "on_step_begin", run)
+        batch = perm[run.step * batch_size:(run.step + 1) * batch_size]
         rows = comm.shard(len(batch))
         idx = batch[rows]  # this rank's part of the global batch (all of it in one process)
         part = (rows, len(batch)) if comm.size > 1 else None
         inputs, clean = draws.apply(as_batch(x[idx]), idx, part)
         target = clean if y is None else y[idx]
-        value, pred = train_step(job.model, job.loss, optimizer, inputs, target, comm=comm,
+        value, pred = train_step(run.model, run.loss, run.optimizer, inputs, target, comm=comm,
                                  weight=len(idx) / len(batch))
         losses.append(value * len(idx) if len(idx) else xp.zeros((), dtype=numpy.float32))
-        if len(idx) and "train_accuracy" in state.history:
+        if len(idx) and "train_accuracy" in run.state.history:
             correct += (pred.argmax(axis=1) == target).sum()
-        bar.update(1)
+        _call(callbacks, "on_step_end", run)
         if stop.requested:
-            state.step, state.epoch = step + 1, epoch
-            state.partial = (carried_losses + backend.to_numpy(xp.stack(losses)).tolist(),
-                             carried_correct + int(correct))
-            save()
-            where = f"to {checkpoint}" if checkpoint else "nowhere (no checkpoint path given)"
-            raise KeyboardInterrupt(f"stopped at epoch {epoch + 1}, step {step + 1}; saved {where}")
+            _interrupt(run, callbacks, carried_losses + backend.to_numpy(xp.stack(losses)).tolist(),
+                       carried_correct + int(correct))
     host_losses = backend.to_numpy(xp.stack(losses))  # the one sync of the epoch
     correct = int(correct)
     if comm.size > 1:  # every rank's step sums and count, added up: those of the global batches
@@ -352,53 +351,51 @@ def _train_epoch(job: _Job, epoch: int, state: TrainState, stop, bar, save):
         host_losses, correct = reduced[:-1].astype(numpy.float32), int(round(reduced[-1]))
     if not numpy.isfinite(host_losses).all():
         bad = int(numpy.flatnonzero(~numpy.isfinite(host_losses))[0])
-        kept = (f"the last good checkpoint (end of epoch {epoch}) is {checkpoint}"
-                if checkpoint and epoch > 0 else "no checkpoint was written")
+        saved = _checkpoint_paths(callbacks)
+        kept = (f"the last good checkpoint (end of epoch {epoch}) is {saved[0]}"
+                if saved and epoch > 0 else "no checkpoint was written")
         raise TrainingError(f"the loss became {host_losses[bad]} at epoch {epoch + 1}, step "
                             f"{first + bad + 1} of {steps}; {kept}. "
-                            f"Try a lower learning rate (now {optimizer.lr:g}).")
+                            f"Try a lower learning rate (now {run.optimizer.lr:g}).")
     every_step = numpy.concatenate([numpy.asarray(carried_losses, dtype=numpy.float32), host_losses])
     return float(every_step.sum()), carried_correct + correct
 
 
-def _end_epoch(job: _Job, validation, state: TrainState, loss_sum, correct, t0):
-    """Record the epoch's figures in ``state``: train loss/accuracy, validation, lr, time."""
-    n, figures = len(job.x), {}
-    if "train_accuracy" in state.history:
+def _interrupt(run: Run, callbacks, step_losses, correct):
+    """Ctrl-C between two steps: note where the run stands, let callbacks save, and stop."""
+    state = run.state
+    state.step, state.epoch, state.partial = run.step + 1, run.epoch, (step_losses, correct)
+    _call(callbacks, "on_interrupt", run)
+    saved = _checkpoint_paths(callbacks)
+    where = f"to {saved[0]}" if saved else "nowhere (no Checkpoint callback given)"
+    raise KeyboardInterrupt(f"stopped at epoch {run.epoch + 1}, step {run.step + 1}; saved {where}")
+
+
+def _checkpoint_paths(callbacks) -> list:
+    return [cb.path for cb in callbacks if isinstance(cb, Checkpoint)]
+
+
+def _end_epoch(run: Run, loss_sum, correct, t0):
+    """Record the epoch's figures in ``run.state``: train loss/accuracy, validation, lr, time."""
+    n, figures = len(run.x), {}
+    if "train_accuracy" in run.state.history:
         figures["train_accuracy"] = correct / n
-    if validation is not None:
-        result = evaluate(job.model, job.loss, *validation, comm=job.comm)
+    if run.validation is not None:
+        result = evaluate(run.model, run.loss, *run.validation, comm=run.comm)
         figures["val_loss"] = result["loss"]
         if "accuracy" in result:
             figures["val_accuracy"] = result["accuracy"]
-    state.record(epoch=state.epoch + 1,
-                 train_loss=loss_sum / n, lr=job.optimizer.lr, seconds=time.perf_counter() - t0,
-                 **figures)
+    run.state.record(epoch=run.epoch + 1, train_loss=loss_sum / n, lr=run.optimizer.lr,
+                     seconds=time.perf_counter() - t0, **figures)
 
 
-def _progress_bar(progress, desc, epochs, x, batch_size, state):
-    """A tqdm bar over all steps of the run, on stderr (stdout stays free for results)."""
-    from tqdm.auto import tqdm  # noqa: PLC0415  (keeps the numerical core free of tqdm)
-
-    steps = math.ceil(len(x) / batch_size)
-    return tqdm(file=sys.stderr, total=epochs * steps, initial=state.epoch * steps + state.step,
-                desc=desc, unit="step", disable=(None if progress is None else not progress),
-                leave=False)
-
-
-def _check_options(epochs, batch_size, validation, restore_best, monitor, y, resume, checkpoint):
+def _check_options(epochs, batch_size, augment):
     if int(epochs) < 1:
         raise ValueError(f"fit: epochs must be >= 1, got {epochs}")
     if int(batch_size) < 1:
         raise ValueError(f"fit: batch_size must be >= 1, got {batch_size}")
-    if restore_best and validation is None:
-        raise ValueError("fit: early stopping and restore_best need validation data")
-    if monitor not in ("val_loss", "val_accuracy"):
-        raise ValueError(f"fit: monitor must be 'val_loss' or 'val_accuracy', got {monitor!r}")
-    if monitor == "val_accuracy" and y is None:
-        raise ValueError("fit: monitor='val_accuracy' needs labels")
-    if resume and checkpoint is None:
-        raise ValueError("fit: resume=True needs a checkpoint path")
+    if not isinstance(augment, Augmentation):
+        raise TypeError(f"fit: augment must be an augment.Augmentation, got {type(augment).__name__}")
 
 
 def _check_ranks_agree(comm, model, x, y, validation, **settings):
@@ -441,16 +438,3 @@ def _validate_data(model, loss, x, y):
         raise ValueError("fit: autoencoder inputs are BCE targets and must lie in [0, 1], got "
                          f"[{float(x.min()):g}, {float(x.max()):g}]; scale them (uint8 pixels are "
                          "scaled automatically)")
-
-
-def _epoch_line(desc, history, epochs) -> str:
-    parts = [f"{desc} epoch {history['epoch'][-1]}/{epochs}",
-             f"loss {history['train_loss'][-1]:.4f}"]
-    if history.get("train_accuracy"):
-        parts.append(f"acc {100 * history['train_accuracy'][-1]:.2f}%")
-    if history["val_loss"]:
-        parts.append(f"val_loss {history['val_loss'][-1]:.4f}")
-    if history.get("val_accuracy"):
-        parts.append(f"val_acc {100 * history['val_accuracy'][-1]:.2f}%")
-    parts.append(f"{history['seconds'][-1]:.2f}s")
-    return "  ".join(parts)

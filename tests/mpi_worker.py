@@ -97,6 +97,8 @@ class Bomb(nn.Layer):
 def fit_run(comm, args):
     """fit, data parallel: a classifier (with validation figures) or a masked, flipped,
     shifted autoencoder on 4x4 images; saves parameters and history."""
+    from nanoae.augment import Augmentation  # noqa: PLC0415
+    from nanoae.callbacks import Checkpoint, Progress  # noqa: PLC0415
     from nanoae.training import fit  # noqa: PLC0415
 
     x, y = data()
@@ -105,18 +107,20 @@ def fit_run(comm, args):
         rng = np.random.default_rng(1)
         model = nn.Sequential(nn.Dense(16, 6, rng=rng), nn.ReLU(), nn.Dense(6, 16, rng=rng), nn.Sigmoid())
         optimizer, loss = nn.Adam(model.parameters(), lr=1e-2), nn.BinaryCrossEntropy()
-        kwargs = dict(flip=True, shift=1, mask=0.25)
+        kwargs = dict(augment=Augmentation(flip=True, shift=1, mask=0.25))
         y = None
     else:
         model, optimizer = model_and_optimizer()
         loss = nn.CrossEntropy()
         xv, yv = data(seed=3)
         kwargs = dict(validation=(xv, yv))
+    callbacks = [Progress(bar=False, verbose=comm.is_root)]
+    if args.checkpoint:
+        callbacks.append(Checkpoint(args.checkpoint, resume=args.resume))
     if args.fail_step >= 0:
         model = nn.Sequential(Bomb(args.fail_rank, args.fail_step, args.batch_size), *model.layers)
     history = fit(model, loss, optimizer, x, y, epochs=args.epochs, batch_size=args.batch_size,
-                  seed=5, checkpoint=args.checkpoint, resume=args.resume, progress=False,
-                  verbose=comm.is_root, **kwargs)
+                  seed=5, callbacks=callbacks, **kwargs)
     params = [p.data for p in model.parameters()]
     comm.check_agree("the parameters after training", fingerprint(*params))
     if comm.is_root:

@@ -7,6 +7,7 @@ import nanoae as nn
 from nanoae.backend import to_numpy
 from nanoae.models import (Autoencoder, Classifier, FineTuned, Standardize, build_model, dead_units,
                            encoder_fingerprint)
+from nanoae.callbacks import Progress
 from nanoae.training import fit
 
 F64 = numpy.float64
@@ -51,7 +52,7 @@ def test_a_seeded_first_step_matches_on_every_backend(xp, use_backend, rng):
     def first_step():
         ae = Autoencoder((12, 6, 3), code_activation="linear", dtype=F64, seed=3)
         fit(ae, nn.BinaryCrossEntropy(), nn.Adam(ae.parameters(), lr=1e-2), x, epochs=1,
-            batch_size=16, seed=0, progress=False, verbose=False)
+            batch_size=16, seed=0, callbacks=[Progress(bar=False, verbose=False)])
         return [to_numpy(p.data) for p in ae.parameters()]
 
     on_device = first_step()

@@ -7,6 +7,9 @@ import pytest
 
 import nanoae as nn
 from nanoae.backend import to_numpy
+from nanoae.augment import Augmentation
+from nanoae import callbacks as nn_callbacks
+from nanoae.callbacks import Checkpoint, KeepBest, LearningRateSchedule, Progress
 from nanoae.checkpoint import load_checkpoint
 from nanoae.models import Autoencoder, Classifier
 from nanoae.training import as_batch, cosine_schedule, evaluate, fit, predict, split_validation
@@ -20,6 +23,11 @@ def small_ae(seed=0):
     return Autoencoder((784, 16, 4), code_activation="linear", seed=seed)
 
 
+def quiet(*callbacks):
+    """The callbacks given, and a Progress that shows nothing (tests print nothing)."""
+    return [Progress(bar=False, verbose=False), *callbacks]
+
+
 def weights(model):
     return [to_numpy(p.data).copy() for p in model.parameters()]
 
@@ -29,7 +37,7 @@ def assert_reproducible(init_seed, **fit_kwargs):
     def run():
         model = small_ae(seed=init_seed)
         fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(),
-            progress=False, verbose=False, **fit_kwargs)
+            callbacks=quiet(), **fit_kwargs)
         return weights(model)
     for a, b in zip(run(), run()):
         numpy.testing.assert_array_equal(a, b)
@@ -50,7 +58,7 @@ def test_fit_autoencoder_history_and_progress():
     opt = nn.Adam(model.parameters(), lr=1e-2)
     x = tiny_images()
     hist = fit(model, nn.BinaryCrossEntropy(), opt, x, epochs=3, batch_size=32,
-               validation=(x[:32], None), progress=False, verbose=False)
+               validation=(x[:32], None), callbacks=quiet())
     assert hist["epoch"] == [1, 2, 3] and len(hist["seconds"]) == 3 and len(hist["val_loss"]) == 3
     assert hist["train_loss"][-1] < hist["train_loss"][0]
     assert opt.t == 9  # 3 epochs x 3 steps
@@ -66,7 +74,7 @@ def test_classifier_fit_reports_accuracy():
     x = (rng.standard_normal((120, 5)) + 4 * numpy.eye(5)[y]).astype(numpy.float32)
     head = Classifier(5, (16,), 3, seed=0)
     hist = fit(head, nn.CrossEntropy(), nn.Adam(head.parameters(), lr=1e-2), x, y, epochs=15,
-               batch_size=30, validation=(x, y), progress=False, verbose=False)
+               batch_size=30, validation=(x, y), callbacks=quiet())
     assert hist["val_accuracy"][-1] > 0.9
     r = evaluate(head, nn.CrossEntropy(), x, y)
     assert r["accuracy"] == pytest.approx(hist["val_accuracy"][-1]) and r["loss"] > 0
@@ -75,13 +83,14 @@ def test_classifier_fit_reports_accuracy():
 @pytest.mark.parametrize("bad, match", [
     (dict(epochs=0), "epochs must be >= 1"),
     (dict(batch_size=0), "batch_size must be >= 1"),
-    (dict(patience=2), "need validation data"),
-    (dict(resume=True), "needs a checkpoint path"),
+    (dict(callbacks=[KeepBest(patience=2)]), "needs validation data"),
+    (dict(augment=dict(mask=0.5)), "augment must be an augment.Augmentation"),
+    (dict(callbacks=[lambda run: None]), "must be nanoae.callbacks.Callback objects"),
 ])
 def test_fit_rejects_impossible_settings(bad, match):
     model = small_ae()
-    kwargs = dict(epochs=1, progress=False, verbose=False) | bad
-    with pytest.raises(ValueError, match=match):
+    kwargs = dict(epochs=1, callbacks=quiet()) | bad
+    with pytest.raises((ValueError, TypeError), match=match):
         fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(8), **kwargs)
 
 
@@ -90,18 +99,18 @@ def test_fit_rejects_bad_data():
     opt = nn.Adam(head.parameters())
     x = numpy.zeros((6, 5), dtype=numpy.float32)
     with pytest.raises(ValueError, match=r"labels must lie in 0\.\.2 .*3 outputs.*0\.\.7"):
-        fit(head, nn.CrossEntropy(), opt, x, numpy.array([0, 1, 2, 7, 0, 1]), epochs=1, verbose=False)
+        fit(head, nn.CrossEntropy(), opt, x, numpy.array([0, 1, 2, 7, 0, 1]), epochs=1, callbacks=quiet())
     with pytest.raises(ValueError, match="6 examples but y has 5"):
-        fit(head, nn.CrossEntropy(), opt, x, numpy.arange(5) % 3, epochs=1, verbose=False)
+        fit(head, nn.CrossEntropy(), opt, x, numpy.arange(5) % 3, epochs=1, callbacks=quiet())
     x[2, 1] = numpy.nan
     with pytest.raises(ValueError, match="NaN"):
-        fit(head, nn.CrossEntropy(), opt, x, numpy.arange(6) % 3, epochs=1, verbose=False)
+        fit(head, nn.CrossEntropy(), opt, x, numpy.arange(6) % 3, epochs=1, callbacks=quiet())
     with pytest.raises(ValueError, match=r"Dense\(5, 4\).*\(N, 5\).*\(1, 784\)"):
-        fit(head, nn.CrossEntropy(), opt, tiny_images(6), numpy.arange(6) % 3, epochs=1, verbose=False)
+        fit(head, nn.CrossEntropy(), opt, tiny_images(6), numpy.arange(6) % 3, epochs=1, callbacks=quiet())
     ae = small_ae()
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         fit(ae, nn.BinaryCrossEntropy(), nn.Adam(ae.parameters()), tiny_images(6).astype(numpy.float32),
-            epochs=1, verbose=False)
+            epochs=1, callbacks=quiet())
 
 
 class _AtCall:
@@ -145,7 +154,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(tmp_path):
     loss = nan_at(3 + 2)
     with pytest.raises(nn.TrainingError, match=r"epoch 2, step 2 of 3.*end of epoch 1.*ae\.npz"):
         fit(model, loss, opt, tiny_images(), epochs=3, batch_size=32,
-            checkpoint=ckpt, progress=False, verbose=False)
+            callbacks=quiet(Checkpoint(ckpt)))
     assert loss.check is None  # fit turned the per-step checks off, and back on
     meta = load_checkpoint(ckpt, small_ae(), nn.Adam(small_ae().parameters()))
     assert meta["user"]["epoch"] == 1  # the last good state, not the diverged one
@@ -154,19 +163,21 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(tmp_path):
 @pytest.mark.parametrize("at", [2, 5])  # mid-epoch, and at the first step of an epoch
 def test_ctrl_c_saves_and_resume_matches_uninterrupted_run(tmp_path, at):
     x = tiny_images()
-    kwargs = dict(epochs=3, batch_size=32, seed=1, progress=False, verbose=False)
+    kwargs = dict(epochs=3, batch_size=32, seed=1)
     straight = small_ae()
-    fit(straight, nn.BinaryCrossEntropy(), nn.Adam(straight.parameters()), x, **kwargs)
+    fit(straight, nn.BinaryCrossEntropy(), nn.Adam(straight.parameters()), x, callbacks=quiet(),
+        **kwargs)
 
     ckpt = tmp_path / "run.npz"
     model = small_ae()
     with pytest.raises(KeyboardInterrupt, match=f"step {(at - 1) % 3 + 1}.*saved to .*run.npz"):
-        fit(model, interrupt_at(at), nn.Adam(model.parameters()), x, checkpoint=ckpt, **kwargs)
+        fit(model, interrupt_at(at), nn.Adam(model.parameters()), x, callbacks=quiet(Checkpoint(ckpt)),
+            **kwargs)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
     resumed = small_ae(seed=99)  # different initial weights: everything must come from the file
-    hist = fit(resumed, nn.BinaryCrossEntropy(), nn.Adam(resumed.parameters()), x, checkpoint=ckpt,
-               resume=True, **kwargs)
+    hist = fit(resumed, nn.BinaryCrossEntropy(), nn.Adam(resumed.parameters()), x,
+               callbacks=quiet(Checkpoint(ckpt, resume=True)), **kwargs)
     for a, b in zip(weights(straight), weights(resumed)):
         numpy.testing.assert_array_equal(a, b)
     assert hist["epoch"] == [1, 2, 3]
@@ -178,8 +189,8 @@ def test_restore_best_and_early_stopping():
     x = rng.standard_normal((60, 4)).astype(numpy.float32)  # pure noise: validation loss rises
     head = Classifier(4, (64,), 2, seed=0)
     opt = nn.Adam(head.parameters(), lr=3e-2)
-    hist = fit(head, nn.CrossEntropy(), opt, x, y, epochs=30, batch_size=10, patience=3,
-               validation=(x[:20] * -1, y[:20]), progress=False, verbose=False)
+    hist = fit(head, nn.CrossEntropy(), opt, x, y, epochs=30, batch_size=10,
+               validation=(x[:20] * -1, y[:20]), callbacks=quiet(KeepBest(patience=3)))
     assert len(hist["epoch"]) < 30
     best = hist["best_epoch"]
     assert hist["val_loss"][best - 1] == min(hist["val_loss"])
@@ -197,24 +208,24 @@ def test_cosine_schedule_and_split():
 
 
 def test_fit_flip_is_seeded():
-    assert_reproducible(init_seed=2, epochs=1, batch_size=32, flip=True)
+    assert_reproducible(init_seed=2, epochs=1, batch_size=32, augment=Augmentation(flip=True))
 
 
 def test_fit_shift_is_seeded_and_checked():
     x = tiny_images()
     before = x.copy()
-    assert_reproducible(init_seed=2, epochs=1, batch_size=32, flip=True, shift=2)
+    assert_reproducible(init_seed=2, epochs=1, batch_size=32,
+                        augment=Augmentation(flip=True, shift=2))
     trained = []
     for shift in (0, 1):
         model = small_ae()
         fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=1, batch_size=32,
-            shift=shift, progress=False, verbose=False)
+            augment=Augmentation(shift=shift), callbacks=quiet())
         trained.append(weights(model)[0])
     assert not numpy.array_equal(*trained)  # the shift reached the batches
     numpy.testing.assert_array_equal(x, before)  # but never the caller's images
     with pytest.raises(ValueError, match="shift must be >= 0"):
-        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=1, shift=-1,
-            progress=False, verbose=False)
+        Augmentation(shift=-1)
 
 
 def test_monitor_val_accuracy_keeps_the_most_accurate_epoch():
@@ -223,15 +234,14 @@ def test_monitor_val_accuracy_keeps_the_most_accurate_epoch():
     x = (rng.standard_normal((90, 4)) + 1.5 * numpy.eye(4)[y]).astype(numpy.float32)
     head = Classifier(4, (32,), 3, seed=0)
     hist = fit(head, nn.CrossEntropy(), nn.Adam(head.parameters(), lr=2e-2), x[:60], y[:60],
-               epochs=12, batch_size=15, validation=(x[60:], y[60:]), restore_best=True,
-               monitor="val_accuracy", progress=False, verbose=False)
+               epochs=12, batch_size=15, validation=(x[60:], y[60:]),
+               callbacks=quiet(KeepBest(monitor="val_accuracy")))
     accs = hist["val_accuracy"]
     best = hist["best_epoch"]
     assert accs[best - 1] == max(accs) and all(a < max(accs) for a in accs[best:])  # ties: later
     assert evaluate(head, nn.CrossEntropy(), x[60:], y[60:])["accuracy"] == pytest.approx(max(accs))
     with pytest.raises(ValueError, match="monitor"):
-        fit(head, nn.CrossEntropy(), nn.Adam(head.parameters()), x, y, epochs=1,
-            validation=(x, y), restore_best=True, monitor="accuracy", verbose=False)
+        KeepBest(monitor="accuracy")
 
 
 def test_mirror_averages_the_probabilities_of_an_image_and_its_mirror_image():
@@ -251,17 +261,16 @@ def test_mirror_averages_the_probabilities_of_an_image_and_its_mirror_image():
 
 def test_fit_mask_denoises_seeded_and_checked():
     x = tiny_images()
-    assert_reproducible(init_seed=1, epochs=2, batch_size=32, mask=0.3)
+    assert_reproducible(init_seed=1, epochs=2, batch_size=32, augment=Augmentation(mask=0.3))
     trained = []
     for mask in (0.0, 0.3):
         model = small_ae()
         fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=1,
-            batch_size=32, mask=mask, progress=False, verbose=False)
+            batch_size=32, augment=Augmentation(mask=mask), callbacks=quiet())
         trained.append(weights(model)[0])
     assert not numpy.array_equal(*trained)
     with pytest.raises(ValueError, match="mask must be a probability"):
-        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=1, mask=1.0,
-            progress=False, verbose=False)
+        Augmentation(mask=1.0)
 
 
 def test_a_masked_autoencoder_is_scored_on_the_clean_images():
@@ -275,25 +284,25 @@ def test_a_masked_autoencoder_is_scored_on_the_clean_images():
             seen["target"] = to_numpy(target).copy()
             return super().forward(pred, target, **kw)
 
-    fit(model, Spy(), nn.SGD(model.parameters(), lr=1e-3), x, epochs=1, batch_size=8, mask=0.5,
-        progress=False, verbose=False)
+    fit(model, Spy(), nn.SGD(model.parameters(), lr=1e-3), x, epochs=1, batch_size=8,
+        augment=Augmentation(mask=0.5), callbacks=quiet())
     numpy.testing.assert_array_equal(seen["target"], as_batch(x))  # no zeros, no 1/(1-p) scaling
 
 
-@pytest.mark.parametrize("options", [dict(restore_best=True), dict(patience=2)])
-def test_resume_keeps_best_epoch_and_patience(tmp_path, options):
+@pytest.mark.parametrize("keep_best", [KeepBest(), KeepBest(patience=2)])
+def test_resume_keeps_best_epoch_and_patience(tmp_path, keep_best):
     """Interrupted + resumed equals uninterrupted, bitwise, with restore_best / patience on:
     the best epoch, its weights and the patience count come back from the checkpoint."""
     rng = numpy.random.default_rng(1)
     y = rng.integers(0, 2, size=60)
     x = rng.standard_normal((60, 4)).astype(numpy.float32)  # noise: validation loss rises early
-    kwargs = dict(epochs=12, batch_size=10, seed=2, validation=(x[:20] * -1, y[:20]),
-                  progress=False, verbose=False, **options)
+    kwargs = dict(epochs=12, batch_size=10, seed=2, validation=(x[:20] * -1, y[:20]))
 
     def run(loss, ckpt=None, resume=False):
         head = Classifier(4, (32,), 2, seed=0)
-        hist = fit(head, loss, nn.Adam(head.parameters(), lr=3e-2), x, y, checkpoint=ckpt,
-                   resume=resume, **kwargs)
+        saving = [] if ckpt is None else [Checkpoint(ckpt, resume=resume)]
+        hist = fit(head, loss, nn.Adam(head.parameters(), lr=3e-2), x, y,
+                   callbacks=quiet(keep_best, *saving), **kwargs)
         return hist, weights(head)
 
     straight, w_straight = run(nn.CrossEntropy())
@@ -316,7 +325,7 @@ def test_accuracy_only_for_a_classification_loss():
     x = numpy.random.default_rng(0).random((20, 4), dtype=numpy.float32)
     y = numpy.zeros((20, 2), dtype=numpy.float32)
     hist = fit(head, nn.BinaryCrossEntropy(), nn.Adam(head.parameters()), x, y, epochs=1,
-               batch_size=10, progress=False, verbose=False)
+               batch_size=10, callbacks=quiet())
     assert "train_accuracy" not in hist
 
 
@@ -326,8 +335,8 @@ def test_patience_message_names_what_is_monitored(capsys):
     x = rng.standard_normal((60, 4)).astype(numpy.float32)
     head = Classifier(4, (32,), 2, seed=0)
     fit(head, nn.CrossEntropy(), nn.Adam(head.parameters(), lr=3e-2), x, y, epochs=30,
-        batch_size=10, patience=2, monitor="val_accuracy", validation=(x[:20] * -1, y[:20]),
-        progress=False, verbose=True)
+        batch_size=10, validation=(x[:20] * -1, y[:20]),
+        callbacks=[KeepBest(monitor="val_accuracy", patience=2), Progress(bar=False)])
     assert "no better val_accuracy for 2 epochs" in capsys.readouterr().err
 
 
@@ -391,8 +400,8 @@ def test_the_step_loop_reads_nothing_back_to_the_host(monkeypatch):
         for p in model.parameters():  # so that every array computed in a step is watched
             p.data = p.data.view(NoHostReads)
         fit(model, loss, nn.Adam(model.parameters()), x, labels, epochs=2, batch_size=16,
-            flip=True, shift=1, mask=0.1, schedule=cosine_schedule(1e-3, 8),
-            progress=False, verbose=False)
+            augment=Augmentation(flip=True, shift=1, mask=0.1),
+            callbacks=quiet(LearningRateSchedule(cosine_schedule(1e-3, 8))))
 
 
 def test_the_host_read_detector_can_fail():
@@ -408,3 +417,52 @@ def test_predict_and_evaluate_move_host_inputs_to_the_models_device(xp):
     assert type(probs) is type(head[0].W.data)
     numpy.testing.assert_allclose(to_numpy(probs), to_numpy(head(xp.asarray(x))), rtol=1e-6)
     assert 0 <= evaluate(head, nn.CrossEntropy(), x, y)["accuracy"] <= 1
+
+
+def test_callbacks_run_in_their_fixed_order_whatever_the_list_says(tmp_path):
+    """A Checkpoint listed before KeepBest still saves the restored best weights at the end,
+    and a callback of one's own sees the hooks in the documented order."""
+    rng = numpy.random.default_rng(1)
+    y = rng.integers(0, 2, size=60)
+    x = rng.standard_normal((60, 4)).astype(numpy.float32)  # noise: the best epoch is early
+    calls = []
+
+    class Log(nn_callbacks.Callback):
+        def on_train_begin(self, run): calls.append("train_begin")
+        def on_epoch_begin(self, run): calls.append(f"epoch {run.epoch}")
+        def on_step_begin(self, run): calls.append(f"step {run.global_step}")
+        def on_epoch_end(self, run): calls.append("epoch_end")
+        def on_train_end(self, run): calls.append("train_end")
+        def close(self, run): calls.append("close")
+
+    head = Classifier(4, (32,), 2, seed=0)
+    ckpt = tmp_path / "head.npz"
+    hist = fit(head, nn.CrossEntropy(), nn.Adam(head.parameters(), lr=3e-2), x, y, epochs=8,
+               batch_size=30, validation=(x[:20] * -1, y[:20]),
+               callbacks=quiet(Checkpoint(ckpt), Log(), KeepBest()))
+    assert hist["best_epoch"] < 8
+    saved = Classifier(4, (32,), 2, seed=5)
+    load_checkpoint(ckpt, saved)
+    for a, b in zip(weights(head), weights(saved)):
+        numpy.testing.assert_array_equal(a, b)  # the checkpoint holds the restored best epoch
+    assert calls[:5] == ["train_begin", "epoch 0", "step 0", "step 1", "epoch_end"]
+    assert calls[-6:] == ["epoch 7", "step 14", "step 15", "epoch_end", "train_end", "close"]
+
+
+def test_learning_rate_schedule_counts_steps_over_the_whole_run():
+    seen = []
+    model = small_ae()
+    opt = nn.SGD(model.parameters(), lr=1.0)
+    fit(model, nn.BinaryCrossEntropy(), opt, tiny_images(40), epochs=2, batch_size=16,
+        callbacks=quiet(LearningRateSchedule(lambda step: seen.append(step) or 1e-3 * (step + 1))))
+    assert seen == [0, 1, 2, 3, 4, 5]  # 3 steps per epoch (16 + 16 + 8), counted across epochs
+    assert opt.lr == pytest.approx(6e-3)
+
+
+def test_fit_shows_progress_unless_told_otherwise(capsys):
+    model = small_ae()
+    fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(32), epochs=1)
+    assert "train epoch 1/1" in capsys.readouterr().err  # a default Progress was added
+    fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(32), epochs=1,
+        callbacks=quiet())
+    assert capsys.readouterr().err == ""
