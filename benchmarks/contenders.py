@@ -112,10 +112,11 @@ def as_float(x):
     return numpy.multiply(x.reshape(len(x), -1), numpy.float32(1 / 255), dtype=numpy.float32)
 
 
-def run_nanoae(workload, x, y, epochs, device, batch, raw=False, plain=False):
+def run_nanoae(workload, x, y, epochs, device, batch, raw=False, plain=False, watch=False):
     """nanoae's models through ``fit`` (or, ``raw``, the bare forward/loss/backward/step loop;
     ``plain``: the learner's loop, ``loss(pred, target)`` and ``model.backward(loss.backward())``,
-    with no fused gradient, no loss from logits, and the data gradient computed)."""
+    with no fused gradient, no loss from logits, and the data gradient computed; ``watch``:
+    ``fit`` with ``watch.Watch`` recording its default diagnostics, to price them)."""
     import nanoae
     from nanoae import backend
     from nanoae.models import Autoencoder, Classifier
@@ -133,9 +134,11 @@ def run_nanoae(workload, x, y, epochs, device, batch, raw=False, plain=False):
         loss = nanoae.CrossEntropy(check=False)
     opt = nanoae.Adam(model.parameters(), lr=LR)
     if not raw:  # fit's own per-epoch seconds; it syncs once per epoch to read the losses
+        from nanoae.watch import Watch  # noqa: PLC0415
+        extra = [Watch(model)] if watch else []
         hist = fit(model, loss, opt, x, y, epochs=epochs, batch_size=batch, seed=0,
-                   callbacks=[Progress(bar=False, verbose=False)])
-        return hist["seconds"], f"fit, {backend.get_backend()}"
+                   callbacks=[Progress(bar=False, verbose=False), *extra])
+        return hist["seconds"], f"fit{' + Watch' if watch else ''}, {backend.get_backend()}"
     # The same steps without fit's bookkeeping (loss history, accuracy, progress bar).
     xp, n, seconds = backend.xp(), len(x), []
     x, y = backend.to_device(x), None if y is None else backend.to_device(y)
@@ -278,6 +281,7 @@ def run_floor(workload, x, y, epochs, device, batch):
 
 RUNNERS = {
     "nanoae": run_nanoae,
+    "nanoae-watch": lambda *a: run_nanoae(*a, watch=True),
     "nanoae-raw": lambda *a: run_nanoae(*a, raw=True),
     "nanoae-plain": lambda *a: run_nanoae(*a, raw=True, plain=True),
     "torch-plain": run_torch,

@@ -356,3 +356,87 @@ def _codes_figure(codes, title=None) -> Figure:
     state = f"{int(dead.sum())} of {d} units dead" if dead.any() else f"{d} units, none dead"
     fig.suptitle(f"{title or 'Code units'} ({state})", fontsize=12)
     return fig
+
+
+def plot_diagnostics(records: dict, path, title=None) -> Path:
+    """``diagnostics.png``: what happened inside each layer while it trained (``watch.Watch``).
+
+    Top row, one line per layer: the update-to-data ratio ``std(step) / std(W)``
+    of each Dense layer over the steps (log scale, with the usual healthy 1e-3
+    as a guide), the std of its weight gradient, and the dead units of each
+    rectifier per epoch. Below, one small panel per activation layer: the
+    histogram of its outputs at the first and at the last epoch watched, with
+    the saturated (or dead) share in the legend.
+    """
+    layers = records["layers"]
+    dense = [n for n, r in layers.items() if "update_ratio" in r]
+    acts = [n for n in records.get("histograms", {}).get("first", {}).get("output", {})]
+    cols = 3
+    act_rows = max(1, -(-len(acts) // cols))
+    fig = Figure(figsize=(13, 3.6 * (1 + act_rows)), layout="constrained")
+    grid = fig.add_gridspec(1 + act_rows, cols)
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, max(1, len(dense))))
+    steps = np.asarray(records["step"])
+
+    ax = fig.add_subplot(grid[0, 0])
+    for name, c in zip(dense, colors):
+        ax.plot(steps, layers[name]["update_ratio"], color=c, lw=1.2, label=_short(name))
+    ax.axhline(1e-3, color="0.4", ls="--", lw=1, label="1e-3 guide")
+    ax.set(yscale="log", xlabel="step", ylabel="std(update) / std(W)",
+           title="update-to-data ratio per Dense layer")
+    ax.legend(fontsize=7, loc="best")
+
+    ax = fig.add_subplot(grid[0, 1])
+    for name, c in zip(dense, colors):
+        ax.plot(steps, layers[name]["grad_std"], color=c, lw=1.2, label=_short(name))
+    ax.set(yscale="log", xlabel="step", ylabel="std(dL/dW)", title="weight-gradient std per Dense layer")
+    ax.legend(fontsize=7, loc="best")
+
+    ax = fig.add_subplot(grid[0, 2])
+    dead = {n: r["dead_per_epoch"] for n, r in layers.items() if "dead_per_epoch" in r}
+    for name, counts in dead.items():
+        ax.plot(np.arange(1, len(counts) + 1), counts, marker="o", ms=3, label=_short(name))
+    ax.set(xlabel="epoch", ylabel="dead units", title="dead units per epoch (rectifiers)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    if dead:
+        ax.legend(fontsize=7, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no rectifier layers", ha="center", va="center", transform=ax.transAxes)
+
+    hist = records.get("histograms", {})
+    first, last = hist.get("first", {}), hist.get("last", {})
+    for i, name in enumerate(acts):
+        ax = fig.add_subplot(grid[1 + i // cols, i % cols])
+        for entry, style in ((first, dict(color="0.55", lw=1.2)), (last, dict(color="C3", lw=1.4))):
+            h = entry.get("output", {}).get(name)
+            if h is None:
+                continue
+            counts = np.asarray(h["counts"], dtype=float)
+            edges = np.linspace(*h["range"], len(counts) + 1)
+            share = counts / max(1.0, counts.sum())
+            ax.stairs(share, edges, label=_hist_label(layers[name], entry["epoch"], records["epoch"]),
+                      **style)
+        ax.set(xlabel="output (the end bins hold everything beyond them)", ylabel="share of outputs",
+               title=_short(name))
+        ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _short(name: str) -> str:
+    """A layer's label without the model's prefix words: 'encoder layer 0 Dense(784, 128)' ->
+    'enc 0 Dense(784, 128)'."""
+    return name.replace("encoder layer ", "enc ").replace("decoder layer ", "dec ").replace("layer ", "")
+
+
+def _hist_label(record: dict, epoch: int, record_epochs) -> str:
+    """'epoch 1: 12.0% saturated' (dead units, for a rectifier): what the legend shows."""
+    dead = record.get("dead_per_epoch")
+    if dead and epoch <= len(dead):
+        return f"epoch {epoch}: {dead[epoch - 1]} dead units"
+    saturated = record.get("saturated")
+    if saturated and epoch in record_epochs:  # the first record of that epoch
+        return f"epoch {epoch}: {100 * saturated[list(record_epochs).index(epoch)]:.1f}% saturated"
+    return f"epoch {epoch}"

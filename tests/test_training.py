@@ -13,6 +13,7 @@ from nanoae.callbacks import Checkpoint, KeepBest, LearningRateSchedule, Progres
 from nanoae.checkpoint import load_checkpoint
 from nanoae.models import Autoencoder, Classifier
 from nanoae.training import as_batch, cosine_schedule, evaluate, fit, predict, split_validation
+from nanoae.watch import Watch
 
 
 def tiny_images(n=96, seed=0):
@@ -373,9 +374,9 @@ for _name in ("__float__", "__int__", "__bool__", "__index__", "item", "tolist")
 
 
 def test_the_step_loop_reads_nothing_back_to_the_host(monkeypatch):
-    """Every default augmentation on, with a classifier and an autoencoder: one epoch of
-    steps runs without a single read of a device value; only the epoch's end reads (through
-    backend.to_numpy, which is allowed)."""
+    """Every default augmentation on, diagnostics recorded, with a classifier and an
+    autoencoder: one epoch of steps runs without a single read of a device value; only the
+    epoch's end reads (through backend.to_numpy, which is allowed)."""
     import nanoae.training as training
 
     x = tiny_images(64).view(NoHostReads)
@@ -401,7 +402,7 @@ def test_the_step_loop_reads_nothing_back_to_the_host(monkeypatch):
             p.data = p.data.view(NoHostReads)
         fit(model, loss, nn.Adam(model.parameters()), x, labels, epochs=2, batch_size=16,
             augment=Augmentation(flip=True, shift=1, mask=0.1),
-            callbacks=quiet(LearningRateSchedule(cosine_schedule(1e-3, 8))))
+            callbacks=quiet(LearningRateSchedule(cosine_schedule(1e-3, 8)), Watch(model, every=2)))
 
 
 def test_the_host_read_detector_can_fail():
