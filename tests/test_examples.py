@@ -6,7 +6,6 @@ with its figures sent into tmp_path (NANOAE_EXAMPLE_OUT) and the user cache
 redirected there too, so nothing is written into the repository or ~/.cache.
 """
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -123,8 +122,6 @@ def test_04_gradcheck_by_hand(fake_data, tmp_path, backend_name):
     assert_pngs(out, "gradcheck_step_size.png")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("nanoae.watch") is None,
-                    reason="nanoae.watch (issue 17 section 1) is not there yet")
 def test_06_your_own_layer(fake_data, tmp_path, backend_name):
     stdout, out = run_example("06_your_own_layer.py", fake_data, tmp_path,
                               NANOAE_EXAMPLE_LIMIT="200", NANOAE_EXAMPLE_EPOCHS="2",
