@@ -145,6 +145,13 @@ def _add_train_ae(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out (to train "
                    "a finished run further, give a larger --epochs)")
     p.add_argument("--force", action="store_true", help="replace the checkpoint at --out if there is one")
+    _watch(p)
+
+
+def _watch(p) -> None:
+    p.add_argument("--watch", action="store_true", help="record per-layer diagnostics (update-to-data "
+                   "ratios, gradients, saturated and dead units) and write them beside --out: "
+                   "NAME.diagnostics.png and NAME.watch.json")
 
 
 def _add_train_classifier(sub) -> None:
@@ -163,6 +170,7 @@ def _add_train_classifier(sub) -> None:
                    help="then fine-tune encoder + head for EPOCHS epochs, saved beside --out with "
                    ".finetuned.npz in place of .npz (runs/classifier.finetuned.npz; default: 0)")
     p.add_argument("--force", action="store_true", help="replace the checkpoint(s) at --out if there are any")
+    _watch(p)
 
 
 def _add_evaluate(sub) -> None:

@@ -7,6 +7,7 @@ the wrong autoencoder, an output that would overwrite a trained model) raises
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from .data import CLASS_NAMES, IMAGE_SHAPE
 from .errors import CheckpointError
 from .model import Sequential
 from .models import FineTuned, Standardize, build_model, encoder_fingerprint
+from .plots import plot_diagnostics
+from .watch import summarize
 from .pipeline import (REFERENCE_AE, Settings, autoencoder_metrics, encode_splits, fine_tune,
                        head_training_set, load_splits, run_demo, score_classifier, train_autoencoder,
                        train_head, tsne_map)
@@ -133,9 +136,25 @@ def train_ae(args):
     settings = _settings(args, ae_epochs=args.epochs, ae_lr=args.lr, ae_mask=args.mask,
                          code_activation=args.code, **_ae_widths(args))
     splits = load_splits(settings)
-    model, _ = train_autoencoder(splits.x_train, settings, validation=splits.x_val,
-                                 reference=args.reference, checkpoint=args.out, resume=args.resume)
-    return {"checkpoint": str(args.out), **autoencoder_metrics(model, splits.x_test)}
+    model, history = train_autoencoder(splits.x_train, settings, validation=splits.x_val,
+                                       reference=args.reference, checkpoint=args.out,
+                                       resume=args.resume, watch=args.watch)
+    result = {"checkpoint": str(args.out), **autoencoder_metrics(model, splits.x_test)}
+    if args.watch:
+        result.update(write_diagnostics(history, args.out, f"autoencoder {model.config['widths']}"))
+    return result
+
+
+def write_diagnostics(history: dict, checkpoint, title: str) -> dict:
+    """``--watch``: the records as ``<checkpoint>.watch.json`` and their figure as
+    ``<checkpoint>.diagnostics.png``, beside the checkpoint; returns both paths."""
+    checkpoint = Path(checkpoint)
+    records = checkpoint.with_suffix(".watch.json")
+    records.write_text(json.dumps(history["watch"]))
+    figure = plot_diagnostics(history["watch"], checkpoint.with_suffix(".diagnostics.png"),
+                              title=f"{title}: {records.name}")
+    return {"watch_records": str(records), "diagnostics": str(figure),
+            "diagnostics_summary": summarize(history["watch"])}
 
 
 def finetuned_path(out) -> Path:
@@ -153,14 +172,20 @@ def train_classifier(args):
     splits = load_splits(settings)
     c_train, c_val, _ = encode_splits(ae, splits)
     codes, labels = head_training_set(ae, splits, c_train, settings)
-    scaler, head, _ = train_head(codes, labels, c_val, splits.y_val, settings, autoencoder=ae,
-                                 checkpoint=args.out)
+    scaler, head, history = train_head(codes, labels, c_val, splits.y_val, settings, autoencoder=ae,
+                                       checkpoint=args.out, watch=args.watch)
     frozen = Sequential(ae.encoder, scaler, head)
     result = {"checkpoint": str(args.out), **score_classifier(frozen, splits, settings, "clf_frozen")}
+    if args.watch:
+        result.update(write_diagnostics(history, args.out, "classifier head on codes"))
     if args.finetune:
-        tuned, _ = fine_tune(ae, scaler, head, splits, settings, checkpoint=finetuned_path(args.out))
+        tuned, history = fine_tune(ae, scaler, head, splits, settings,
+                                   checkpoint=finetuned_path(args.out), watch=args.watch)
         result["finetune_checkpoint"] = str(finetuned_path(args.out))
         result.update(score_classifier(tuned, splits, settings, "clf_finetune"))
+        if args.watch:
+            result.update({f"finetune_{k}": v for k, v in write_diagnostics(
+                history, finetuned_path(args.out), "fine-tuned classifier").items()})
     return result
 
 

@@ -10,7 +10,8 @@ of its own parameters on the way.
 
 from __future__ import annotations
 
-from .backend import to_numpy, to_device
+from . import backend
+from .backend import to_numpy
 from .layers import Layer
 from .parameter import Parameter
 
@@ -118,7 +119,7 @@ class Sequential(Layer):
                     f"{p.data.dtype}, got shape {tuple(value.shape)} dtype {value.dtype}"
                 )
         for key, p in named.items():
-            p.data[...] = to_device(state[key])
+            p.data[...] = backend.as_array_like(state[key], p.data)  # the parameter's own module
 
     def _named_parameters(self, prefix=""):
         for i, layer in enumerate(self.layers):

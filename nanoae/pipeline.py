@@ -40,6 +40,7 @@ from .losses import BinaryCrossEntropy, CrossEntropy
 from .model import Sequential
 from .models import Autoencoder, Classifier, FineTuned, Standardize, dead_units, encoder_fingerprint
 from .optim import Adam, AdamW
+from .watch import Watch, summarize
 from .training import as_batch, cosine_schedule, fit, mirror_images, predict, split_validation
 
 __all__ = ["Settings", "REFERENCE_AE", "load_splits", "train_autoencoder", "encode_splits", "head_training_set",
@@ -143,7 +144,7 @@ def _cosine(lr: float, examples: int, epochs: int, settings: Settings):
 
 
 def train_autoencoder(x, settings: Settings, *, validation=None, reference: bool = False,
-                      checkpoint=None, resume=False, desc="autoencoder"):
+                      checkpoint=None, resume=False, desc="autoencoder", watch: bool = False):
     """Train an autoencoder on uint8 images x; returns (model, history).
 
     The recipe is the settings' (``ae_*``, ``code_activation``), or with
@@ -151,6 +152,7 @@ def train_autoencoder(x, settings: Settings, *, validation=None, reference: bool
     held out of x; their loss, on the clean images (never masked), is recorded
     each epoch as ``history["val_loss"]`` for the learning curves. Nothing is
     chosen on it: the epochs and the schedule are fixed, the last epoch is kept.
+    watch: record per-layer diagnostics (``watch.Watch``) into ``history["watch"]``.
     """
     recipe = dict(REFERENCE_AE) if reference else {
         "widths": tuple(settings.ae_widths), "code_activation": settings.code_activation,
@@ -158,7 +160,7 @@ def train_autoencoder(x, settings: Settings, *, validation=None, reference: bool
     model = Autoencoder(recipe["widths"], code_activation=recipe["code_activation"],
                         init=recipe.get("init", "he"), seed=settings.seed)
     opt = Adam(model.parameters(), lr=recipe["lr"])
-    callbacks = [Progress(desc, bar=settings.progress)]
+    callbacks = [Progress(desc, bar=settings.progress)] + ([Watch(model)] if watch else [])
     if recipe["cosine"]:
         callbacks.append(LearningRateSchedule(_cosine(recipe["lr"], len(x), recipe["epochs"], settings)))
     if checkpoint is not None:
@@ -214,7 +216,7 @@ def head_training_set(model, splits: Splits, codes_train, settings: Settings):
 
 
 def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, autoencoder=None,
-               checkpoint=None):
+               checkpoint=None, watch: bool = False):
     """A softmax head on standardised frozen codes; keeps the epoch best on validation.
 
     autoencoder: the one whose encoder made the codes; its ``encoder_fingerprint``
@@ -231,11 +233,13 @@ def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, au
     history = fit(model, CrossEntropy(), opt, codes_train, y_train, epochs=settings.head_epochs,
                   batch_size=settings.batch_size, validation=(codes_val, y_val),
                   seed=settings.seed,
-                  callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, "head on codes"))
+                  callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, "head on codes")
+                  + ([Watch(head)] if watch else []))
     return scaler, head, history
 
 
-def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoint=None):
+def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoint=None,
+              watch: bool = False):
     """Encoder, scaler and head trained together on the labels; best epoch on validation."""
     model = FineTuned(ae, scaler, head)
     opt = AdamW(model.parameters(), lr=settings.finetune_lr, weight_decay=settings.finetune_weight_decay)
@@ -245,7 +249,8 @@ def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoin
                   epochs=settings.finetune_epochs, batch_size=settings.batch_size,
                   validation=(splits.x_val, splits.y_val), seed=settings.seed,
                   augment=Augmentation(flip=settings.finetune_flip, mask=settings.finetune_mask),
-                  callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, "fine-tune"))
+                  callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, "fine-tune")
+                  + ([Watch(model)] if watch else []))
     return model, history
 
 
@@ -374,9 +379,11 @@ def _autoencoder_stages(out, settings, splits, stages, metrics, histories):
     if settings.reference:
         stages.start("reference autoencoder (ReLU code), for the parity figure")
         ref, h = train_autoencoder(splits.x_train, settings, validation=splits.x_val, reference=True,
-                                   checkpoint=out / "autoencoder_reference.npz", desc="reference AE")
+                                   checkpoint=out / "autoencoder_reference.npz", desc="reference AE",
+                                   watch=True)  # its units die: the diagnostics show when
         metrics.update(autoencoder_metrics(ref, splits.x_test, prefix="ref_ae"))
         histories["reference autoencoder (ReLU code)"] = h
+        write_diagnostics(h["watch"], out, metrics)
     stages.start(f"autoencoder ({settings.code_activation} code, "
                  f"{settings.ae_mask:g} of the pixels masked)")
     ae, h = train_autoencoder(splits.x_train, settings, validation=splits.x_val,
@@ -385,6 +392,15 @@ def _autoencoder_stages(out, settings, splits, stages, metrics, histories):
     metrics.update(autoencoder_metrics(ae, splits.x_test),
                    ae_seconds_per_epoch=float(numpy.median(h["seconds"])))
     return ae
+
+
+def write_diagnostics(records: dict, out: Path, metrics: dict) -> None:
+    """``diagnostics.png`` of the reference autoencoder, and what it shows in words (for the report)."""
+    from .plots import plot_diagnostics  # noqa: PLC0415  (matplotlib only for the demo)
+
+    plot_diagnostics(records, out / "diagnostics.png",
+                     title="Inside the reference autoencoder while it trained (nanoae.watch)")
+    metrics["ref_ae_diagnostics"] = summarize(records)
 
 
 def _train_loss_labels(settings: Settings) -> dict:

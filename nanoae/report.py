@@ -100,6 +100,18 @@ def _mirrored_widths(settings: dict) -> list:
     return widths + widths[-2::-1]
 
 
+def _diagnostics_section(metrics: dict) -> str:
+    """The reference autoencoder's diagnostics figure, and the sentences computed from its records."""
+    sentences = metrics.get("ref_ae_diagnostics")
+    if not sentences:
+        return ""
+    return ("## Inside the reference autoencoder\n\n![diagnostics](diagnostics.png)\n\n"
+            "Recorded while it trained (`nanoae.watch.Watch`): per Dense layer the update-to-data "
+            "ratio and the weight-gradient spread over the steps, per ReLU its dead units per "
+            "epoch, and each activation's outputs at the first and the last epoch. "
+            + " ".join(sentences) + "\n\n")
+
+
 def write_report(out: Path, metrics: dict, confusion) -> Path:
     s = metrics["settings"]
     cm = numpy.asarray(confusion)
@@ -144,7 +156,7 @@ A dotted line marks the epoch each classifier kept.
 The spread of each code unit's values over the test images; a unit that is
 zero on every image is dead, carries nothing, and is marked with a red x.
 
-## t-SNE map of the test codes
+{_diagnostics_section(metrics)}## t-SNE map of the test codes
 
 ![t-SNE](tsne.png)
 

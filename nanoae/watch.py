@@ -45,7 +45,7 @@ from .backend import get_array_module, to_numpy
 from .callbacks import Callback
 from .layers import Dense, ReLU, Sigmoid, Softmax
 
-__all__ = ["Watch", "RECORDS_PER_EPOCH"]
+__all__ = ["Watch", "RECORDS_PER_EPOCH", "summarize"]
 
 RECORDS_PER_EPOCH = 50  # fit's default: ``every`` = steps per epoch // this
 OUTPUT_BINS = 50
@@ -142,11 +142,19 @@ class Watch(Callback):
         if run.comm.size > 1:
             self.records["shard"] = (f"rank 0 of {run.comm.size}: the statistics of its own "
                                      "shard of each batch")
+        self._started = False
+
+    def on_epoch_begin(self, run):
+        if self._started:
+            return
+        # The first epoch of this call: only now has a Checkpoint resumed (history, weights)
+        # and have the ranks shared rank 0's weights.
+        self._started = True
         saved = run.state.history.get("watch")
-        if saved:  # a resumed run continues the records it saved
-            self.records, self._epoch = saved, run.state.epoch
+        if saved:  # a resumed run continues the records it saved (an epoch stopped midway is
+            self.records, self._epoch = saved, run.state.epoch  # recorded from where it resumed)
         self._t = run.state.epoch * run.steps_per_epoch + run.state.step
-        self._keep_weights()  # again: a resumed or broadcast model has new weights
+        self._keep_weights()
 
     def on_step_end(self, run):
         self.step()
@@ -259,3 +267,40 @@ def _output_range(layer) -> tuple:
     if isinstance(layer, ReLU):
         return 0.0, 10.0
     return -10.0, 10.0
+
+
+def summarize(records: dict) -> list[str]:
+    """Two or three sentences on what a run's records show, computed from them (for reports).
+
+    Which rectifier lost units and when; where the update-to-data ratios sat in the
+    last epoch against the 1e-3 guide; how saturated the outputs ended.
+    """
+    layers, sentences = records["layers"], []
+    dead = {name: rec["dead_per_epoch"] for name, rec in layers.items() if rec.get("dead_per_epoch")}
+    if dead:
+        parts = []
+        for name, counts in dead.items():
+            if counts[-1] == 0:
+                continue
+            first = next(i for i, c in enumerate(counts) if c > 0) + 1
+            parts.append(f"{name} {counts[-1]} (the first in epoch {first})")
+        epochs = max(len(c) for c in dead.values())
+        sentences.append(f"After {epochs} epochs, dead units (zero for every training example of "
+                         "the epoch): " + ("; ".join(parts) if parts else "none in any layer") + ".")
+    last_epoch = max(records["epoch"]) if records["epoch"] else None
+    ratios = {}
+    for name, rec in layers.items():
+        if "update_ratio" in rec and last_epoch is not None:
+            last = [r for r, e in zip(rec["update_ratio"], records["epoch"]) if e == last_epoch]
+            ratios[name] = float(numpy.median(last))
+    if ratios:
+        lo, hi = min(ratios, key=ratios.get), max(ratios, key=ratios.get)
+        sentences.append(f"In the last epoch the median update-to-data ratio of the Dense layers "
+                         f"ranged from {ratios[lo]:.1e} ({lo}) to {ratios[hi]:.1e} ({hi}), "
+                         f"against the usual guide of 1e-3.")
+    saturated = {name: rec["saturated"][-1] for name, rec in layers.items()
+                 if rec.get("saturated") and name not in dead}
+    if saturated:
+        sentences.append("At the last record, saturated outputs: " + "; ".join(
+            f"{name} {100 * share:.1f} %" for name, share in saturated.items()) + ".")
+    return sentences

@@ -1,5 +1,7 @@
 """The backend switch: names, errors that say why, moving arrays."""
 
+import sys
+
 import numpy
 import pytest
 
@@ -56,3 +58,22 @@ def test_the_core_imports_nothing_heavy():
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_runtimes_own_error_is_kept(monkeypatch):
+    # A driver older than the wheel's CUDA: cupy.is_available() would say False and hide why.
+    import types  # noqa: PLC0415
+
+    def count():
+        raise RuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient "
+                           "for CUDA runtime version")
+
+    fake = types.ModuleType("cupy")
+    fake.is_available = lambda: False
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=count))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    for name, value in (("_cupy", None), ("_cupy_error", None), ("_cupy_checked", False)):
+        monkeypatch.setattr(backend, name, value)
+    assert not backend.cupy_available()
+    assert "cudaErrorInsufficientDriver: CUDA driver version is insufficient" in (
+        backend.cupy_unavailable_reason())

@@ -171,6 +171,25 @@ def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys, backend
     assert tuned["clf_finetune_test_accuracy"] == pytest.approx(trained["clf_finetune_test_accuracy"])
 
 
+def test_watch_writes_the_diagnostics_beside_the_checkpoint(tmp_path, fake_data, capsys):
+    ae, clf = tmp_path / "ae.npz", tmp_path / "clf.npz"
+    common = ["--data-dir", fake_data, "--no-verify", "--batch-size", "50"]
+    assert main(["train-ae", "--epochs", "2", "--out", str(ae), "--code", "relu", "--widths", "24", "16",
+                 "--watch", *common]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["diagnostics"] == str(tmp_path / "ae.diagnostics.png")
+    records = json.loads((tmp_path / "ae.watch.json").read_text())
+    assert len(records["layers"]["encoder layer 3 ReLU()"]["dead_per_epoch"]) == 2  # the code
+    assert (tmp_path / "ae.diagnostics.png").stat().st_size > 10_000
+    assert any("dead units" in sentence for sentence in out["diagnostics_summary"])
+    assert main(["train-classifier", "--ae", str(ae), "--out", str(clf), "--epochs", "1",
+                 "--hidden", "8", "--finetune", "1", "--watch", *common]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["diagnostics"] == str(tmp_path / "clf.diagnostics.png")
+    assert out["finetune_diagnostics"] == str(tmp_path / "clf.finetuned.diagnostics.png")
+    assert (tmp_path / "clf.finetuned.watch.json").is_file()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL_DATA.exists(), reason="needs Debian's dataset-fashion-mnist "
                     "(apt-get install dataset-fashion-mnist); CI installs it")

@@ -4,9 +4,17 @@ import numpy
 import pytest
 
 import nanoae as nn
+from device_double import use_double
 from nanoae.backend import to_numpy
 
 F64 = numpy.float64
+
+
+@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu), "double"])
+def xp(request, use_backend, monkeypatch):
+    """Each backend, and the CPU double of a device array (tests/device_double.py), which
+    refuses host arrays written into it as CuPy does."""
+    return use_double(monkeypatch) if request.param == "double" else use_backend(request.param)
 
 
 def small(seed=0):
@@ -82,3 +90,27 @@ def test_training_reduces_loss(xp, rng):
         model.backward_from_loss(loss, input_grad=False)
         opt.step()
     assert float(loss(model(x), x)) < 0.8 * first
+
+
+def test_loading_into_a_device_model_while_numpy_is_active(monkeypatch):
+    # The values are converted with the parameters' own module, not the active backend's:
+    # CuPy (and the double) refuse a NumPy array written into a device array.
+    from nanoae import backend  # noqa: PLC0415
+
+    use_double(monkeypatch)
+    model = small(0)
+    optimizer = nn.Adam(model.parameters())
+    saved, opt_saved = small(10).state_dict(), optimizer.state_dict()
+    monkeypatch.setattr(backend, "_active", numpy)  # the active backend: NumPy
+    model.load_state_dict(saved)
+    optimizer.load_state_dict(opt_saved)
+    numpy.testing.assert_array_equal(numpy.asarray(model[0].W.data), saved["0.W"])
+
+
+def test_the_double_refuses_a_host_array_written_into_it():
+    from device_double import HostWriteError, NoHostReads  # noqa: PLC0415
+
+    device = numpy.zeros(3).view(NoHostReads)
+    device[...] = 1.0  # a scalar is fine, as on CuPy
+    with pytest.raises(HostWriteError):
+        device[...] = numpy.ones(3)

@@ -12,6 +12,7 @@ from nanoae import callbacks as nn_callbacks
 from nanoae.callbacks import Checkpoint, KeepBest, LearningRateSchedule, Progress
 from nanoae.checkpoint import load_checkpoint
 from nanoae.models import Autoencoder, Classifier
+from device_double import HostReadError, NoHostReads
 from nanoae.training import as_batch, cosine_schedule, evaluate, fit, predict, split_validation
 from nanoae.watch import Watch
 
@@ -339,38 +340,6 @@ def test_patience_message_names_what_is_monitored(capsys):
         batch_size=10, validation=(x[:20] * -1, y[:20]),
         callbacks=[KeepBest(monitor="val_accuracy", patience=2), Progress(bar=False)])
     assert "no better val_accuracy for 2 epochs" in capsys.readouterr().err
-
-
-class HostReadError(AssertionError):
-    pass
-
-
-class NoHostReads(numpy.ndarray):
-    """A NumPy array that fails whenever its values are read back as Python numbers.
-
-    On a GPU each such read (float(), int(), bool(), .item(), .tolist()) makes the host wait
-    for the device; inside the step loop that would happen every batch. Arrays computed from
-    one of these are of this class too, so the whole step loop is watched, on the CPU.
-    """
-
-    armed = True
-
-    def __array_wrap__(self, obj, context=None, return_scalar=False):
-        # keep reductions (sum, mean) 0-d arrays of this class, as CuPy keeps them on the device
-        return numpy.asarray(obj).view(NoHostReads)
-
-
-def _refusing(name):
-    """The ndarray method ``name``, failing while NoHostReads is armed."""
-    def method(self, *args):
-        if NoHostReads.armed:
-            raise HostReadError(f"a device value was read on the host ({name}) inside the step loop")
-        return getattr(numpy.ndarray, name)(self, *args)
-    return method
-
-
-for _name in ("__float__", "__int__", "__bool__", "__index__", "item", "tolist"):
-    setattr(NoHostReads, _name, _refusing(_name))
 
 
 def test_the_step_loop_reads_nothing_back_to_the_host(monkeypatch):

@@ -10,7 +10,7 @@ from nanoae.backend import to_numpy
 from nanoae.callbacks import Progress
 from nanoae.plots import plot_diagnostics
 from nanoae.training import fit
-from nanoae.watch import Watch
+from nanoae.watch import Watch, summarize
 
 
 def std(a):
@@ -149,3 +149,37 @@ def test_a_learners_rectifier_is_watched_when_named():
     assert list(watch.dead_units().values()) == [[1]]
     with pytest.raises(ValueError, match="every must be >= 1"):
         Watch(model, every=0)
+
+
+def test_a_resumed_run_continues_the_records_it_saved(tmp_path):
+    """Stopped after epoch 2 of 4 and resumed: the same records as an uninterrupted run."""
+    from nanoae.callbacks import Checkpoint  # noqa: PLC0415
+
+    x = numpy.random.default_rng(0).integers(0, 256, size=(60, 16), dtype=numpy.uint8)
+
+    def run(epochs, resume=False, ckpt=tmp_path / "run.npz"):
+        model = nn.Sequential(nn.Dense(16, 8, rng=0), nn.ReLU(), nn.Dense(8, 16, rng=1), nn.Sigmoid())
+        return fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=epochs,
+                   batch_size=10, callbacks=[Watch(model, every=4), Checkpoint(ckpt, resume=resume),
+                                             Progress(bar=False, verbose=False)])["watch"]
+
+    straight = run(4, ckpt=tmp_path / "straight.npz")
+    run(2)
+    resumed = run(4, resume=True)
+    assert resumed["step"] == straight["step"] == [0, 4, 8, 12, 16, 20]
+    assert resumed["layers"] == straight["layers"]
+    assert resumed["histograms"] == straight["histograms"]
+
+
+def test_summarize_states_what_the_records_show():
+    records = {"step": [0, 5, 10, 15], "epoch": [1, 1, 2, 2], "layers": {
+        "enc 0 Dense": {"kind": "Dense", "update_ratio": [1e-2, 8e-3, 3e-3, 5e-3]},
+        "dec 2 Dense": {"kind": "Dense", "update_ratio": [1e-3, 1e-3, 1e-3, 2e-3]},
+        "code ReLU": {"kind": "ReLU", "saturated": [0, 0, 0.1, 0.1], "dead_per_epoch": [0, 3]},
+        "hidden ReLU": {"kind": "ReLU", "saturated": [0, 0, 0, 0], "dead_per_epoch": [0, 0]},
+        "out Sigmoid": {"kind": "Sigmoid", "saturated": [0.0, 0.1, 0.2, 0.25]}}}
+    text = " ".join(summarize(records))
+    assert "After 2 epochs" in text and "code ReLU 3 (the first in epoch 2)" in text
+    assert "hidden ReLU" not in text
+    assert "from 1.5e-03 (dec 2 Dense) to 4.0e-03 (enc 0 Dense)" in text
+    assert "out Sigmoid 25.0 %" in text
