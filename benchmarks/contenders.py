@@ -80,7 +80,11 @@ def gpu_memory() -> dict:
     memory pool keeps every block it got from the driver until told to free them, so its
     ``total_bytes()`` at the end is its high-water mark; PyTorch's caching allocator
     reports ``max_memory_reserved()``, and ``max_memory_allocated()`` (bytes in live
-    tensors) as gpu_allocated_mib. Empty when no GPU library was used.
+    tensors) as gpu_allocated_mib. Neither counts the CUDA context nor the libraries'
+    workspaces (cuBLAS, kernels), so gpu_process_mib adds the device memory the whole
+    process holds at its end, from NVML (pynvml, where installed) or else from
+    ``cudaMemGetInfo`` (total - free: the whole device, exact when this process is alone
+    on it). Empty when no GPU library was used.
     """
     mib, out = 2.0 ** 20, {}
     cupy = sys.modules.get("cupy")
@@ -90,7 +94,33 @@ def gpu_memory() -> dict:
     if torch is not None and torch.cuda.is_initialized():
         out["gpu_mib"] = torch.cuda.max_memory_reserved() / mib
         out["gpu_allocated_mib"] = torch.cuda.max_memory_allocated() / mib
+    if out:
+        out.update(_process_device_memory(cupy, torch))
     return out
+
+
+def _process_device_memory(cupy, torch) -> dict:
+    """{"gpu_process_mib": ..., "gpu_process_source": "nvml" | "memGetInfo"}, or {}."""
+    import os  # noqa: PLC0415
+
+    mib = 2.0 ** 20
+    try:
+        import pynvml  # noqa: PLC0415  (optional: nvidia-ml-py)
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid == os.getpid() and proc.usedGpuMemory is not None:
+                return {"gpu_process_mib": proc.usedGpuMemory / mib, "gpu_process_source": "nvml"}
+    except Exception:  # no pynvml, no permission, or a driver without per-process figures
+        pass
+    if cupy is not None:
+        free, total = cupy.cuda.runtime.memGetInfo()
+    elif torch is not None:
+        free, total = torch.cuda.mem_get_info()
+    else:
+        return {}
+    return {"gpu_process_mib": (total - free) / mib, "gpu_process_source": "memGetInfo"}
 
 
 def load_data(workload: str, n: int):
@@ -112,10 +142,11 @@ def as_float(x):
     return numpy.multiply(x.reshape(len(x), -1), numpy.float32(1 / 255), dtype=numpy.float32)
 
 
-def run_nanoae(workload, x, y, epochs, device, batch, raw=False, plain=False):
+def run_nanoae(workload, x, y, epochs, device, batch, raw=False, plain=False, watch=False):
     """nanoae's models through ``fit`` (or, ``raw``, the bare forward/loss/backward/step loop;
     ``plain``: the learner's loop, ``loss(pred, target)`` and ``model.backward(loss.backward())``,
-    with no fused gradient, no loss from logits, and the data gradient computed)."""
+    with no fused gradient, no loss from logits, and the data gradient computed; ``watch``:
+    ``fit`` with ``watch.Watch`` recording its default diagnostics, to price them)."""
     import nanoae
     from nanoae import backend
     from nanoae.models import Autoencoder, Classifier
@@ -133,9 +164,11 @@ def run_nanoae(workload, x, y, epochs, device, batch, raw=False, plain=False):
         loss = nanoae.CrossEntropy(check=False)
     opt = nanoae.Adam(model.parameters(), lr=LR)
     if not raw:  # fit's own per-epoch seconds; it syncs once per epoch to read the losses
+        from nanoae.watch import Watch  # noqa: PLC0415
+        extra = [Watch(model)] if watch else []
         hist = fit(model, loss, opt, x, y, epochs=epochs, batch_size=batch, seed=0,
-                   callbacks=[Progress(bar=False, verbose=False)])
-        return hist["seconds"], f"fit, {backend.get_backend()}"
+                   callbacks=[Progress(bar=False, verbose=False), *extra])
+        return hist["seconds"], f"fit{' + Watch' if watch else ''}, {backend.get_backend()}"
     # The same steps without fit's bookkeeping (loss history, accuracy, progress bar).
     xp, n, seconds = backend.xp(), len(x), []
     x, y = backend.to_device(x), None if y is None else backend.to_device(y)
@@ -278,6 +311,7 @@ def run_floor(workload, x, y, epochs, device, batch):
 
 RUNNERS = {
     "nanoae": run_nanoae,
+    "nanoae-watch": lambda *a: run_nanoae(*a, watch=True),
     "nanoae-raw": lambda *a: run_nanoae(*a, raw=True),
     "nanoae-plain": lambda *a: run_nanoae(*a, raw=True, plain=True),
     "torch-plain": run_torch,

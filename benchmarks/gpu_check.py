@@ -7,9 +7,11 @@
 
 ``compare`` reads the ``metrics.json`` of ``nanoae demo --quick`` run on each backend
 and checks that the GPU run learned what the CPU run learned: the autoencoder's
-test BCE within 1 % (relative), each test accuracy within 1 point. The two runs
-cannot agree bit for bit: the devices sum in different orders, and CuPy draws
-the masking noise from its own generator. ``bench`` reads the JSON of
+test BCE within 1 % (relative), each test accuracy within 1 point. Both runs
+draw the same random numbers (weights, order, flips and shifts from NumPy on the
+host; the masks from a counter-based Philox on the host, moved to the device
+once per epoch, augment.mask_bits), so they differ by rounding alone: the
+devices sum in different orders. (The bounds are not a measured spread.) ``bench`` reads the JSON of
 ``bench.py --device cuda`` and fails unless nanoae ran on every workload;
 it prints nanoae's ratios to PyTorch CUDA and the GPU memory of each.
 
@@ -42,11 +44,59 @@ def probe() -> int:
     except Exception as exc:  # a broken checkout or a missing NumPy: say so in one line
         print(one_line(f"cannot import nanoae from {REPO}: {type(exc).__name__}: {exc}"))
         return 2
-    if backend.cupy_available():
-        print("ok")
-        return 0
-    print(one_line(backend.cupy_unavailable_reason()))
-    return 2
+    if not backend.cupy_available():
+        print(one_line(backend.cupy_unavailable_reason()))
+        return 2
+    try:
+        _probe_kernels_and_cublas()
+        _warm_kernel_cache()
+    except Exception as exc:  # NVRTC or cuBLAS missing or broken: every later part would fail
+        print(one_line(f"CuPy sees a GPU but cannot compute: {type(exc).__name__}: {exc}"))
+        return 2
+    print("ok")
+    return 0
+
+
+def _probe_kernels_and_cublas() -> None:
+    """Compile one kernel (NVRTC) and multiply two matrices (cuBLAS), checked on the host."""
+    import cupy
+    import numpy
+
+    double = cupy.ElementwiseKernel("float32 x", "float32 y", "y = 2 * x + 1", "nanoae_probe")
+    a = cupy.arange(12, dtype=cupy.float32).reshape(3, 4)
+    host = numpy.arange(12, dtype=numpy.float32).reshape(3, 4)
+    if not numpy.array_equal(cupy.asnumpy(double(a)), 2 * host + 1):
+        raise RuntimeError("a compiled kernel returned wrong values")
+    for dtype in (numpy.float32, numpy.float64):
+        product = cupy.asnumpy(a.astype(dtype) @ a.astype(dtype).T)  # cuBLAS gemm
+        if not numpy.allclose(product, host.astype(dtype) @ host.astype(dtype).T):
+            raise RuntimeError(f"cuBLAS returned wrong values in {numpy.dtype(dtype).name}")
+
+
+def _warm_kernel_cache() -> None:
+    """Compile, once, the kernels the tests and demos use (float32 training, float64 checks),
+    so their first use later is not charged to a part's time budget (CuPy caches them on disk)."""
+    import numpy
+
+    import nanoae as nn
+    from nanoae import backend
+    from nanoae.models import Autoencoder, Classifier
+    from nanoae.training import fit
+
+    backend.set_backend("cupy")
+    rng = numpy.random.default_rng(0)
+    x = rng.integers(0, 256, (64, 784), dtype=numpy.uint8)
+    ae = Autoencoder((784, 16, 4), seed=0)
+    fit(ae, nn.BinaryCrossEntropy(), nn.Adam(ae.parameters()), x, epochs=1, batch_size=32,
+        flip=True, shift=1, mask=0.1, progress=False, verbose=False)
+    head = Classifier(4, (8,), 3, seed=0)
+    codes = rng.standard_normal((32, 4)).astype(numpy.float32)
+    fit(head, nn.CrossEntropy(), nn.AdamW(head.parameters()), codes, numpy.arange(32) % 3,
+        epochs=1, batch_size=16, progress=False, verbose=False)
+    small = nn.Sequential(nn.Dense(6, 4, dtype=numpy.float64, rng=0), nn.ReLU(),
+                          nn.Dense(4, 6, dtype=numpy.float64, rng=1), nn.Sigmoid())
+    x64 = backend.to_device(rng.random((3, 6)))
+    nn.gradcheck((small, nn.BinaryCrossEntropy()), x64, x64, raise_on_failure=False)  # compiles only
 
 
 def _nvidia_smi_driver() -> str:
@@ -74,8 +124,11 @@ def versions() -> int:
     print(f"driver {_nvidia_smi_driver()}, CUDA driver API {_cuda_version(rt.driverGetVersion())}")
     wheels = sorted(f"{d.metadata['Name']} {d.version}" for d in metadata.distributions()
                     if (d.metadata["Name"] or "").lower().startswith("cupy"))
+    local = getattr(cupy.cuda, "get_local_runtime_version", None)  # the installed libcudart
+    installed = _cuda_version(local()) if local is not None else "unknown (CuPy too old to say)"
     print(f"CuPy {cupy.__version__} ({', '.join(wheels) or 'wheel unknown'}), "
-          f"CUDA runtime {_cuda_version(rt.runtimeGetVersion())}")
+          f"built for CUDA runtime {_cuda_version(rt.runtimeGetVersion())}, "
+          f"installed CUDA runtime {installed}")
     try:
         import torch
         seen = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"

@@ -41,7 +41,6 @@ decoder = nn.Sequential(nn.Dense(32, 64, rng=rng), nn.ReLU(),
                         nn.Dense(64, 128, rng=rng), nn.ReLU(),
                         nn.Dense(128, 784, rng=rng), nn.Sigmoid())  # pixel "probabilities"
 model = nn.Sequential(encoder, decoder)
-sigmoid = decoder[-1]
 loss_fn = nn.BinaryCrossEntropy()
 optimizer = nn.Adam(model.parameters(), lr=1e-3)
 
@@ -51,9 +50,9 @@ for epoch in range(EPOCHS):
     for start in range(0, len(order), BATCH):
         xb = x_train[order[start:start + BATCH]]
         pred = model(xb)  # forward: every layer keeps what its backward will need
-        # The target is the input itself. Handing over the sigmoid's input (logits)
-        # lets the loss stay exact where a pixel probability rounded to 0 or 1.
-        loss = loss_fn(pred, xb, logits=sigmoid.logits)
+        # The target is the input itself. model.loss_value lets the loss read the
+        # sigmoid's input (the logits) too: exact where a pixel probability rounded to 0 or 1.
+        loss = model.loss_value(loss_fn, pred, xb)
         # Backward from the loss: Sigmoid + BCE fuse into dL/dz = (p - x) / count, then
         # each layer turns dL/d(output) into dL/d(input) and sets its W.grad and b.grad.
         # input_grad=False: nobody needs the gradient with respect to the pixels.
@@ -64,7 +63,7 @@ for epoch in range(EPOCHS):
         total = total + loss * len(xb)
     train_bce = float(total) / len(x_train)  # the epoch's one read of the training loss
     test_pred = model(x_test)
-    test_bce = float(loss_fn(test_pred, x_test, logits=sigmoid.logits))
+    test_bce = float(model.loss_value(loss_fn, test_pred, x_test))
     print(f"epoch {epoch + 1}/{EPOCHS}: train BCE {train_bce:.4f}, test BCE {test_bce:.4f}")
 
 # One test image of each class (where the class occurs), and what the model makes of it.

@@ -31,6 +31,7 @@ __all__ = [
     "get_array_module",
     "to_numpy",
     "to_device",
+    "as_array_like",
     "set_backend",
     "get_backend",
     "xp",
@@ -59,15 +60,14 @@ def _load_cupy():
         _cupy_error = f"CuPy could not be imported ({type(exc).__name__}: {exc})"
         return None
     try:
-        # is_available() is False when the driver or device is missing; older
-        # CuPy versions lack it, so fall back to counting devices.
-        ok = cupy.is_available() if hasattr(cupy, "is_available") else (
-            cupy.cuda.runtime.getDeviceCount() > 0
-        )
+        # Ask the runtime itself: cupy.is_available() swallows every exception, so a driver
+        # older than the wheel's CUDA would read as "no device"; the runtime's error says why.
+        count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
-        ok, _cupy_error = False, f"CuPy imported but CUDA failed ({type(exc).__name__}: {exc})"
-    if not ok:
-        _cupy_error = _cupy_error or "CuPy imported but no CUDA device is available"
+        _cupy_error = f"CuPy imported but CUDA failed ({type(exc).__name__}: {exc})"
+        return None
+    if count < 1:
+        _cupy_error = "CuPy imported but CUDA reports no device"
         return None
     _cupy = cupy
     return _cupy
@@ -147,6 +147,16 @@ def to_numpy(a) -> numpy.ndarray:
 def to_device(a, dtype=None):
     """``a`` as an array of the active backend (no copy when it is already there)."""
     return xp().asarray(a, dtype=dtype)
+
+
+def as_array_like(value, reference):
+    """``value`` as an array of ``reference``'s array module (moved to the device if needed).
+
+    For writing host data into an existing array: CuPy refuses ``dev[...] = host``,
+    so the value is converted with the *destination's* module, whatever the
+    active backend is. (On CuPy it lands on the current device: the rank's own.)
+    """
+    return get_array_module(reference).asarray(value)
 
 
 def synchronize(a=None) -> None:

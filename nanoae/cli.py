@@ -4,12 +4,16 @@
     nanoae train-ae --out CKPT               train an autoencoder (Ctrl-C saves; --resume goes on)
     nanoae train-classifier --ae CKPT        a head on its frozen codes (--finetune: end to end)
     nanoae evaluate --ae CKPT [--classifier CKPT]   test-set metrics as JSON
-    nanoae tsne --ae CKPT --out PNG          the t-SNE map of the test codes
+    nanoae tsne --ae CKPT --out PNG|DIR      the t-SNE map of the test codes
+    nanoae gradcheck [FILE.py:CLASS]         backward() against finite differences: every
+                                             built-in piece, or your own layer
 
 Exit status: 0 success, 1 a data/checkpoint/training problem (one line saying
-what and what to do), 2 bad arguments (including a checkpoint of the wrong kind,
-a classifier given another autoencoder, an output that would overwrite a trained
-model, a --data-dir without the data), 130 interrupted (with how to resume).
+what and what to do) or a failed gradient check, 2 bad arguments (including a
+file that is not a checkpoint or a checkpoint of the wrong kind, a classifier
+given another autoencoder, an output that would overwrite a trained model,
+options that do not go together, a --data-dir without the data, a layer
+gradcheck cannot check), 130 interrupted (train-ae: with how to resume).
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
-  nanoae demo --quick                  # every step in under 2 minutes on 2 CPU cores
+  nanoae demo --quick                  # every step, with fewer epochs: a short run
   nanoae demo --out runs/demo          # the full run reported in the README
   nanoae train-ae --out runs/ae.npz     # the default autoencoder (--reference: the reference one)
   nanoae train-classifier --ae runs/ae.npz --out runs/clf.npz
   nanoae evaluate --ae runs/ae.npz --classifier runs/clf.npz
+  nanoae gradcheck                     # every built-in layer, loss and model, checked
+  nanoae gradcheck my_layers.py:LeakyReLU --args 'slope=0.1'   # your own layer
 
 data: Fashion-MNIST is read from --data-dir (else $NANOAE_DATA_DIR) alone when one
 is given; otherwise it is looked up in the user cache (~/.cache/nanoae),
@@ -78,11 +84,13 @@ def _existing_file(text):
     return path
 
 
-def _common(p, *, training=True):
+def _common(p, *, training=True, seed="seed for weights and data order"):
+    """The options every command shares; ``seed``: what --seed seeds (None: no --seed)."""
     p.add_argument("--backend", choices=("numpy", "cupy", "auto"),
                    default=os.environ.get("NANOAE_BACKEND", "numpy"),
                    help="array backend: numpy (CPU), cupy (NVIDIA GPU) or auto (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights and data order (default: 0)")
+    if seed is not None:
+        p.add_argument("--seed", type=int, default=0, help=f"{seed} (default: 0)")
     p.add_argument("--data-dir", help="directory holding the four Fashion-MNIST IDX files (.gz or raw); "
                    "used alone: no other place is searched")
     p.add_argument("--no-verify", dest="verify", action="store_false",
@@ -108,7 +116,7 @@ def _add_demo(sub) -> None:
                        "report.md into --out.")
     _common(p)
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default: %(default)s)")
-    p.add_argument("--quick", action="store_true", help="a short run (< 2 min on 2 cores): fewer epochs, "
+    p.add_argument("--quick", action="store_true", help="a short run: fewer epochs, "
                    "2000 points in the map, no reference autoencoder")
     p.add_argument("--epochs", type=_positive_int, help="autoencoder epochs (default: 40; 3 with --quick)")
     p.add_argument("--lr", type=_positive_float, help="autoencoder peak learning rate, cosine schedule "
@@ -118,7 +126,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--code", choices=("linear", "relu"), help="activation of the code (default: linear)")
     _widths(p)
     p.add_argument("--no-reference", action="store_true",
-                   help="skip the reference (ReLU-code) autoencoder trained for the parity figure")
+                   help="skip the reference autoencoder (784-128-64-32, ReLU code), trained to be "
+                   "reported beside the default one")
 
 
 def _add_train_ae(sub) -> None:
@@ -128,19 +137,27 @@ def _add_train_ae(sub) -> None:
                        "checkpoint is written after every epoch and on Ctrl-C; --resume continues.")
     _common(p)
     p.add_argument("--out", type=Path, default=Path("runs/autoencoder.npz"), help="checkpoint (default: %(default)s)")
-    p.add_argument("--epochs", type=_positive_int, default=40, help="epochs (default: %(default)s)")
-    p.add_argument("--lr", type=_positive_float, default=2e-3,
-                   help="Adam peak learning rate, cosine schedule (default: %(default)s)")
-    p.add_argument("--mask", type=_probability, default=0.1, help="fraction of input pixels zeroed "
-                   "while the model learns to reconstruct them (default: %(default)s)")
-    p.add_argument("--code", choices=("linear", "relu"), default="linear", help="code activation (default: %(default)s)")
+    # defaults None: --reference refuses them when given (the defaults are Settings')
+    p.add_argument("--epochs", type=_positive_int, help="epochs (default: 40)")
+    p.add_argument("--lr", type=_positive_float, help="Adam peak learning rate, cosine schedule "
+                   "(default: 2e-3)")
+    p.add_argument("--mask", type=_probability, help="fraction of input pixels zeroed "
+                   "while the model learns to reconstruct them (default: 0.1)")
+    p.add_argument("--code", choices=("linear", "relu"), help="code activation (default: linear)")
     _widths(p)
     p.add_argument("--reference", action="store_true", help="the reference recipe instead: "
                    "784-128-64-32, ReLU code, 20 epochs at a constant lr 1e-3, no masking "
-                   "(ignores --epochs/--lr/--mask/--code/--widths)")
+                   "(fixed: --epochs/--lr/--mask/--code/--widths are refused with it)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out (to train "
                    "a finished run further, give a larger --epochs)")
     p.add_argument("--force", action="store_true", help="replace the checkpoint at --out if there is one")
+    _watch(p)
+
+
+def _watch(p) -> None:
+    p.add_argument("--watch", action="store_true", help="record per-layer diagnostics (update-to-data "
+                   "ratios, gradients, saturated and dead units) and write them beside --out: "
+                   "NAME.diagnostics.png and NAME.watch.json")
 
 
 def _add_train_classifier(sub) -> None:
@@ -159,6 +176,7 @@ def _add_train_classifier(sub) -> None:
                    help="then fine-tune encoder + head for EPOCHS epochs, saved beside --out with "
                    ".finetuned.npz in place of .npz (runs/classifier.finetuned.npz; default: 0)")
     p.add_argument("--force", action="store_true", help="replace the checkpoint(s) at --out if there are any")
+    _watch(p)
 
 
 def _add_evaluate(sub) -> None:
@@ -167,7 +185,7 @@ def _add_evaluate(sub) -> None:
                        description="Score an autoencoder (test BCE, MSE, dead code units) and/or a "
                        "classifier (test accuracy and loss) on the Fashion-MNIST test set; prints JSON. "
                        "A classifier on codes needs the autoencoder it was trained on (--ae).")
-    _common(p, training=False)
+    _common(p, training=False, seed=None)  # evaluation draws nothing at random
     p.add_argument("--ae", type=_existing_file, help="autoencoder checkpoint")
     p.add_argument("--classifier", type=_existing_file, help="classifier checkpoint (needs --ae "
                    "unless it was fine-tuned)")
@@ -179,14 +197,53 @@ def _add_tsne(sub) -> None:
                        description="Map the codes of the first --points test images to 2-D with "
                        "t-SNE (scikit-learn), draw them coloured by class into --out, and print the "
                        "map's trustworthiness and 5-NN accuracy as JSON.")
-    _common(p, training=False)
+    _common(p, training=False, seed="seed of the t-SNE layout")
     p.add_argument("--ae", type=_existing_file, required=True, metavar="CKPT",
                    help="autoencoder checkpoint (from train-ae or demo)")
-    p.add_argument("--out", type=Path, default=Path("runs/tsne.png"), help="PNG to write (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("runs/tsne.png"),
+                   help="PNG to write, or an existing folder to write tsne.png into "
+                   "(default: %(default)s)")
     p.add_argument("--points", type=_positive_int, default=10000,
                    help="test images to map, 11 to 10000 (default: %(default)s)")
     p.add_argument("--perplexity", type=_positive_float, default=20.0,
                    help="t-SNE perplexity, about the number of neighbours that count (default: %(default)s)")
+
+
+def _shape(text):
+    """An argparse type: ``4,5`` (or ``4x5``) -> (4, 5), every size a positive whole number."""
+    try:
+        shape = tuple(int(n) for n in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 4,5 (batch, features), got {text!r}"
+                                         ) from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive whole numbers, got {text!r}")
+    return shape
+
+
+def _add_gradcheck(sub) -> None:
+    """nanoae gradcheck"""
+    p = sub.add_parser("gradcheck", help="check backward() against finite differences",
+                       description="With no LAYER: check every built-in layer, loss and fused "
+                       "pair, and both models in miniature. With LAYER: check your own layer's "
+                       "input gradient and every parameter's. In float64, with a random upstream "
+                       "gradient; prints a table. Exit 0 when all pass, 1 when any fails, 2 when "
+                       "the layer cannot be checked (one line says why).")
+    p.add_argument("layer", nargs="?", metavar="LAYER",
+                   help="FILE.py:CLASS (my_layers.py:LeakyReLU) or MODULE:CLASS "
+                        "(mypkg.layers:LeakyReLU)")
+    p.add_argument("--args", default="", metavar="ARGS",
+                   help="the layer's constructor arguments, written as in Python: --args 0.1 or "
+                        "--args 'slope=0.1' (a constructor that takes dtype gets float64, one that "
+                        "takes rng gets --seed, unless given here)")
+    p.add_argument("--shape", type=_shape, metavar="N,F",
+                   help="the input's shape (default: 4,in_features for a layer with in_features, "
+                        "else 4,5)")
+    p.add_argument("--seed", type=int, default=0, help="seed for inputs and upstream gradients "
+                   "(default: 0)")
+    p.add_argument("--backend", choices=("numpy", "cupy", "auto"),
+                   default=os.environ.get("NANOAE_BACKEND", "numpy"),
+                   help="array backend (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"nanoae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_demo, _add_train_ae, _add_train_classifier, _add_evaluate, _add_tsne):
+    for add in (_add_demo, _add_train_ae, _add_train_classifier, _add_evaluate, _add_tsne,
+                _add_gradcheck):
         add(sub)
     return parser
 
@@ -207,8 +265,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import commands  # noqa: PLC0415  (import the heavy parts only after parsing)
-    from .data import DataDirError  # noqa: PLC0415
-    from .errors import NanoaeError  # noqa: PLC0415
+    from .errors import DataDirError, NanoaeError, UsageError  # noqa: PLC0415
 
     from .distributed import abort_on_error, world  # noqa: PLC0415  (imports no MPI by itself)
 
@@ -228,7 +285,7 @@ def main(argv=None) -> int:
         hint = " Resume with the same command and --resume." if args.command == "train-ae" else ""
         print(f"\nnanoae: interrupted{': ' + str(exc) if str(exc) else ''}.{hint}", file=sys.stderr)
         return 130
-    except (commands.UsageError, DataDirError) as exc:  # the arguments, not the data: as argparse
+    except (UsageError, DataDirError) as exc:  # the arguments, not the data: as argparse
         print(f"nanoae {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except NanoaeError as exc:

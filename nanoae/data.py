@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from nanoae.errors import DatasetError
+from nanoae.errors import DataDirError, DatasetError  # DataDirError: importable from here too
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -78,11 +78,6 @@ def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/nanoae/fashion-mnist``, else ``~/.cache/nanoae/fashion-mnist``."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "nanoae" / "fashion-mnist"
-
-
-class DataDirError(DatasetError):
-    """The directory the user named (``--data-dir`` or ``$NANOAE_DATA_DIR``) cannot serve the
-    data: it does not exist, or a file is missing there. The command line exits with 2."""
 
 
 def named_dir(data_dir: str | os.PathLike | None = None) -> tuple[Path, str] | None:

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
 import sys
 import time
 import traceback
@@ -57,10 +58,18 @@ import numpy
 
 from .backend import get_array_module, to_numpy
 
-__all__ = ["Communicator", "world", "launched_size", "abort_on_error", "fingerprint"]
+__all__ = ["Communicator", "world", "launched_size", "abort_on_error", "fingerprint", "gpu_for_rank"]
 
 # How long a failing rank waits, after printing why, before it ends the job (see Communicator.abort).
 ABORT_GRACE_SECONDS = 1.0
+
+NCCL_MISSING = (
+    "CuPy cannot load the NCCL library, which data parallel on several GPUs needs; "
+    "CuPy's wheels load NCCL as a separate library, so install NCCL itself: "
+    "python -m cupyx.tools.install_library --library nccl --cuda 12.x (13.x for "
+    "cupy-cuda13x; CuPy's own installer), or conda install -c conda-forge nccl, or "
+    "NVIDIA's libnccl2 package for your system; then check that "
+    "python -c \"from cupy.cuda import nccl; print(nccl.get_version())\" prints a version")
 
 # Environment variables through which MPI launchers tell a process the job's size:
 # MPICH/Intel MPI (hydra), Open MPI, MVAPICH.
@@ -84,10 +93,22 @@ def world() -> Communicator:
 
     mpi4py is imported only when the process was started by an MPI launcher with
     more than one rank, or when ``NANOAE_MPI=1`` says so (``NANOAE_MPI=0``: never).
+
+    With several ranks, the first call also sets up this rank for the job: its
+    BLAS and OpenMP threads become its share of the machine's cores
+    (``threads.share_cores``), and on the cupy backend it binds its own GPU
+    (``use_gpu``), before any array exists. Call it first, before building a model.
     """
     global _world
     if _world is None:
-        _world = Communicator(_mpi_world())
+        comm = Communicator(_mpi_world())
+        if comm.size > 1:
+            from . import backend, threads  # noqa: PLC0415
+
+            threads.share_cores(comm.local_size, is_root=comm.is_root)
+            if backend.get_backend() == "cupy":
+                comm.use_gpu()
+        _world = comm
     return _world
 
 
@@ -122,6 +143,8 @@ class Communicator:
         self.size = 1 if mpi_comm is None else mpi_comm.Get_size()
         self._buffer = None  # the float32 gradient buffer, reused step after step
         self._nccl = None  # created on first use with CuPy arrays (after the GPU is chosen)
+        self.device = None  # the GPU this rank is bound to (use_gpu), None until then
+        self.local_rank, self.local_size = self._local_rank()
 
     @property
     def is_root(self) -> bool:
@@ -222,25 +245,36 @@ class Communicator:
         return slice(self.rank * n // self.size, (self.rank + 1) * n // self.size)
 
     def use_gpu(self, device_count: int | None = None) -> int:
-        """Bind this rank to one GPU of its machine (its rank among the ranks there); returns it.
+        """Bind this rank to its own GPU and return its number (the same on every call).
 
-        Raises RuntimeError when a machine runs more ranks than it has GPUs.
-        device_count: the GPUs per machine (default: ask CUDA).
+        The GPUs this process sees (``device_count``; default: ask CUDA) decide:
+        one visible GPU -> GPU 0 (a scheduler gave each rank its own, e.g.
+        ``--gpus-per-task=1`` or ``CUDA_VISIBLE_DEVICES`` per rank); at least as
+        many as the ranks on this machine -> GPU ``local_rank``; fewer -> a
+        RuntimeError, since two ranks on one GPU would make NCCL refuse.
         """
-        local_rank, local_size = self._local_rank()
+        if self.device is not None:
+            return self.device
+        import cupy  # noqa: PLC0415  (only on the GPU path)
+
         if device_count is None:
-            import cupy  # noqa: PLC0415  (only on the GPU path)
-
             device_count = cupy.cuda.runtime.getDeviceCount()
-        if local_size > device_count:
-            raise RuntimeError(f"--backend cupy: this machine runs {local_size} ranks but has "
-                               f"{device_count} GPU(s); start at most one rank per GPU "
-                               f"(mpiexec -n {max(1, device_count)} ...) or use --backend numpy")
-        if device_count:
-            import cupy  # noqa: PLC0415
+        device = gpu_for_rank(self.local_rank, self.local_size, device_count)
+        cupy.cuda.Device(device).use()
+        self.device = device
+        return device
 
-            cupy.cuda.Device(local_rank).use()
-        return local_rank
+    def check_device(self, params) -> None:
+        """Data parallel on CuPy: bind this rank's GPU and check that ``params`` live on it."""
+        if self.size == 1:
+            return
+        device = self.use_gpu()
+        found = sorted({p.data.device.id for p in params})
+        if found != [device]:
+            raise RuntimeError(f"rank {self.rank}: the model's parameters live on GPU(s) {found}, "
+                               f"but this rank's GPU is {device}; call "
+                               "nanoae.distributed.world() on the cupy backend (or comm.use_gpu()) "
+                               "before building the model, so that each rank builds it on its own GPU")
 
     def abort(self, code: int = 1) -> None:
         """End every rank of the job now (MPI_Abort); a single process just exits."""
@@ -320,12 +354,17 @@ class _Nccl:
 
     def __init__(self, mpi_comm):
         import cupy  # noqa: PLC0415
-        from cupy.cuda import nccl  # noqa: PLC0415
 
-        if not getattr(nccl, "available", True):
-            raise RuntimeError("CuPy was built without NCCL; install a CuPy wheel with NCCL "
-                               "(cupy-cuda12x / cupy-cuda13x) to train on several GPUs")
+        try:
+            from cupy.cuda import nccl  # noqa: PLC0415
+        except ImportError:
+            nccl = None
+        if nccl is None or not getattr(nccl, "available", True):
+            raise RuntimeError(NCCL_MISSING)
         self.cupy, self.nccl = cupy, nccl
+        device = cupy.cuda.Device()
+        check_own_devices(mpi_comm.allgather((socket.gethostname(), device.pci_bus_id)),
+                          mpi_comm.Get_rank())
         uid = nccl.get_unique_id() if mpi_comm.Get_rank() == 0 else None
         uid = mpi_comm.bcast(uid, root=0)  # NCCL needs one id, drawn once; MPI carries it
         self.comm = nccl.NcclCommunicator(mpi_comm.Get_size(), uid, mpi_comm.Get_rank())
@@ -345,6 +384,33 @@ class _Nccl:
     def broadcast(self, buf) -> None:
         stream = self.cupy.cuda.get_current_stream().ptr
         self.comm.bcast(buf.data.ptr, buf.size, self._type(buf), 0, stream)
+
+
+def gpu_for_rank(local_rank: int, local_size: int, device_count: int) -> int:
+    """The GPU of rank ``local_rank`` of the ``local_size`` ranks of a machine that shows
+    ``device_count`` GPUs to each process (see ``Communicator.use_gpu``)."""
+    if device_count == 1:
+        return 0
+    if device_count >= local_size:
+        return local_rank
+    raise RuntimeError(f"--backend cupy: this machine runs {local_size} ranks but each sees "
+                       f"{device_count} GPU(s); start at most one rank per GPU "
+                       f"(mpiexec -n {max(1, device_count)} ...), give each rank its own GPU "
+                       "(CUDA_VISIBLE_DEVICES, --gpus-per-task=1), or use --backend numpy")
+
+
+def check_own_devices(devices, rank: int) -> None:
+    """Raise unless ``devices`` (every rank's (host, GPU PCI bus id)) has no repeats.
+
+    NCCL refuses two ranks on one GPU ("Duplicate GPU detected") with a message
+    that does not say which; this one does.
+    """
+    mine = devices[rank]
+    twins = [r for r, d in enumerate(devices) if d == mine]
+    if len(twins) > 1:
+        raise RuntimeError(f"NCCL: ranks {twins} all use GPU {mine[1]} on {mine[0]}; each rank "
+                           "needs its own GPU: call nanoae.distributed.world() (or comm.use_gpu()) "
+                           "before creating any array, and start at most one rank per GPU")
 
 
 def _pack(arrays, buf) -> None:

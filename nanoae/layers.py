@@ -33,6 +33,9 @@ class Layer:
     """Base class: the protocol above, plus a ``name`` used in error messages."""
 
     def __init__(self):
+        # repr(self) runs here, so a subclass whose __repr__ reads its fields (Dense(784, 128))
+        # sets them *before* calling super().__init__(); the name is fixed from then on
+        # (Sequential and Autoencoder prefix the position: "encoder layer 0 Dense(784, 128)").
         self.name = repr(self)
 
     def __call__(self, x):
@@ -154,7 +157,7 @@ class Dense(Layer):
         ``input_grad=False`` skips ``g @ W^T``: for the first layer of the
         autoencoder, a 784-wide product that is about a sixth of a step's work.
         """
-        x = self._x
+        x = self._x  # the cached input; None until forward has run, which _check_grad reports
         self._check_grad(grad_out, x, shape=(0 if x is None else len(x), self.out_features),
                          dtype=self.dtype)
         self.W.grad = x.T @ grad_out  # (in, N) @ (N, out) -> (in, out)

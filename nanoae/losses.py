@@ -22,7 +22,11 @@ to 0 for saturated outputs; the fused form is exact there and costs fewer passes
 Stability. log(p) is taken of max(p, e^-100) (a clamp at -100, as
 ``torch.nn.BCELoss`` applies; at the smallest normal number in float32), so p = 0 or 1 gives a finite loss without
 warnings; the unfused backward clips p to [eps, 1 - eps] (eps of the array's own
-dtype, not float64's) so it stays finite too.
+dtype, not float64's) so it stays finite too. The two bounds differ on purpose:
+the floor keeps the reported loss what torch would report, the clip keeps a
+gradient of 1 / p from overflowing in the next matrix product. For p between
+them the unfused backward is therefore not the derivative of the forward; the
+fused gradients, which training uses, have no such gap.
 
 Checks. Shapes and dtypes are always checked (free). Value checks (labels in
 range, a non-finite loss explained) need a pass over the data and, on a GPU, a
@@ -72,6 +76,16 @@ class Loss:
     def fuses_with(self, layer) -> bool:
         """True when ``layer`` is the activation whose fused gradient ``logits_grad`` gives."""
         return self.fused_layer is not None and isinstance(layer, self.fused_layer)
+
+    def after(self, layer, pred, target):
+        """The loss of ``pred``, the output ``layer`` has just computed: ``self(pred, target)``.
+
+        A loss that can read more of a fused pair than the probabilities
+        overrides this (``BinaryCrossEntropy`` reads the Sigmoid's input, the
+        logits). ``Sequential.loss_value`` is the one caller: it passes the
+        model's last layer, so no one hands logits over by hand.
+        """
+        return self(pred, target)
 
     def _checking(self, xp) -> bool:
         return self.check if self.check is not None else xp is numpy
@@ -144,9 +158,20 @@ class BinaryCrossEntropy(Loss):
         self._explain_nonfinite(loss, xp, pred=pred, target=target)
         return loss
 
+    def after(self, layer, pred, target):
+        """From the logits the Sigmoid kept, when ``layer`` is that Sigmoid: exact at p = 0 or 1."""
+        if self.fuses_with(layer):
+            return self(pred, target, logits=layer.logits)
+        return self(pred, target)
+
     def backward(self):
         p, t = self._need("_p"), self._t
         xp = get_array_module(p)
+        # The clip at eps is not the forward's log floor, on purpose: dividing by
+        # p (1 - p) at p = 1e-30 would give a gradient of 1e30, which the next
+        # matrix product turns into inf. So for p between the log floor and eps
+        # this is the derivative of a loss that is linear in p there, not of log p.
+        # Training never takes this path (the fused logits_grad has no division).
         eps = numpy.finfo(p.dtype).eps
         p = xp.clip(p, eps, 1 - eps)
         return (p - t) / (p * (1 - p)) * (1.0 / p.size)
@@ -203,6 +228,7 @@ class CrossEntropy(Loss):
         n = p.shape[0]
         rows = xp.arange(n)
         g = xp.zeros_like(p)
+        # clipped at eps, not at the forward's log floor: see BinaryCrossEntropy.backward
         picked = xp.maximum(p[rows, labels], numpy.finfo(p.dtype).eps)
         g[rows, labels] = -1.0 / (n * picked)
         return g

@@ -6,11 +6,15 @@ Backward: g_k = dL/dy; for each layer from last to first, g_{i-1} = layer_i.back
 That loop *is* backpropagation: each layer turns the gradient with respect to
 its output into the gradient with respect to its input, and sets the gradients
 of its own parameters on the way.
+
+(This is the container; the networks of the Fashion-MNIST story built from it,
+Autoencoder and Classifier, are in ``models.py``.)
 """
 
 from __future__ import annotations
 
-from .backend import to_numpy, to_device
+from . import backend
+from .backend import to_numpy
 from .layers import Layer
 from .parameter import Parameter
 
@@ -78,6 +82,18 @@ class Sequential(Layer):
         """
         return backward_through(self.leaves(), grad_out, input_grad)
 
+    def loss_value(self, loss, pred, target):
+        """``loss(pred, target)`` for ``pred``, the output of this model's latest forward.
+
+        The counterpart of ``backward_from_loss``, and the one place where a
+        fused pair hands over what its activation kept: the loss gets the last
+        layer (``loss.after``) and reads from it what it can use, e.g.
+        BinaryCrossEntropy the Sigmoid's logits, exact where p rounded to 0 or 1.
+        ``pred`` must be that latest output (an average of two forward passes
+        is not: call ``loss(pred, target)`` on it).
+        """
+        return loss.after(self.last_layer(), pred, target)
+
     def backward_from_loss(self, loss, *, input_grad: bool = True):
         """Backpropagate from a loss whose ``forward`` was just called on this model's output.
 
@@ -118,7 +134,7 @@ class Sequential(Layer):
                     f"{p.data.dtype}, got shape {tuple(value.shape)} dtype {value.dtype}"
                 )
         for key, p in named.items():
-            p.data[...] = to_device(state[key])
+            p.data[...] = backend.as_array_like(state[key], p.data)  # the parameter's own module
 
     def _named_parameters(self, prefix=""):
         for i, layer in enumerate(self.layers):

@@ -10,7 +10,11 @@
 * ``Classifier``: a dense head (hidden ReLU layers, softmax over 10 classes).
 * ``Standardize``: a fixed affine layer ``(x - mean) / std`` that puts codes on
   a common scale before a head; no parameters, so fine-tuning passes through it.
-* ``FineTuned``: encoder, then standardisation, then head, trained end to end.
+* ``ImageClassifier``: encoder, then standardisation, then head: a classifier
+  of images; ``FineTuned`` is one trained end to end.
+
+(``Sequential``, the container these are built from, is in ``model.py``; the
+networks of the story are here, in ``models.py``.)
 
 Each model reports a JSON-friendly ``config`` from which ``build_model``
 recreates it, so a checkpoint can be loaded by a command that never saw the code
@@ -23,12 +27,12 @@ import hashlib
 
 import numpy
 
-from .backend import get_array_module, to_device, to_numpy
+from .backend import to_device, to_numpy
 from .layers import Dense, Layer, ReLU, Sigmoid, Softmax
 from .model import Sequential
 
-__all__ = ["Autoencoder", "Classifier", "Standardize", "FineTuned", "build_model",
-           "encoder_fingerprint", "dead_units"]
+__all__ = ["Autoencoder", "Classifier", "Standardize", "ImageClassifier", "FineTuned", "build_model",
+           "encoder_fingerprint"]
 
 
 def _mlp(widths, dtype, rng, last_activation=None, init="he"):
@@ -144,20 +148,30 @@ class Standardize(Layer):
         return {"mean": to_numpy(self.mean).tolist(), "std": (1 / to_numpy(self.inv_std)).tolist()}
 
 
-class FineTuned(Sequential):
-    """``Sequential(ae.encoder, scaler, head)``: the classifier trained end to end.
+class ImageClassifier(Sequential):
+    """``Sequential(ae.encoder, scaler, head)``: a classifier of images built on an encoder.
 
-    The encoder's layers are shared with ``ae``: fine-tuning changes the
+    The one place where encoder, standardisation and head are put together. The
+    demo makes two: the head trained on the frozen codes (only the head learned;
+    this class, to score it on images) and ``FineTuned`` (all of it trained end
+    to end). The encoder's layers are shared with ``ae``: fine-tuning changes the
     autoencoder's encoder too (train a fresh ``Autoencoder`` if you need both).
     """
 
     def __init__(self, ae: Autoencoder, scaler: Standardize, head: Classifier):
         super().__init__(ae.encoder, scaler, head)
-        self.encoder, self.scaler, self.head = ae.encoder, scaler, head
-        self.config = {"kind": "finetuned", "autoencoder": ae.config, "scaler": scaler.config,
-                       "head": head.config}
+        self.autoencoder, self.encoder, self.scaler, self.head = ae, ae.encoder, scaler, head
 
     predict = Classifier.predict  # the same answer: the most probable class
+
+
+class FineTuned(ImageClassifier):
+    """An ``ImageClassifier`` trained end to end; its ``config`` rebuilds it from a checkpoint."""
+
+    def __init__(self, ae: Autoencoder, scaler: Standardize, head: Classifier):
+        super().__init__(ae, scaler, head)
+        self.config = {"kind": "finetuned", "autoencoder": ae.config, "scaler": scaler.config,
+                       "head": head.config}
 
 
 def build_model(config: dict):
@@ -173,12 +187,6 @@ def build_model(config: dict):
         return FineTuned(build_model(config["autoencoder"]),
                          Standardize.from_config(config["scaler"], dtype), build_model(config["head"]))
     raise ValueError(f"build_model: unknown model kind {kind!r}")
-
-
-def dead_units(codes) -> int:
-    """How many code units are zero on every example (dead ReLUs)."""
-    xp = get_array_module(codes)
-    return int((xp.abs(codes).max(axis=0) == 0).sum())
 
 
 def encoder_fingerprint(ae: Autoencoder) -> dict:

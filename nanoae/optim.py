@@ -27,7 +27,8 @@ import math
 
 import numpy
 
-from .backend import get_array_module, to_device, to_numpy
+from . import backend
+from .backend import get_array_module, to_numpy
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "adam_step", "adam_step_in_place"]
 
@@ -100,6 +101,9 @@ class Optimizer:
         if missing:
             raise ValueError(f"{name}.load_state_dict: missing {missing}")
         total = sum(int(p.data.size) for p in self.params)
+        # One vector per state for all parameters (see state_dict) has one dtype: the
+        # parameters'. nanoae's models build every layer with one dtype; over parameters of
+        # mixed dtypes, state_dict would promote them to one and this check would refuse it.
         dtype = self.params[0].data.dtype
         for key in self._state_names:
             value = state[key]
@@ -109,7 +113,7 @@ class Optimizer:
         for key in self._state_names:
             offset = 0
             for a in getattr(self, key):
-                a[...] = to_device(state[key][offset:offset + a.size].reshape(a.shape))
+                a[...] = backend.as_array_like(state[key][offset:offset + a.size].reshape(a.shape), a)
                 offset += a.size
         self.t, self.lr = int(state["t"]), float(state["lr"])
         self.load_settings({k: float(v) for k, v in state.items() if k in self.settings()})

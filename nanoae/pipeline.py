@@ -6,10 +6,13 @@
    by default 784-256-128-32 with a linear code, and a denoising one (it sees
    10 % of the pixels zeroed, and must reproduce the clean image), whose codes
    place images of a class closer. The reference 784-128-64-32 with a ReLU code
-   (``REFERENCE_AE``) is trained too, for the parity figure.
-3. ``encode_splits`` + ``train_head``: a dense softmax head on the frozen codes.
+   (``REFERENCE_AE``) is trained too: its figures sit beside the default's in
+   the report, and its code units (dead ones marked) in ``codes.png``.
+3. ``train_frozen_classifier`` (``encode_splits``, ``head_training_set``,
+   ``train_head``): a dense softmax head on the frozen codes.
 4. ``fine_tune``: encoder and head trained together on the labels.
-5. ``tsne_map``: a 2-D t-SNE map of the test codes, with trustworthiness and 5-NN accuracy.
+5. ``tsne_map``: a 2-D t-SNE map of the test codes, with trustworthiness and 5-NN
+   accuracy (the scores are in ``metrics.py``).
 6. ``run_demo``: all of the above, then figures, ``metrics.json`` and ``report.md``.
 
 Model selection (the epoch whose weights are kept) uses the validation split
@@ -38,16 +41,18 @@ from .callbacks import Checkpoint, KeepBest, LearningRateSchedule, Progress
 from .data import CLASS_NAMES, load_fashion_mnist
 from .losses import BinaryCrossEntropy, CrossEntropy
 from .model import Sequential
-from .models import Autoencoder, Classifier, FineTuned, Standardize, dead_units, encoder_fingerprint
+from .metrics import (autoencoder_metrics, confusion_matrix, knn_accuracy, score_classifier,
+                      trustworthiness)
+from .models import Autoencoder, Classifier, FineTuned, ImageClassifier, Standardize, encoder_fingerprint
 from .optim import Adam, AdamW
+from .watch import Watch, summarize
 from .training import as_batch, cosine_schedule, fit, mirror_images, predict, split_validation
 
 __all__ = ["Settings", "REFERENCE_AE", "load_splits", "train_autoencoder", "encode_splits", "head_training_set",
-           "train_head", "fine_tune", "score_classifier", "tsne_map",
-           "autoencoder_metrics", "confusion_matrix", "run_demo"]
+           "train_head", "train_frozen_classifier", "fine_tune", "tsne_map", "TSNE_DURATION", "run_demo"]
 
 
-# The reference recipe, fixed so that its figure compares with PyTorch's:
+# The reference recipe, fixed so that its figures compare with those of the same model in PyTorch:
 # 784-128-64-32-64-128-784, ReLU code, Keras's Glorot-uniform initialisation (the reference is a
 # Keras model), 20 epochs at a constant learning rate of 1e-3, clean inputs.
 REFERENCE_AE = {"widths": (784, 128, 64, 32), "code_activation": "relu", "init": "glorot_uniform",
@@ -72,7 +77,7 @@ class Settings:
     ae_lr: float = 2e-3  # peak of a cosine schedule
     ae_mask: float = 0.1  # denoising: drop this fraction of input pixels, reconstruct them all
     code_activation: str = "linear"
-    # also train the reference autoencoder (REFERENCE_AE), for the parity figure
+    # also train the reference autoencoder (REFERENCE_AE), reported beside the default one
     reference: bool = True
     # the head on frozen codes
     head_hidden: tuple = (512, 512)
@@ -143,7 +148,7 @@ def _cosine(lr: float, examples: int, epochs: int, settings: Settings):
 
 
 def train_autoencoder(x, settings: Settings, *, validation=None, reference: bool = False,
-                      checkpoint=None, resume=False, desc="autoencoder"):
+                      checkpoint=None, resume=False, desc="autoencoder", watch: bool = False):
     """Train an autoencoder on uint8 images x; returns (model, history).
 
     The recipe is the settings' (``ae_*``, ``code_activation``), or with
@@ -151,6 +156,7 @@ def train_autoencoder(x, settings: Settings, *, validation=None, reference: bool
     held out of x; their loss, on the clean images (never masked), is recorded
     each epoch as ``history["val_loss"]`` for the learning curves. Nothing is
     chosen on it: the epochs and the schedule are fixed, the last epoch is kept.
+    watch: record per-layer diagnostics (``watch.Watch``) into ``history["watch"]``.
     """
     recipe = dict(REFERENCE_AE) if reference else {
         "widths": tuple(settings.ae_widths), "code_activation": settings.code_activation,
@@ -158,7 +164,7 @@ def train_autoencoder(x, settings: Settings, *, validation=None, reference: bool
     model = Autoencoder(recipe["widths"], code_activation=recipe["code_activation"],
                         init=recipe.get("init", "he"), seed=settings.seed)
     opt = Adam(model.parameters(), lr=recipe["lr"])
-    callbacks = [Progress(desc, bar=settings.progress)]
+    callbacks = [Progress(desc, bar=settings.progress)] + ([Watch(model)] if watch else [])
     if recipe["cosine"]:
         callbacks.append(LearningRateSchedule(_cosine(recipe["lr"], len(x), recipe["epochs"], settings)))
     if checkpoint is not None:
@@ -169,31 +175,6 @@ def train_autoencoder(x, settings: Settings, *, validation=None, reference: bool
                   validation=None if validation is None else (validation, None),
                   augment=Augmentation(mask=recipe["mask"]), callbacks=callbacks)
     return model, history
-
-
-def autoencoder_metrics(model, x_test, *, prefix: str = "ae", batch_size: int = 2048) -> dict:
-    """``{prefix}_test_bce`` (exact, from the logits), ``{prefix}_test_mse`` (per pixel) and
-    ``{prefix}_dead_code_units`` (code units zero on every test image): the names every
-    command and metrics.json use.
-
-    One pass over the test set: each batch is encoded once, and the codes serve
-    both the reconstruction and the dead-unit count.
-    """
-    x = backend.to_device(x_test)
-    xp = backend.get_array_module(x)
-    loss = BinaryCrossEntropy()
-    bce_sum = sq_sum = 0.0
-    codes = []
-    for i in range(0, len(x), batch_size):
-        xb = as_batch(x[i:i + batch_size])
-        code = model.encoder(xb)
-        recon = model.decoder(code)
-        bce_sum = bce_sum + loss(recon, xb, logits=model.last_layer().logits) * len(xb)
-        sq_sum = sq_sum + ((recon - xb) ** 2).sum()
-        codes.append(code)
-    return {f"{prefix}_test_bce": float(bce_sum) / len(x),
-            f"{prefix}_test_mse": float(sq_sum) / x.size,
-            f"{prefix}_dead_code_units": dead_units(xp.concatenate(codes))}
 
 
 def encode_splits(model, splits: Splits):
@@ -214,7 +195,7 @@ def head_training_set(model, splits: Splits, codes_train, settings: Settings):
 
 
 def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, autoencoder=None,
-               checkpoint=None):
+               checkpoint=None, watch: bool = False):
     """A softmax head on standardised frozen codes; keeps the epoch best on validation.
 
     autoencoder: the one whose encoder made the codes; its ``encoder_fingerprint``
@@ -231,13 +212,30 @@ def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, au
     history = fit(model, CrossEntropy(), opt, codes_train, y_train, epochs=settings.head_epochs,
                   batch_size=settings.batch_size, validation=(codes_val, y_val),
                   seed=settings.seed,
-                  callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, "head on codes"))
+                  callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, "head on codes")
+                  + ([Watch(head)] if watch else []))
     return scaler, head, history
 
 
-def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoint=None):
-    """Encoder, scaler and head trained together on the labels; best epoch on validation."""
-    model = FineTuned(ae, scaler, head)
+def train_frozen_classifier(ae, splits: Splits, settings: Settings, *, checkpoint=None,
+                            watch: bool = False):
+    """Stage 3: the head on ``ae``'s frozen codes; returns (classifier of images, history, test codes).
+
+    The classifier is an ``ImageClassifier`` (encoder, scaler, head; only the
+    head was trained), so it is scored on images like the fine-tuned one.
+    """
+    c_train, c_val, c_test = encode_splits(ae, splits)
+    codes, labels = head_training_set(ae, splits, c_train, settings)
+    scaler, head, history = train_head(codes, labels, c_val, splits.y_val, settings,
+                                       autoencoder=ae, checkpoint=checkpoint, watch=watch)
+    return ImageClassifier(ae, scaler, head), history, c_test
+
+
+def fine_tune(frozen: ImageClassifier, splits: Splits, settings: Settings, *, checkpoint=None,
+              watch: bool = False):
+    """Encoder, scaler and head of ``frozen`` trained together on the labels; best epoch on
+    validation. The layers are shared: ``frozen`` and its autoencoder change too."""
+    model = FineTuned(frozen.autoencoder, frozen.scaler, frozen.head)
     opt = AdamW(model.parameters(), lr=settings.finetune_lr, weight_decay=settings.finetune_weight_decay)
     schedule = _cosine(settings.finetune_lr, len(splits.x_train), settings.finetune_epochs, settings)
     meta = {"model": model.config, "settings": settings.as_dict()}
@@ -245,7 +243,8 @@ def fine_tune(ae, scaler, head, splits: Splits, settings: Settings, *, checkpoin
                   epochs=settings.finetune_epochs, batch_size=settings.batch_size,
                   validation=(splits.x_val, splits.y_val), seed=settings.seed,
                   augment=Augmentation(flip=settings.finetune_flip, mask=settings.finetune_mask),
-                  callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, "fine-tune"))
+                  callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, "fine-tune")
+                  + ([Watch(model)] if watch else []))
     return model, history
 
 
@@ -258,41 +257,8 @@ def _classifier_callbacks(schedule, settings: Settings, checkpoint, meta: dict, 
     return callbacks
 
 
-def score_classifier(model, splits: Splits, settings: Settings, prefix: str = "clf") -> dict:
-    """Test accuracy and loss of a classifier on images, answering as validation says.
-
-    With ``test_mirror`` the classifier may answer with the mean of its
-    probabilities on each image and its mirror image; it does so only if that
-    is more accurate on the validation split (``mirror`` in the result says
-    which was used). ``test_accuracy``/``test_loss`` are the figures of the
-    chosen way; ``*_single_view`` are always those of one pass on the image
-    alone. Every key starts with ``prefix``.
-    """
-    loss = CrossEntropy()
-
-    def views(x, mirror):
-        """Class probabilities on the images alone and, if asked, averaged with those on
-        their mirror images (what ``predict(..., mirror=True)`` computes): one pass per view."""
-        x = backend.to_device(x)
-        single = predict(model, x)
-        return single, (0.5 * (single + predict(model, mirror_images(x))) if mirror else None)
-
-    def figures(probs, y):
-        y = backend.to_device(y)
-        return float((probs.argmax(axis=1) == y).mean()), float(loss(probs, y))
-
-    val_single, val_both = views(splits.x_val, settings.test_mirror)
-    result = {"val_accuracy_single_view": figures(val_single, splits.y_val)[0]}
-    mirror = False
-    if val_both is not None:
-        result["val_accuracy_mirrored"] = figures(val_both, splits.y_val)[0]
-        mirror = result["val_accuracy_mirrored"] > result["val_accuracy_single_view"]
-    test_single, test_both = views(splits.x_test, mirror)
-    single = figures(test_single, splits.y_test)
-    accuracy, value = figures(test_both, splits.y_test) if mirror else single
-    result.update(mirror=mirror, test_accuracy=accuracy, test_loss=value,
-                  test_accuracy_single_view=single[0], test_loss_single_view=single[1])
-    return {f"{prefix}_{k}": v for k, v in result.items()}
+# What the t-SNE step says before it starts: it shows no progress of its own.
+TSNE_DURATION = "no progress shown; 10,000 codes took 30-50 s on 2-core CPUs"
 
 
 def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000, perplexity: float = 20.0):
@@ -317,9 +283,7 @@ def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000, perplexity: f
     is 10 or fewer (trustworthiness with k=5 needs more), or leaves a class
     with a single point (cross-validation needs two of each class present).
     """
-    from sklearn.manifold import TSNE, trustworthiness  # noqa: PLC0415  (heavy, optional step)
-    from sklearn.model_selection import cross_val_score  # noqa: PLC0415
-    from sklearn.neighbors import KNeighborsClassifier  # noqa: PLC0415
+    from sklearn.manifold import TSNE  # noqa: PLC0415  (heavy, optional step)
 
     if not 10 < points <= len(codes):
         raise ValueError(f"the t-SNE map needs more than 10 points and at most the {len(codes)} "
@@ -335,23 +299,15 @@ def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000, perplexity: f
     t0 = time.perf_counter()
     embedding = TSNE(n_components=2, perplexity=perplexity, random_state=seed).fit_transform(codes)
     seconds = time.perf_counter() - t0
-    knn = KNeighborsClassifier(n_neighbors=5)
     folds = min(5, int(counts[counts > 0].min()))
     return embedding, {
         "tsne_points": points,
         "tsne_perplexity": perplexity,
-        "tsne_trustworthiness": float(trustworthiness(codes, embedding, n_neighbors=5)),
-        "tsne_knn_accuracy": float(cross_val_score(knn, embedding, labels, cv=folds).mean()),
-        "codes_knn_accuracy": float(cross_val_score(knn, codes, labels, cv=folds).mean()),
+        "tsne_trustworthiness": trustworthiness(codes, embedding, n_neighbors=5),
+        "tsne_knn_accuracy": knn_accuracy(embedding, labels, folds=folds),
+        "codes_knn_accuracy": knn_accuracy(codes, labels, folds=folds),
         "tsne_seconds": seconds,
     }
-
-
-def confusion_matrix(y_true, y_pred, classes: int = 10):
-    """Counts ``cm[t, p]`` of the examples of true class t predicted as class p (host arrays)."""
-    cm = numpy.zeros((classes, classes), dtype=numpy.int64)
-    numpy.add.at(cm, (numpy.asarray(y_true), numpy.asarray(y_pred)), 1)
-    return cm
 
 
 def _log(message: str) -> None:
@@ -370,13 +326,16 @@ class _Stages:
 
 
 def _autoencoder_stages(out, settings, splits, stages, metrics, histories):
-    """The reference autoencoder (if asked) and the default one; returns the default one."""
+    """The reference autoencoder (if asked) and the default one; returns (default, reference or None)."""
+    ref = None
     if settings.reference:
-        stages.start("reference autoencoder (ReLU code), for the parity figure")
+        stages.start("reference autoencoder (784-128-64-32, ReLU code)")
         ref, h = train_autoencoder(splits.x_train, settings, validation=splits.x_val, reference=True,
-                                   checkpoint=out / "autoencoder_reference.npz", desc="reference AE")
+                                   checkpoint=out / "autoencoder_reference.npz", desc="reference AE",
+                                   watch=True)  # its units die: the diagnostics show when
         metrics.update(autoencoder_metrics(ref, splits.x_test, prefix="ref_ae"))
         histories["reference autoencoder (ReLU code)"] = h
+        write_diagnostics(h["watch"], out, metrics)
     stages.start(f"autoencoder ({settings.code_activation} code, "
                  f"{settings.ae_mask:g} of the pixels masked)")
     ae, h = train_autoencoder(splits.x_train, settings, validation=splits.x_val,
@@ -384,7 +343,29 @@ def _autoencoder_stages(out, settings, splits, stages, metrics, histories):
     histories[f"autoencoder ({settings.code_activation} code)"] = h
     metrics.update(autoencoder_metrics(ae, splits.x_test),
                    ae_seconds_per_epoch=float(numpy.median(h["seconds"])))
-    return ae
+    return ae, ref
+
+
+def _describe_ae(ae, reference: bool = False) -> str:
+    """``autoencoder 784-256-128-32 (linear code)``: which one made a figure, in its title."""
+    widths = "-".join(map(str, ae.config["widths"]))
+    which = "reference autoencoder" if reference else "autoencoder"
+    return f"{which} {widths} ({ae.config['code_activation']} code)"
+
+
+def _loss_names(histories: dict) -> dict:
+    """The loss on each stage's axis: BCE for the autoencoders, cross-entropy for the classifiers."""
+    return {stage: "BCE per pixel" if stage.startswith(("autoencoder", "reference autoencoder"))
+            else "cross-entropy" for stage in histories}
+
+
+def write_diagnostics(records: dict, out: Path, metrics: dict) -> None:
+    """``diagnostics.png`` of the reference autoencoder, and what it shows in words (for the report)."""
+    from .plots import plot_diagnostics  # noqa: PLC0415  (matplotlib only for the demo)
+
+    plot_diagnostics(records, out / "diagnostics.png",
+                     title="Inside the reference autoencoder while it trained (nanoae.watch)")
+    metrics["ref_ae_diagnostics"] = summarize(records)
 
 
 def _train_loss_labels(settings: Settings) -> dict:
@@ -403,37 +384,38 @@ def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
     from .report import write_report  # noqa: PLC0415
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     backend.set_backend(settings.backend)
     started = time.perf_counter()
     metrics: dict = {"backend": backend.get_backend(), "seed": settings.seed,
                      "settings": settings.as_dict(), "versions": versions()}
-    splits = load_splits(settings)
+    splits = load_splits(settings)  # before the folder exists: a data error leaves none behind
+    out.mkdir(parents=True, exist_ok=True)
     log(f"data: {len(splits.x_all)} training images ({len(splits.x_train)} train + "
         f"{len(splits.x_val)} validation, held out for model selection and the learning "
         f"curves), {len(splits.x_test)} test")
     histories: dict = {}
     stages = _Stages(5 if settings.reference else 4, log)
-    ae = _autoencoder_stages(out, settings, splits, stages, metrics, histories)
+    ae, ref = _autoencoder_stages(out, settings, splits, stages, metrics, histories)
     sample = numpy.concatenate([numpy.flatnonzero(splits.y_test == c)[:1] for c in range(10)])
     recon = backend.to_numpy(ae.reconstruct(as_batch(backend.to_device(splits.x_test[sample]))))
     plots.plot_reconstructions(splits.x_test[sample], recon, splits.y_test[sample], CLASS_NAMES,
                                out / "reconstructions.png", title="Test images (top) and their "
-                               f"reconstructions (test BCE {metrics['ae_test_bce']:.4f})")
+                               f"reconstructions by the {_describe_ae(ae)}, "
+                               f"test BCE {metrics['ae_test_bce']:.4f}")
 
     stages.start("classifier on the frozen codes")
-    c_train, c_val, c_test = encode_splits(ae, splits)
-    plots.plot_codes_activity(backend.to_numpy(c_test), out / "codes.png")
-    codes, labels = head_training_set(ae, splits, c_train, settings)
-    scaler, head, h = train_head(codes, labels, c_val, splits.y_val, settings, autoencoder=ae,
-                                 checkpoint=out / "classifier.npz")
+    frozen, h, c_test = train_frozen_classifier(ae, splits, settings, checkpoint=out / "classifier.npz")
     histories["classifier on frozen codes"] = h
-    frozen = Sequential(ae.encoder, scaler, head)  # the same weights, on images
-    metrics.update(score_classifier(frozen, splits, settings, prefix="clf_frozen"),
+    codes = {_describe_ae(ae): backend.to_numpy(c_test)}
+    if ref is not None:
+        codes[_describe_ae(ref, reference=True)] = backend.to_numpy(
+            predict(ref.encoder, backend.to_device(splits.x_test)))
+    plots.plot_codes_activity(codes, out / "codes.png", title="Code units over the test images")
+    metrics.update(score_classifier(frozen, splits, "clf_frozen", test_mirror=settings.test_mirror),
                    clf_frozen_best_epoch=h.get("best_epoch"))
 
     points = min(settings.tsne_points, len(splits.x_test))
-    stages.start(f"t-SNE map of {points} test codes (scikit-learn)")
+    stages.start(f"t-SNE map of {points} test codes (scikit-learn; {TSNE_DURATION})")
     embedding, tsne_metrics = tsne_map(c_test, splits.y_test, seed=settings.seed, points=points,
                                        perplexity=settings.tsne_perplexity)
     metrics.update(tsne_metrics)
@@ -444,15 +426,16 @@ def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
                              f"5-NN accuracy on the map {100 * tsne_metrics['tsne_knn_accuracy']:.1f} %")
 
     stages.start("encoder + head fine-tuned end to end")
-    tuned, h = fine_tune(ae, scaler, head, splits, settings, checkpoint=out / "finetuned.npz")
+    tuned, h = fine_tune(frozen, splits, settings, checkpoint=out / "finetuned.npz")
     histories["encoder + head fine-tuned"] = h
-    metrics.update(score_classifier(tuned, splits, settings, prefix="clf_finetune"),
+    metrics.update(score_classifier(tuned, splits, "clf_finetune", test_mirror=settings.test_mirror),
                    clf_finetune_best_epoch=h.get("best_epoch"))
     probs = predict(tuned, backend.to_device(splits.x_test), mirror=metrics["clf_finetune_mirror"])
     cm = confusion_matrix(splits.y_test, backend.to_numpy(probs.argmax(axis=1)))
     plots.plot_confusion(cm, CLASS_NAMES, out / "confusion.png",
                          title="Fine-tuned classifier on the test set")
-    plots.plot_curves(histories, out / "curves.png", train_labels=_train_loss_labels(settings))
+    plots.plot_curves(histories, out / "curves.png", train_labels=_train_loss_labels(settings),
+                      loss_names=_loss_names(histories))
 
     metrics["total_seconds"] = time.perf_counter() - started
     metrics["histories"] = histories

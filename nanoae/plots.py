@@ -16,7 +16,7 @@ created), closes its figure and returns the :class:`~pathlib.Path`.
   recall; bright off-diagonal cells are the classes that get mixed up
   (on Fashion-MNIST typically shirt / T-shirt / pullover / coat).
 * :func:`plot_tsne` -- 2-D t-SNE map of the codes, coloured by class, each class
-  named at its densest place (:func:`densest_points`). Only neighbourhoods are
+  named where most of its points are (:func:`label_anchors`). Only neighbourhoods are
   meaningful: the axes, distances between clusters and cluster sizes are not.
 * :func:`plot_codes_activity` -- per code unit, the spread of its values over
   the images (5-95 % range, quartiles, median); a unit that is zero on every
@@ -111,31 +111,44 @@ def _series(history: dict, *keys) -> np.ndarray:
     return np.empty(0)
 
 
-def plot_curves(histories, path, title=None, train_labels=None) -> Path:
+def plot_curves(histories, path, title=None, train_labels=None, loss_names=None) -> Path:
     """One panel per stage: loss (left axis) and accuracy in % (right axis) per epoch.
 
     train_labels: stage -> the legend label of its training loss, to say what it
     was measured on (e.g. masked inputs), where that is not the plain input.
+    loss_names: stage -> the name of its loss, for the axis (default: "loss").
     A history's ``best_epoch`` (the epoch whose weights were kept) is marked.
+    Every accuracy axis has the same range, so panels side by side compare.
     """
     histories = dict(histories)
     if not histories:
         raise ValueError("histories is empty: nothing to plot")
-    train_labels = dict(train_labels or {})
+    train_labels, loss_names = dict(train_labels or {}), dict(loss_names or {})
     n = len(histories)
     fig = Figure(figsize=(4.4 * n, 4.2), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
-    for ax, (stage, hist) in zip(axes, histories.items()):
-        _curves_panel(ax, stage, hist or {}, train_labels.get(stage, "train loss"))
+    accuracy_axes = [_curves_panel(ax, stage, hist or {}, train_labels.get(stage, "train loss"),
+                                   loss_names.get(stage, "loss"))
+                     for ax, (stage, hist) in zip(axes, histories.items())]
+    accuracy_axes = [a for a in accuracy_axes if a is not None]
+    if accuracy_axes:  # one accuracy scale for every panel: the union of their ranges
+        low = min(a.get_ylim()[0] for a in accuracy_axes)
+        high = max(a.get_ylim()[1] for a in accuracy_axes)
+        for a in accuracy_axes:
+            a.set_ylim(low, high)
     fig.suptitle(title or "Training curves", fontsize=12)
     return _save(fig, path)
 
 
-def _curves_panel(ax, stage: str, hist: dict, train_label: str) -> None:
-    """One stage's losses, accuracies and kept epoch, all lines with the same marker."""
+def _curves_panel(ax, stage: str, hist: dict, train_label: str, loss_name: str):
+    """One stage's losses, accuracies and kept epoch, all lines with the same marker.
+
+    Returns the accuracy axis, or None when the stage recorded no accuracy.
+    """
     ax.set_title(stage, fontsize=10)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(loss_name)
+    ax2 = None
     handles = []
     for key, style, label in (("train_loss", "-", train_label), ("val_loss", "--", "validation loss")):
         y = _series(hist, key)
@@ -166,6 +179,7 @@ def _curves_panel(ax, stage: str, hist: dict, train_label: str) -> None:
         ax.text(0.5, 0.5, "no history recorded", ha="center", va="center",
                 transform=ax.transAxes, color="grey")
     ax.grid(alpha=0.3)
+    return ax2
 
 
 def plot_confusion(cm, class_names, path, title=None, normalize=True) -> Path:
@@ -205,7 +219,7 @@ def plot_confusion(cm, class_names, path, title=None, normalize=True) -> Path:
 
 def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
               max_points=20000) -> Path:
-    """2-D scatter of a t-SNE embedding coloured by class, names at each class's densest place.
+    """2-D scatter of a t-SNE embedding coloured by class, each named where most of its points are.
 
     At most ``max_points`` points are drawn (a fixed random subset, said in the
     caption): more only overplot, and the PNG's noise of translucent dots would
@@ -235,7 +249,7 @@ def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
         present.append(c)
     if present:
         span = np.ptp(emb, axis=0) + 1e-12
-        anchors = densest_points(emb, labels, present)
+        anchors = label_anchors(emb, labels, present)
         for c, (x, y) in zip(present, label_positions(anchors, span * (0.13, 0.035))):
             ax.text(x, y, class_names[c], ha="center", va="center", fontsize=9, weight="bold",
                     color=colors[c % len(colors)], path_effects=_OUTLINE)
@@ -258,28 +272,38 @@ def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
     return _save(fig, path)
 
 
-def densest_points(emb, labels, classes, *, radius: float = 0.04, sample: int = 1500) -> np.ndarray:
-    """For each class in ``classes``, the centre of its densest place on the map, (K, 2).
+def label_anchors(emb, labels, classes, *, sample: int = 1500, link: float = 3.0) -> np.ndarray:
+    """For each class in ``classes``, a place on the map where most of its points are, (K, 2).
 
-    A class's centroid or median can fall in empty space, or inside another
-    class, when the class lies in two islands (bags, sandals on Fashion-MNIST).
-    Instead: the point of the class with the most points of the same class
-    within ``radius`` x the map's larger side, and the label goes at the mean
-    of those neighbours. At most ``sample`` points per class are compared (a
-    fixed subset: the cost is quadratic in it).
+    "Most of its points": the class's largest island, and in it the medoid (the
+    point of the island with the least total distance to the island's others).
+    A centroid can fall in empty space between two islands (bags, sandals), and
+    the densest spot can be a small tight clump, or a few of the class's points
+    inside another class, while most of the class lies elsewhere.
+
+    Islands: the class's points joined wherever two lie within ``link`` times
+    the typical spacing of the class (the median distance from a point to its
+    5th nearest point of the class); a gap wider than that separates islands.
+    At most ``sample`` points per class are used (a fixed subset: the cost is
+    quadratic in it).
     """
+    from scipy.sparse.csgraph import connected_components  # noqa: PLC0415  (scikit-learn's dependency)
+
     emb = np.asarray(emb, dtype=float)
     labels = np.asarray(labels).ravel()
-    r2 = (radius * float(np.ptp(emb, axis=0).max() + 1e-12)) ** 2
     rng = np.random.default_rng(0)
     anchors = []
     for c in classes:
         pts = emb[labels == c]
         if len(pts) > sample:
             pts = pts[rng.choice(len(pts), sample, replace=False)]
-        near = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(axis=2) <= r2
-        best = int(near.sum(axis=1).argmax())
-        anchors.append(pts[near[best]].mean(axis=0))
+        dist = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(axis=2))  # (n, n)
+        fifth = min(5, len(pts) - 1)
+        spacing = np.median(np.partition(dist, fifth, axis=1)[:, fifth]) if fifth > 0 else 0.0
+        _, island = connected_components(dist <= link * spacing, directed=False)
+        largest = island == np.bincount(island).argmax()
+        medoid = dist[np.ix_(largest, largest)].sum(axis=1).argmin()
+        anchors.append(pts[largest][medoid])
     return np.array(anchors).reshape(len(anchors), 2)
 
 
@@ -311,6 +335,8 @@ def label_positions(points, box, iterations: int = 100):
 def plot_codes_activity(codes, path, title=None) -> Path:
     """Per code unit: the spread of its values over the images, dead units marked.
 
+    codes: an (N, code_dim) array, or a mapping {model name: array} for one
+    row of panels per model (the demo's default and reference autoencoders).
     Top: for each unit, a thin bar over the 5-95 % range of its values, a thick
     one over the middle half (quartiles) and a dot at the median; a code unit
     whose bars are short carries little. A unit that is zero on every image is
@@ -322,17 +348,43 @@ def plot_codes_activity(codes, path, title=None) -> Path:
 
 
 def _codes_figure(codes, title=None) -> Figure:
+    named = dict(codes) if isinstance(codes, dict) else {None: codes}
+    if not named:
+        raise ValueError("codes is empty: nothing to plot")
+    arrays = {name: _as_codes(c) for name, c in named.items()}
+    heights = [5.0 if _rectified(c) else 3.6 for c in arrays.values()]
+    widest = max(c.shape[1] for c in arrays.values())
+    fig = Figure(figsize=(min(max(6.0, 0.2 * widest + 1.5), 16.0), sum(heights)),
+                 layout="constrained")
+    if len(arrays) == 1:
+        _codes_panels(fig, next(iter(arrays.values())), title or "Code units")
+        return fig
+    subfigs = fig.subfigures(len(arrays), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for sub, (name, c) in zip(subfigs, arrays.items()):
+        _codes_panels(sub, c, name)
+    fig.suptitle(title or "Code units", fontsize=12)
+    return fig
+
+
+def _as_codes(codes) -> np.ndarray:
     codes = np.asarray(codes, dtype=float)
     if codes.ndim != 2 or len(codes) == 0:
         raise ValueError(f"expected a non-empty (N, code_dim) array, got {codes.shape}")
+    return codes
+
+
+def _rectified(codes) -> bool:
+    return bool((codes == 0).any())  # exact zeros: a rectified code
+
+
+def _codes_panels(fig, codes, title) -> None:
+    """One model's code units into ``fig`` (a Figure or SubFigure)."""
     d = codes.shape[1]
     x = np.arange(d)
     p5, q1, med, q3, p95 = np.percentile(codes, [5, 25, 50, 75, 95], axis=0)
     active = (codes != 0).mean(axis=0)
     dead = active == 0
-    relu_like = bool((codes == 0).any())  # exact zeros: a rectified code
-    fig = Figure(figsize=(min(max(6.0, 0.2 * d + 1.5), 16.0), 5.0 if relu_like else 3.6),
-                 layout="constrained")
+    relu_like = _rectified(codes)
     axes = fig.subplots(2 if relu_like else 1, 1, sharex=True, squeeze=False)[:, 0]
     ax = axes[0]
     ax.vlines(x, p5, p95, color="tab:blue", linewidth=1.2, label="5-95 % of images")
@@ -354,5 +406,88 @@ def _codes_figure(codes, title=None) -> Figure:
     for a in axes:
         a.grid(axis="y", alpha=0.3)
     state = f"{int(dead.sum())} of {d} units dead" if dead.any() else f"{d} units, none dead"
-    fig.suptitle(f"{title or 'Code units'} ({state})", fontsize=12)
-    return fig
+    fig.suptitle(f"{title} ({state})", fontsize=11)
+
+
+def plot_diagnostics(records: dict, path, title=None) -> Path:
+    """``diagnostics.png``: what happened inside each layer while it trained (``watch.Watch``).
+
+    Top row, one line per layer: the update-to-data ratio ``std(step) / std(W)``
+    of each Dense layer over the steps (log scale, with the usual healthy 1e-3
+    as a guide), the std of its weight gradient, and the dead units of each
+    rectifier per epoch. Below, one small panel per activation layer: the
+    histogram of its outputs at the first and at the last epoch watched, with
+    the saturated (or dead) share in the legend.
+    """
+    layers = records["layers"]
+    dense = [n for n, r in layers.items() if "update_ratio" in r]
+    acts = [n for n in records.get("histograms", {}).get("first", {}).get("output", {})]
+    cols = 3
+    act_rows = max(1, -(-len(acts) // cols))
+    fig = Figure(figsize=(13, 3.6 * (1 + act_rows)), layout="constrained")
+    grid = fig.add_gridspec(1 + act_rows, cols)
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, max(1, len(dense))))
+    steps = np.asarray(records["step"])
+
+    ax = fig.add_subplot(grid[0, 0])
+    for name, c in zip(dense, colors):
+        ax.plot(steps, layers[name]["update_ratio"], color=c, lw=1.2, label=_short(name))
+    ax.axhline(1e-3, color="0.4", ls="--", lw=1, label="1e-3 guide")
+    ax.set(yscale="log", xlabel="step", ylabel="std(update) / std(W)",
+           title="update-to-data ratio per Dense layer")
+    ax.legend(fontsize=7, loc="best")
+
+    ax = fig.add_subplot(grid[0, 1])
+    for name, c in zip(dense, colors):
+        ax.plot(steps, layers[name]["grad_std"], color=c, lw=1.2, label=_short(name))
+    ax.set(yscale="log", xlabel="step", ylabel="std(dL/dW)", title="weight-gradient std per Dense layer")
+    ax.legend(fontsize=7, loc="best")
+
+    ax = fig.add_subplot(grid[0, 2])
+    dead = {n: r["dead_per_epoch"] for n, r in layers.items() if "dead_per_epoch" in r}
+    for name, counts in dead.items():
+        ax.plot(np.arange(1, len(counts) + 1), counts, marker="o", ms=3, label=_short(name))
+    ax.set(xlabel="epoch", ylabel="dead units", title="dead units per epoch (rectifiers)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    if dead:
+        ax.legend(fontsize=7, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no rectifier layers", ha="center", va="center", transform=ax.transAxes)
+
+    hist = records.get("histograms", {})
+    first, last = hist.get("first", {}), hist.get("last", {})
+    for i, name in enumerate(acts):
+        ax = fig.add_subplot(grid[1 + i // cols, i % cols])
+        for entry, style in ((first, dict(color="0.55", lw=1.2)), (last, dict(color="C3", lw=1.4))):
+            h = entry.get("output", {}).get(name)
+            if h is None:
+                continue
+            counts = np.asarray(h["counts"], dtype=float)
+            edges = np.linspace(*h["range"], len(counts) + 1)
+            share = counts / max(1.0, counts.sum())
+            ax.stairs(share, edges, label=_hist_label(layers[name], entry["epoch"], records["epoch"]),
+                      **style)
+        ax.set(xlabel="output (the end bins hold everything beyond them)", ylabel="share of outputs",
+               title=_short(name))
+        ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _short(name: str) -> str:
+    """A layer's label without the model's prefix words: 'encoder layer 0 Dense(784, 128)' ->
+    'enc 0 Dense(784, 128)'."""
+    return name.replace("encoder layer ", "enc ").replace("decoder layer ", "dec ").replace("layer ", "")
+
+
+def _hist_label(record: dict, epoch: int, record_epochs) -> str:
+    """'epoch 1: 12.0% saturated' (dead units, for a rectifier): what the legend shows."""
+    dead = record.get("dead_per_epoch")
+    if dead and epoch <= len(dead):
+        return f"epoch {epoch}: {dead[epoch - 1]} dead units"
+    saturated = record.get("saturated")
+    if saturated and epoch in record_epochs:  # the first record of that epoch
+        return f"epoch {epoch}: {100 * saturated[list(record_epochs).index(epoch)]:.1f}% saturated"
+    return f"epoch {epoch}"

@@ -100,6 +100,18 @@ def _mirrored_widths(settings: dict) -> list:
     return widths + widths[-2::-1]
 
 
+def _diagnostics_section(metrics: dict) -> str:
+    """The reference autoencoder's diagnostics figure, and the sentences computed from its records."""
+    sentences = metrics.get("ref_ae_diagnostics")
+    if not sentences:
+        return ""
+    return ("## Inside the reference autoencoder\n\n![diagnostics](diagnostics.png)\n\n"
+            "Recorded while it trained (`nanoae.watch.Watch`): per Dense layer the update-to-data "
+            "ratio and the weight-gradient spread over the steps, per ReLU its dead units per "
+            "epoch, and each activation's outputs at the first and the last epoch. "
+            + " ".join(sentences) + "\n\n")
+
+
 def write_report(out: Path, metrics: dict, confusion) -> Path:
     s = metrics["settings"]
     cm = numpy.asarray(confusion)
@@ -126,7 +138,7 @@ Each classifier keeps the epoch with the best {s.get('select_on', 'val_loss').re
 
 ![reconstructions](reconstructions.png)
 
-One test image per class (top) and the autoencoder's output (bottom).
+One test image per class (top) and the default autoencoder's output (bottom).
 
 ## Learning curves
 
@@ -141,16 +153,17 @@ A dotted line marks the epoch each classifier kept.
 
 ![codes](codes.png)
 
-The spread of each code unit's values over the test images; a unit that is
-zero on every image is dead, carries nothing, and is marked with a red x.
+The spread of each code unit's values over the test images, for each
+autoencoder of the run; a unit that is zero on every image is dead, carries
+nothing, and is marked with a red x.
 
-## t-SNE map of the test codes
+{_diagnostics_section(metrics)}## t-SNE map of the test codes
 
 ![t-SNE](tsne.png)
 
 Each point is one of the first {metrics.get('tsne_points', 0):,} test images, placed so that
 images with similar codes lie close together; colours are the true classes, which
-the autoencoder never saw, and each class is named at its densest place.
+the autoencoder never saw, and each class is named where most of its points lie.
 
 ## Confusion matrix of the fine-tuned classifier
 

@@ -158,10 +158,11 @@ def _forward(model, xb, mirror: bool):
 
 
 def loss_value(model, loss, pred, target):
-    """loss(pred, target), from the last activation's logits when the pair fuses (BCE)."""
-    last = model.last_layer() if hasattr(model, "last_layer") else model
-    logits = getattr(last, "logits", None) if loss.fuses_with(last) else None
-    return loss(pred, target) if logits is None else loss(pred, target, logits=logits)
+    """loss(pred, target) for pred = model's latest output (``Sequential.loss_value``);
+    a single layer as the model is its own last layer."""
+    if hasattr(model, "loss_value"):
+        return model.loss_value(loss, pred, target)
+    return loss.after(model, pred, target)
 
 
 def train_step(model, loss, optimizer, xb, target, *, comm=None, weight: float = 1.0):
@@ -318,22 +319,19 @@ def _train_epoch(run: Run, callbacks, stop):
     x, y, batch_size, comm, epoch = run.x, run.y, run.batch_size, run.comm, run.epoch
     xp, n, steps = backend.get_array_module(x), len(x), run.steps_per_epoch
     perm = xp.asarray(numpy.random.default_rng([run.seed, epoch]).permutation(n))
-    draws = run.augment.for_epoch(xp, run.seed, epoch, n)
+    first = run.state.step  # 0 unless resumed mid-epoch
+    # masks keyed by (seed, epoch, position): this rank draws its own examples, from step `first`
+    draws = run.augment.for_epoch(xp, run.seed, epoch, n, features=math.prod(x.shape[1:]),
+                                  batch_size=batch_size, shard=comm.shard, first_step=first)
     losses = []  # per-step loss sums, left on the device until the end of the epoch
     correct = xp.zeros((), dtype=numpy.int64)
-    first = run.state.step  # 0 unless resumed mid-epoch
     carried_losses, carried_correct = run.state.partial if first else ([], 0)
-    if first:  # the same masks as an uninterrupted run: draw those of the steps done
-        for step in range(first):
-            size = len(perm[step * batch_size:(step + 1) * batch_size])
-            draws.skip((size, math.prod(x.shape[1:])))
     for run.step in range(first, steps):
         _call(callbacks, "on_step_begin", run)
         batch = perm[run.step * batch_size:(run.step + 1) * batch_size]
         rows = comm.shard(len(batch))
         idx = batch[rows]  # this rank's part of the global batch (all of it in one process)
-        part = (rows, len(batch)) if comm.size > 1 else None
-        inputs, clean = draws.apply(as_batch(x[idx]), idx, part)
+        inputs, clean = draws.apply(as_batch(x[idx]), idx)
         target = clean if y is None else y[idx]
         value, pred = train_step(run.model, run.loss, run.optimizer, inputs, target, comm=comm,
                                  weight=len(idx) / len(batch))
@@ -412,6 +410,8 @@ def _check_ranks_agree(comm, model, x, y, validation, **settings):
         raise ValueError(f"fit: the global batch_size {batch_size} does not divide by the "
                          f"{comm.size} ranks; use a multiple of {comm.size} (e.g. {nearest}): "
                          "each rank takes batch_size / ranks examples of every batch")
+    if backend.get_array_module(*[p.data for p in model.parameters()]) is not numpy:
+        comm.check_device(model.parameters())  # one GPU per rank, each holding its own model
     comm.check_agree("the model", (repr(model), [(tuple(p.data.shape), str(p.data.dtype))
                                                  for p in model.parameters()]))
     comm.check_agree("the training and validation data", fingerprint(x, y, *(validation or ())))

@@ -9,7 +9,7 @@ Every scenario writes its results as JSON/NPZ into the folder given by --out
               parameters and history; --own-weights: each rank starts from weights of
               its own (rank 0 from those of one process)
     evaluate  a model's loss/accuracy over shards, reduced
-    gpus      --backend cupy with more ranks than GPUs (device count given)
+    threads   the BLAS/OpenMP thread counts of every rank
     disagree  ranks that load different data
     sizeone   which modules a single process imported
 """
@@ -139,8 +139,13 @@ def evaluate(comm, args):
         (Path(args.out) / "evaluate.json").write_text(json.dumps(result))
 
 
-def gpus(comm, args):
-    comm.use_gpu(device_count=1)
+def threads(comm, args):
+    """Every rank's thread pools after world() set them up (rank 0 writes them)."""
+    from nanoae.threads import thread_counts  # noqa: PLC0415
+
+    everyone = comm.mpi_comm.gather(thread_counts(), root=0)
+    if comm.is_root:
+        (Path(args.out) / "threads.json").write_text(json.dumps(everyone))
 
 
 def disagree(comm, args):
@@ -155,7 +160,7 @@ def sizeone(comm, args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=("loop", "fit_run", "evaluate", "gpus", "disagree",
+    parser.add_argument("scenario", choices=("loop", "fit_run", "evaluate", "threads", "disagree",
                                              "sizeone"))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--autoencoder", action="store_true")

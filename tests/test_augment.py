@@ -3,7 +3,8 @@
 import numpy
 import pytest
 
-from nanoae.augment import Augmentation, flip_some, mask_inputs, mirror_images, shift_images
+from nanoae.augment import (Augmentation, flip_some, mask_bits, mask_inputs, mirror_images,
+                            shift_images)
 from nanoae.backend import to_numpy
 
 
@@ -43,15 +44,21 @@ def test_shift_images_matches_a_pixel_by_pixel_shift(xp):
 
 def test_mask_inputs_zeroes_a_fraction_and_keeps_the_mean(xp):
     x = xp.ones((400, 250), dtype=numpy.float32)
-    out = to_numpy(mask_inputs(x, 0.2, xp.random.default_rng(12)))
+    keep = xp.asarray(numpy.unpackbits(mask_bits(12, 0, 0, 400, 250, 0.2), axis=1)[:, :250])
+    out = to_numpy(mask_inputs(x, 0.2, keep))
     assert out.dtype == numpy.float32
     assert set(numpy.unique(out).tolist()) == {0.0, numpy.float32(1 / 0.8)}
     assert (out == 0).mean() == pytest.approx(0.2, abs=0.01)
     assert out.mean() == pytest.approx(1.0, abs=0.015)
-    again = to_numpy(mask_inputs(x, 0.2, xp.random.default_rng(12)))
-    numpy.testing.assert_array_equal(out, again)  # the same seed, the same mask
 
 
+def test_mask_bits_of_a_range_are_those_rows_of_a_longer_range():
+    # Counter-based: positions 5..9 drawn alone equal rows 5..9 of positions 0..19, whatever
+    # the width (here not a multiple of 8, so rows are padded to whole bytes).
+    whole = mask_bits(3, 2, 0, 20, 13, 0.3)
+    numpy.testing.assert_array_equal(mask_bits(3, 2, 5, 10, 13, 0.3), whole[5:10])
+    assert not numpy.array_equal(mask_bits(3, 1, 0, 20, 13, 0.3), whole)  # another epoch
+    assert not numpy.unpackbits(whole, axis=1)[:, 13:].any()  # the padding is never kept
 
 
 def test_epoch_draws_depend_on_seed_and_epoch_only(xp):
@@ -60,7 +67,8 @@ def test_epoch_draws_depend_on_seed_and_epoch_only(xp):
     idx = xp.arange(10)
 
     def run(seed, epoch):
-        return [to_numpy(a) for a in aug.for_epoch(xp, seed, epoch, 10).apply(x, idx)]
+        draws = aug.for_epoch(xp, seed, epoch, 10, features=49)
+        return [to_numpy(a) for a in draws.apply(x, idx)]
 
     a, b, c = run(0, 0), run(0, 0), run(0, 1)
     for u, v in zip(a, b):
@@ -108,6 +116,40 @@ def test_skip_replays_the_masks_of_earlier_batches(xp):
     resumed.skip((3, 4))
     numpy.testing.assert_array_equal(to_numpy(resumed.apply(x[[3, 4]], xp.asarray([3, 4]))[0]),
                                      expected)
+
+
+def test_draws_do_not_depend_on_ranks_or_on_resuming(xp):
+    """Batches of 4 over 10 examples: two "ranks" and a run resumed at step 1 see exactly
+    the inputs of one uninterrupted process."""
+    aug = Augmentation(flip=True, shift=1, mask=0.5)
+    x = xp.asarray(numpy.random.default_rng(0).random((10, 16), dtype=numpy.float32))
+    order = numpy.random.default_rng(1).permutation(10)
+
+    def run(shard=None, first_step=0, size=1, rank=0):
+        draws = aug.for_epoch(xp, 3, 0, 10, features=16, batch_size=4, shard=shard,
+                              first_step=first_step)
+        out = {}
+        for start in range(4 * first_step, 10, 4):
+            batch = order[start:start + 4]
+            rows = slice(0, len(batch)) if shard is None else shard(len(batch))
+            idx = xp.asarray(batch[rows])
+            inputs, _ = draws.apply(x[idx], idx)
+            out.update(zip(batch[rows].tolist(), to_numpy(inputs)))
+        return out
+
+    one = run()
+
+    def halves(rank):
+        return lambda n: slice(rank * n // 2, (rank + 1) * n // 2)
+
+    two = {**run(halves(0)), **run(halves(1))}
+    resumed = run(first_step=1)
+    assert sorted(two) == sorted(one)
+    for i in one:
+        numpy.testing.assert_array_equal(two[i], one[i])
+        if i in resumed:
+            numpy.testing.assert_array_equal(resumed[i], one[i])
+    assert len(resumed) == 6
 
 
 @pytest.mark.parametrize("kwargs, message", [(dict(shift=-1), "shift must be >= 0"),

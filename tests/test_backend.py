@@ -93,3 +93,22 @@ def test_cupy_that_sees_a_device_is_used(monkeypatch, fake):
     monkeypatch.setattr(backend, "_cupy_error", None)
     monkeypatch.setattr(backend, "_cupy", None)
     assert backend._load_cupy() is fake and backend.cupy_available() and backend._cupy_error is None
+
+
+def test_the_runtimes_own_error_is_kept(monkeypatch):
+    # A driver older than the wheel's CUDA: cupy.is_available() would say False and hide why.
+    import types  # noqa: PLC0415
+
+    def count():
+        raise RuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient "
+                           "for CUDA runtime version")
+
+    fake = types.ModuleType("cupy")
+    fake.is_available = lambda: False
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=count))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    for name, value in (("_cupy", None), ("_cupy_error", None), ("_cupy_checked", False)):
+        monkeypatch.setattr(backend, name, value)
+    assert not backend.cupy_available()
+    assert "cudaErrorInsufficientDriver: CUDA driver version is insufficient" in (
+        backend.cupy_unavailable_reason())

@@ -171,6 +171,25 @@ def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys, backend
     assert tuned["clf_finetune_test_accuracy"] == pytest.approx(trained["clf_finetune_test_accuracy"])
 
 
+def test_watch_writes_the_diagnostics_beside_the_checkpoint(tmp_path, fake_data, capsys):
+    ae, clf = tmp_path / "ae.npz", tmp_path / "clf.npz"
+    common = ["--data-dir", fake_data, "--no-verify", "--batch-size", "50"]
+    assert main(["train-ae", "--epochs", "2", "--out", str(ae), "--code", "relu", "--widths", "24", "16",
+                 "--watch", *common]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["diagnostics"] == str(tmp_path / "ae.diagnostics.png")
+    records = json.loads((tmp_path / "ae.watch.json").read_text())
+    assert len(records["layers"]["encoder layer 3 ReLU()"]["dead_per_epoch"]) == 2  # the code
+    assert (tmp_path / "ae.diagnostics.png").stat().st_size > 10_000
+    assert any("dead units" in sentence for sentence in out["diagnostics_summary"])
+    assert main(["train-classifier", "--ae", str(ae), "--out", str(clf), "--epochs", "1",
+                 "--hidden", "8", "--finetune", "1", "--watch", *common]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["diagnostics"] == str(tmp_path / "clf.diagnostics.png")
+    assert out["finetune_diagnostics"] == str(tmp_path / "clf.finetuned.diagnostics.png")
+    assert (tmp_path / "clf.finetuned.watch.json").is_file()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL_DATA.exists(), reason="needs Debian's dataset-fashion-mnist "
                     "(apt-get install dataset-fashion-mnist); CI installs it")
@@ -297,3 +316,75 @@ def test_tsne_refuses_what_it_cannot_do_and_says_what_it_adjusted(trained, tmp_p
     captured = capsys.readouterr()
     assert "--perplexity 20 lowered to 19.67" in captured.err and "t-SNE done in" in captured.err
     assert "Warning" not in captured.err
+
+
+def test_a_file_that_is_not_a_checkpoint_is_a_usage_error_like_the_others(trained, tmp_path, capsys):
+    paths, data = trained
+    report = tmp_path / "report.md"
+    report.write_text("# not a checkpoint\n")
+    for args in (["evaluate", "--ae", str(report)], ["evaluate", "--ae", str(paths["ae"]),
+                                                     "--classifier", str(report)],
+                 ["train-classifier", "--ae", str(report), "--out", str(tmp_path / "c.npz")]):
+        err = refused(capsys, [*args, *data], args[0])
+        assert f"{report} is not a valid nanoae checkpoint" in err and "--" in err.split(str(report))[0]
+
+
+def test_train_ae_reference_refuses_the_recipe_options_it_would_ignore(tmp_path, capsys):
+    out = tmp_path / "ref.npz"
+    err = refused(capsys, ["train-ae", "--reference", "--epochs", "3", "--lr", "0.01",
+                           "--out", str(out)], "train-ae")
+    assert "--reference trains the fixed reference recipe" in err and "20 epochs" in err
+    assert "drop --epochs --lr, or drop --reference" in err and not out.exists()
+
+
+def test_tsne_out_naming_a_folder_writes_into_it_and_prints_the_real_path(trained, tmp_path, capsys):
+    paths, data = trained
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    assert main(["tsne", "--ae", str(paths["ae"]), "--out", str(folder), "--points", "60", *data]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["figure"] == str(folder / "tsne.png")
+    assert (folder / "tsne.png").is_file() and not (tmp_path / "maps.png").exists()
+    assert "t-SNE of 60 test codes (scikit-learn; no progress shown" in captured.err
+
+
+def test_a_demo_that_fails_at_once_leaves_no_output_folder(tmp_path, capsys):
+    out = tmp_path / "runs" / "demo"
+    refused(capsys, ["demo", "--quick", "--out", str(out), "--data-dir", str(tmp_path / "typo")],
+            "demo")
+    assert not out.exists() and not out.parent.exists()
+
+
+def test_evaluate_has_no_seed_and_the_quick_demo_promises_no_duration(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "--seed" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["tsne", "--help"])
+    assert "--seed" in capsys.readouterr().out  # the t-SNE layout is seeded
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "minute" not in capsys.readouterr().out
+
+
+def test_demo_figures_say_which_autoencoder_and_which_loss(tmp_path, fake_data, monkeypatch):
+    """reconstructions.png names its autoencoder, codes.png shows the reference one (where its
+    dead units are), curves.png names each stage's loss."""
+    from nanoae import plots
+    from nanoae.pipeline import Settings, run_demo
+
+    calls = {}
+    for name in ("plot_reconstructions", "plot_codes_activity", "plot_curves"):
+        real = getattr(plots, name)
+        monkeypatch.setattr(plots, name, lambda *a, _real=real, _name=name, **k: (
+            calls.__setitem__(_name, (a, k)), _real(*a, **k))[1])
+    settings = Settings.quick(reference=True, ae_epochs=1, head_epochs=1, finetune_epochs=1,
+                              batch_size=100, data_dir=fake_data, verify=False, progress=False)
+    run_demo(tmp_path / "demo", settings, log=lambda message: None)
+    assert "by the autoencoder 784-256-128-32 (linear code)" in calls["plot_reconstructions"][1]["title"]
+    codes = calls["plot_codes_activity"][0][0]
+    assert list(codes) == ["autoencoder 784-256-128-32 (linear code)",
+                           "reference autoencoder 784-128-64-32 (relu code)"]
+    losses = calls["plot_curves"][1]["loss_names"]
+    assert losses["reference autoencoder (ReLU code)"] == "BCE per pixel"
+    assert losses["classifier on frozen codes"] == losses["encoder + head fine-tuned"] == "cross-entropy"

@@ -24,6 +24,10 @@ from nanoae import distributed
 from nanoae.distributed import Communicator, abort_on_error
 from thread_ranks import run_ranks
 
+
+from nanoae.distributed import Communicator
+from nanoae.threads import THREAD_VARIABLES
+
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "mpi_worker.py"
 
@@ -135,7 +139,7 @@ def _fit_pair(tmp_path, *args):
                                   "batch 2: the last batch of 1 leaves rank 0 nothing"])
 def test_fit_on_two_ranks_equals_one_process(tmp_path, kind):
     # 3 epochs of 9 steps (the 9th a batch of 7, split 3 + 4). The masks are drawn per
-    # global batch, so the ranks' inputs are exactly one process's. With batch 2, each
+    # position in the epoch's order, so the ranks' inputs are exactly one process's. With batch 2, each
     # epoch ends with a batch of 1: rank 0's shard is empty and it only joins the sum.
     args = {"classifier with validation": [], "autoencoder, flip+shift+mask": ["--autoencoder"]}.get(
         kind, ["--batch-size", "2", "--epochs", "2"])
@@ -198,12 +202,96 @@ def test_evaluation_over_shards_equals_one_process(tmp_path):
     assert reduced["loss"] == pytest.approx(single["loss"], rel=1e-6)
 
 
+def _threads_of_two_ranks(tmp_path, **user):
+    env = {k: v for k, v in _env().items() if k not in THREAD_VARIABLES}
+    env.update(user)
+    command = [_mpiexec(), "-n", "2", sys.executable, str(WORKER), "threads", "--out", str(tmp_path)]
+    proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    _ok(proc)
+    return json.loads((tmp_path / "threads.json").read_text()), proc.stderr
+
+
 @needs_mpi
-def test_more_ranks_than_gpus_is_a_clear_error(tmp_path):
-    proc = run_worker(tmp_path, "gpus", timeout=30)
-    assert proc.returncode != 0
-    assert "this machine runs 2 ranks but has 1 GPU(s)" in proc.stderr
-    assert "mpiexec -n 1" in proc.stderr
+def test_two_ranks_share_the_cores_between_their_blas_threads(tmp_path):
+    # Unset, OpenBLAS starts one thread per core in each rank: 2 ranks x 2 threads on 2 cores.
+    counts, stderr = _threads_of_two_ranks(tmp_path)
+    share = max(1, (os.cpu_count() or 1) // 2)
+    assert [c["blas"] for c in counts] == [share, share], counts
+    assert "OversubscriptionWarning" not in stderr
+
+
+@needs_mpi
+def test_a_users_thread_count_wins_and_rank_0_warns_once(tmp_path):
+    # One thread per core in each rank (OpenBLAS caps its pool at the cores): not nanoae's share.
+    cores = os.cpu_count() or 1
+    if cores < 2:
+        pytest.skip("on one core the user's count and nanoae's share are both 1")
+    counts, stderr = _threads_of_two_ranks(tmp_path, OPENBLAS_NUM_THREADS=str(cores))
+    assert [c["blas"] for c in counts] == [cores, cores], counts
+    assert stderr.count(f"OPENBLAS_NUM_THREADS={cores} with 2 ranks on this machine runs "
+                        f"{2 * cores} threads on {cores} cores") == 1
+
+
+def test_threads_per_rank_shares_the_machine_or_keeps_a_pinned_ranks_cores(monkeypatch):
+    from nanoae import threads  # noqa: PLC0415
+
+    assert threads.threads_per_rank(2, cores=2, machine=2) == 1
+    assert threads.threads_per_rank(4, cores=16, machine=16) == 4
+    assert threads.threads_per_rank(3, cores=2, machine=2) == 1  # never 0
+    assert threads.threads_per_rank(2, cores=4, machine=16) == 4  # pinned by the launcher
+    assert threads.user_thread_setting({"MKL_NUM_THREADS": "2"}) == ("MKL_NUM_THREADS", 2)
+    assert threads.user_thread_setting({"OMP_NUM_THREADS": ""}) is None
+    with pytest.warns(threads.OversubscriptionWarning, match="OMP_NUM_THREADS=2 with 2 ranks"):
+        assert threads.share_cores(2, is_root=True, environ={"OMP_NUM_THREADS": "2"},
+                                   cores=2, machine=2) is None
+
+
+class _FakeCupy:
+    """What use_gpu needs of cupy: a device count and Device(n).use(), recorded."""
+
+    def __init__(self, count):
+        import types  # noqa: PLC0415
+
+        self.used = []
+        self.cuda = types.SimpleNamespace(
+            runtime=types.SimpleNamespace(getDeviceCount=lambda: count),
+            Device=lambda n: types.SimpleNamespace(use=lambda: self.used.append(n)))
+
+
+@pytest.mark.parametrize("local_rank, local_size, devices, expected", [
+    (1, 2, 1, 0),  # one GPU visible per rank (--gpus-per-task=1, CUDA_VISIBLE_DEVICES): GPU 0
+    (1, 2, 2, 1),  # as many as the ranks: the local rank's
+    (2, 3, 8, 2),  # more than the ranks: the local rank's
+    (0, 1, 4, 0),
+])
+def test_each_rank_binds_its_own_gpu(monkeypatch, local_rank, local_size, devices, expected):
+    fake = _FakeCupy(devices)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    comm = Communicator()
+    comm.local_rank, comm.local_size = local_rank, local_size
+    assert comm.use_gpu() == expected
+    assert comm.use_gpu() == expected and fake.used == [expected]  # bound once
+
+
+def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _FakeCupy(2))
+    comm = Communicator()
+    comm.local_rank, comm.local_size = 0, 3
+    with pytest.raises(RuntimeError, match=r"this machine runs 3 ranks but each sees 2 GPU\(s\)"
+                                           r".*mpiexec -n 2"):
+        comm.use_gpu()
+
+
+def test_two_ranks_on_one_gpu_are_named():
+    devices = [("node1", "0000:01:00.0"), ("node1", "0000:01:00.0"), ("node2", "0000:01:00.0")]
+    with pytest.raises(RuntimeError, match=r"NCCL: ranks \[0, 1\] all use GPU 0000:01:00.0 on node1"):
+        distributed.check_own_devices(devices, 1)
+    distributed.check_own_devices(devices, 2)  # the same bus id on another machine is another GPU
+
+
+def test_missing_nccl_says_how_to_install_nccl_itself():
+    assert "install NCCL itself" in distributed.NCCL_MISSING
+    assert "cupyx.tools.install_library --library nccl" in distributed.NCCL_MISSING
 
 
 @needs_mpi
@@ -241,6 +329,9 @@ def test_a_shards_mask_is_its_rows_of_the_whole_batchs_mask():
 
 
 @pytest.mark.subprocess
+
+
+
 def test_single_process_does_not_import_mpi4py(tmp_path):
     proc = run_worker(tmp_path, "sizeone", ranks=None)
     _ok(proc)

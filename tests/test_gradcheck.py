@@ -4,6 +4,7 @@ import numpy
 import pytest
 
 import nanoae as nn
+from nanoae.backend import as_array_like
 
 F64 = numpy.float64
 
@@ -18,7 +19,9 @@ def mini_autoencoder(widths=(12, 6, 4, 3, 4, 6, 12), seed=0):
     # into the next ReLU, right on its kink.
     biases = numpy.random.default_rng(seed).uniform(0.05, 0.2, size=sum(widths[1:]))
     for layer in layers[::2]:
-        layer.b.data[...], biases = biases[:layer.out_features], biases[layer.out_features:]
+        # converted with the bias's own module: CuPy refuses a NumPy array written into its own
+        layer.b.data[...] = as_array_like(biases[:layer.out_features], layer.b.data)
+        biases = biases[layer.out_features:]
     return nn.Sequential(*layers)
 
 

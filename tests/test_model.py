@@ -4,9 +4,17 @@ import numpy
 import pytest
 
 import nanoae as nn
+from device_double import use_double
 from nanoae.backend import to_numpy
 
 F64 = numpy.float64
+
+
+@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu), "double"])
+def xp(request, use_backend, monkeypatch):
+    """Each backend, and the CPU double of a device array (tests/device_double.py), which
+    refuses host arrays written into it as CuPy does."""
+    return use_double(monkeypatch) if request.param == "double" else use_backend(request.param)
 
 
 def small(seed=0):
@@ -82,3 +90,48 @@ def test_training_reduces_loss(xp, rng):
         model.backward_from_loss(loss, input_grad=False)
         opt.step()
     assert float(loss(model(x), x)) < 0.8 * first
+
+
+def test_loss_value_reads_the_logits_of_a_fused_pair_where_probabilities_saturate(xp):
+    """Sigmoid + BCE: the loss of a saturated output comes from the logits (exact), not from
+    the probabilities rounded to 1; a loss that fuses with nothing gets pred alone."""
+    model = nn.Sequential(nn.Dense(1, 1, dtype=F64, rng=0), nn.Sigmoid())
+    model[0].W.data[...] = 1.0
+    model[0].b.data[...] = 0.0
+    x = xp.asarray([[50.0]])  # p = sigmoid(50) rounds to 1.0 in float64
+    t = xp.zeros((1, 1))
+    bce = nn.BinaryCrossEntropy()
+    assert float(model.loss_value(bce, model(x), t)) == pytest.approx(50.0, rel=1e-12)
+    assert float(bce(model(x), t)) == 100.0  # from p alone: log(1 - p) clamped at -100
+    # the pair in a nested Sequential: the last working layer decides
+    nested = nn.Sequential(nn.Sequential(model[0]), nn.Sequential(model[1]))
+    assert float(nested.loss_value(bce, nested(x), t)) == pytest.approx(50.0, rel=1e-12)
+    # Softmax + CrossEntropy: the loss reads probabilities (its after() is the plain call)
+    clf = nn.Sequential(nn.Dense(2, 3, dtype=F64, rng=0), nn.Softmax())
+    xb, labels = xp.ones((4, 2)), xp.asarray([0, 1, 2, 0])
+    ce = nn.CrossEntropy()
+    assert float(clf.loss_value(ce, clf(xb), labels)) == float(ce(clf(xb), labels))
+
+
+def test_loading_into_a_device_model_while_numpy_is_active(monkeypatch):
+    # The values are converted with the parameters' own module, not the active backend's:
+    # CuPy (and the double) refuse a NumPy array written into a device array.
+    from nanoae import backend  # noqa: PLC0415
+
+    use_double(monkeypatch)
+    model = small(0)
+    optimizer = nn.Adam(model.parameters())
+    saved, opt_saved = small(10).state_dict(), optimizer.state_dict()
+    monkeypatch.setattr(backend, "_active", numpy)  # the active backend: NumPy
+    model.load_state_dict(saved)
+    optimizer.load_state_dict(opt_saved)
+    numpy.testing.assert_array_equal(numpy.asarray(model[0].W.data), saved["0.W"])
+
+
+def test_the_double_refuses_a_host_array_written_into_it():
+    from device_double import HostWriteError, NoHostReads  # noqa: PLC0415
+
+    device = numpy.zeros(3).view(NoHostReads)
+    device[...] = 1.0  # a scalar is fine, as on CuPy
+    with pytest.raises(HostWriteError):
+        device[...] = numpy.ones(3)

@@ -5,8 +5,8 @@ import pytest
 
 import nanoae as nn
 from nanoae.backend import to_numpy
-from nanoae.models import (Autoencoder, Classifier, FineTuned, Standardize, build_model, dead_units,
-                           encoder_fingerprint)
+from nanoae.metrics import dead_units
+from nanoae.models import Autoencoder, Classifier, FineTuned, Standardize, build_model, encoder_fingerprint
 from nanoae.callbacks import Progress
 from nanoae.training import fit
 

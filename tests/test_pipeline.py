@@ -7,8 +7,9 @@ import pytest
 
 import nanoae as nn
 import nanoae.training
-from nanoae.pipeline import (REFERENCE_AE, Settings, Splits, autoencoder_metrics, confusion_matrix,
-                             fine_tune, score_classifier, train_autoencoder, train_head, tsne_map)
+from nanoae.metrics import autoencoder_metrics, confusion_matrix, score_classifier
+from nanoae.pipeline import (REFERENCE_AE, Settings, Splits, fine_tune, train_autoencoder, train_head,
+                             tsne_map)
 
 
 def left_vs_right():
@@ -29,18 +30,18 @@ def splits(val_images, val_labels):
 def test_mirror_averaging_is_used_only_where_validation_prefers_it(xp):
     model = left_vs_right()
     right_as_is = splits(numpy.array([[0.9, 0.1, 0, 0]] * 4, dtype=numpy.float32), numpy.zeros(4, int))
-    r = score_classifier(model, right_as_is, Settings(), prefix="p")
+    r = score_classifier(model, right_as_is, prefix="p")
     assert r["p_val_accuracy_single_view"] == 1.0 and r["p_val_accuracy_mirrored"] == 1.0
     assert r["p_mirror"] is False  # a tie keeps the single view
     assert r["p_test_accuracy"] == r["p_test_accuracy_single_view"] == 1.0
 
     wrong_as_is = splits(numpy.array([[0.1, 0.9, 0, 0]] * 4, dtype=numpy.float32), numpy.zeros(4, int))
-    r = score_classifier(model, wrong_as_is, Settings(), prefix="p")
+    r = score_classifier(model, wrong_as_is, prefix="p")
     assert r["p_val_accuracy_single_view"] == 0.0 and r["p_val_accuracy_mirrored"] == 1.0
     assert r["p_mirror"] is True
     assert r["p_test_accuracy_single_view"] == 1.0 and r["p_test_accuracy"] == 0.5  # a tie goes to class 0
 
-    r = score_classifier(model, wrong_as_is, Settings(test_mirror=False), prefix="p")
+    r = score_classifier(model, wrong_as_is, prefix="p", test_mirror=False)
     assert r["p_mirror"] is False and "p_val_accuracy_mirrored" not in r
 
 

@@ -162,10 +162,58 @@ def test_a_class_in_two_islands_is_labelled_on_an_island_not_between_them(rng):
     other = rng.normal(size=(300, 2)) * 0.5 + [0, 8]
     emb = np.concatenate([left, right, other])
     labels = np.repeat([0, 0, 1], [300, 260, 300])
-    anchors = plots.densest_points(emb, labels, [0, 1])
+    anchors = plots.label_anchors(emb, labels, [0, 1])
     assert np.linalg.norm(anchors[0] - [-10, 0]) < 1.0  # on the larger island
     assert np.linalg.norm(anchors[1] - [0, 8]) < 1.0
-    assert abs(np.median(emb[labels == 0], axis=0)[0]) < 10  # where the old label went: between
+    assert abs(np.median(emb[labels == 0], axis=0)[0]) < 10  # where a median would go: between
+
+
+def test_a_class_is_named_where_most_of_its_points_are_not_at_a_small_tight_clump(rng):
+    """70 % of class 0 in a loose island, 30 % in a tight clump beside class 1: the clump is
+    the densest spot (where a label placed by local density went), the island is where most
+    of the class is."""
+    loose = rng.normal(size=(700, 2)) * 2.0
+    clump = rng.normal(size=(300, 2)) * 0.1 + [15, 0]
+    other = rng.normal(size=(500, 2)) + [15, 6]
+    emb = np.concatenate([loose, clump, other])
+    labels = np.repeat([0, 0, 1], [700, 300, 500])
+    anchors = plots.label_anchors(emb, labels, [0, 1])
+    assert np.linalg.norm(anchors[0]) < 1.0  # in the middle of the loose island
+    assert np.linalg.norm(anchors[1] - [15, 6]) < 1.0
+    # the anchor is one of the class's own points: never in empty space or another class
+    assert any((emb[labels == 0] == anchors[0]).all(axis=1))
+
+
+def test_codes_figure_shows_the_reference_autoencoders_dead_units_beside_the_default(rng):
+    linear = rng.normal(size=(500, 32))
+    relu = np.maximum(rng.normal(size=(500, 32)), 0)
+    relu[:, [3, 5, 9, 30]] = 0
+    fig = plots._codes_figure({"autoencoder 784-256-128-32 (linear code)": linear,
+                               "reference autoencoder 784-128-64-32 (relu code)": relu})
+    titles = [sub._suptitle.get_text() for sub in fig.subfigs]
+    assert titles == ["autoencoder 784-256-128-32 (linear code) (32 units, none dead)",
+                      "reference autoencoder 784-128-64-32 (relu code) (4 of 32 units dead)"]
+    marked = [line for ax in fig.subfigs[1].axes for line in ax.lines if line.get_marker() == "x"]
+    assert len(marked) == 1 and marked[0].get_xdata().tolist() == [3, 5, 9, 30]
+
+
+def test_curves_name_each_loss_and_share_one_accuracy_scale(tmp_path, monkeypatch):
+    histories = {"autoencoder": {"train_loss": [0.3, 0.29], "val_loss": [0.28, 0.27]},
+                 "head": {"train_loss": [1.0, 0.6], "val_loss": [1.1, 0.7],
+                          "train_accuracy": [0.70, 0.80], "val_accuracy": [0.68, 0.79]},
+                 "fine-tuned": {"train_loss": [0.5, 0.3], "val_loss": [0.4, 0.35],
+                                "train_accuracy": [0.90, 0.95], "val_accuracy": [0.89, 0.91]}}
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    plots.plot_curves(histories, "unused.png", loss_names={"autoencoder": "BCE per pixel",
+                                                           "head": "cross-entropy",
+                                                           "fine-tuned": "cross-entropy"})
+    axes = figs[0].axes
+    assert [ax.get_ylabel() for ax in axes[:3]] == ["BCE per pixel", "cross-entropy", "cross-entropy"]
+    accuracy = [ax for ax in axes if ax.get_ylabel() == "accuracy (%)"]
+    assert len(accuracy) == 2 and accuracy[0].get_ylim() == accuracy[1].get_ylim()
+    low, high = accuracy[0].get_ylim()
+    assert low <= 68 and high >= 95  # both panels' ranges fit
 
 
 def test_curves_mark_the_kept_epoch_say_what_the_train_loss_saw_and_use_one_marker(tmp_path):
@@ -178,8 +226,9 @@ def test_curves_mark_the_kept_epoch_say_what_the_train_loss_saw_and_use_one_mark
     check_png(out)
     fig = plots.Figure()
     axes = fig.subplots(1, 2)
-    plots._curves_panel(axes[0], "autoencoder", histories["autoencoder"], "train loss (masked inputs)")
-    plots._curves_panel(axes[1], "head", histories["head"], "train loss")
+    plots._curves_panel(axes[0], "autoencoder", histories["autoencoder"], "train loss (masked inputs)",
+                        "loss")
+    plots._curves_panel(axes[1], "head", histories["head"], "train loss", "loss")
     legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes]
     assert legends[0] == ["train loss (masked inputs)", "validation loss"]
     assert "kept epoch 2 (best on validation)" in legends[1]

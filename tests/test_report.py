@@ -1,5 +1,9 @@
 """report.md and the README's results table, from a run's metrics."""
 
+import json
+
+import numpy
+
 from nanoae.pipeline import Settings
 from nanoae.report import readme_table, results_table
 
@@ -34,3 +38,17 @@ def test_a_quick_runs_table_says_its_targets_are_the_full_runs():
     quick = {**README_RUN, "settings": Settings.quick().as_dict()}
     assert results_table(quick).splitlines()[0] == "| result | value | target of the full run |"
     assert results_table(README_RUN).splitlines()[0] == "| result | value | target |"
+
+
+def test_the_report_shows_the_diagnostics_with_their_computed_sentences(tmp_path):
+    from nanoae.report import write_report  # noqa: PLC0415
+
+    metrics = json.loads(json.dumps(README_RUN))
+    metrics.update(backend="numpy", seed=0, total_seconds=1.0, versions={"numpy": "2"},
+                   settings=Settings().as_dict(), tsne_points=100,
+                   ref_ae_diagnostics=["After 20 epochs, dead units: code 4 (the first in epoch 2)."])
+    text = write_report(tmp_path, metrics, numpy.eye(10, dtype=int)).read_text()
+    assert "![diagnostics](diagnostics.png)" in text
+    assert "code 4 (the first in epoch 2)" in text
+    del metrics["ref_ae_diagnostics"]
+    assert "diagnostics" not in write_report(tmp_path, metrics, numpy.eye(10, dtype=int)).read_text()

@@ -12,7 +12,9 @@ from nanoae import callbacks as nn_callbacks
 from nanoae.callbacks import Checkpoint, KeepBest, LearningRateSchedule, Progress
 from nanoae.checkpoint import load_checkpoint
 from nanoae.models import Autoencoder, Classifier
+from device_double import HostReadError, NoHostReads
 from nanoae.training import as_batch, cosine_schedule, evaluate, fit, predict, split_validation
+from nanoae.watch import Watch
 
 
 def tiny_images(n=96, seed=0):
@@ -340,42 +342,10 @@ def test_patience_message_names_what_is_monitored(capsys):
     assert "no better val_accuracy for 2 epochs" in capsys.readouterr().err
 
 
-class HostReadError(AssertionError):
-    pass
-
-
-class NoHostReads(numpy.ndarray):
-    """A NumPy array that fails whenever its values are read back as Python numbers.
-
-    On a GPU each such read (float(), int(), bool(), .item(), .tolist()) makes the host wait
-    for the device; inside the step loop that would happen every batch. Arrays computed from
-    one of these are of this class too, so the whole step loop is watched, on the CPU.
-    """
-
-    armed = True
-
-    def __array_wrap__(self, obj, context=None, return_scalar=False):
-        # keep reductions (sum, mean) 0-d arrays of this class, as CuPy keeps them on the device
-        return numpy.asarray(obj).view(NoHostReads)
-
-
-def _refusing(name):
-    """The ndarray method ``name``, failing while NoHostReads is armed."""
-    def method(self, *args):
-        if NoHostReads.armed:
-            raise HostReadError(f"a device value was read on the host ({name}) inside the step loop")
-        return getattr(numpy.ndarray, name)(self, *args)
-    return method
-
-
-for _name in ("__float__", "__int__", "__bool__", "__index__", "item", "tolist"):
-    setattr(NoHostReads, _name, _refusing(_name))
-
-
 def test_the_step_loop_reads_nothing_back_to_the_host(monkeypatch):
-    """Every default augmentation on, with a classifier and an autoencoder: one epoch of
-    steps runs without a single read of a device value; only the epoch's end reads (through
-    backend.to_numpy, which is allowed)."""
+    """Every default augmentation on, diagnostics recorded, with a classifier and an
+    autoencoder: one epoch of steps runs without a single read of a device value; only the
+    epoch's end reads (through backend.to_numpy, which is allowed)."""
     import nanoae.training as training
 
     x = tiny_images(64).view(NoHostReads)
@@ -401,7 +371,7 @@ def test_the_step_loop_reads_nothing_back_to_the_host(monkeypatch):
             p.data = p.data.view(NoHostReads)
         fit(model, loss, nn.Adam(model.parameters()), x, labels, epochs=2, batch_size=16,
             augment=Augmentation(flip=True, shift=1, mask=0.1),
-            callbacks=quiet(LearningRateSchedule(cosine_schedule(1e-3, 8))))
+            callbacks=quiet(LearningRateSchedule(cosine_schedule(1e-3, 8)), Watch(model, every=2)))
 
 
 def test_the_host_read_detector_can_fail():

@@ -1,11 +1,11 @@
-"""04 - Check a gradient by hand, then let nanoae.gradcheck check a whole model.
+"""02 - Check a gradient by hand, then let nanoae.gradcheck check a whole model.
 
 What it teaches: how a hand-written backward() is tested. One element of dL/dW
 of a Dense layer by central differences, (L(w + h) - L(w - h)) / 2h, against
 backward(); why that needs float64; then nanoae.gradcheck on a small model, and
 a deliberately broken backward (the 1/N of a mean forgotten) being caught.
 
-Run:  .venv/bin/python examples/04_gradcheck_by_hand.py      (1.4 s on a 2-core Intel Xeon; no data needed)
+Run:  .venv/bin/python examples/02_gradcheck_by_hand.py      (1.4 s on a 2-core Intel Xeon; no data needed)
 Writes examples/out/gradcheck_step_size.png.
 """
 

@@ -1,11 +1,11 @@
-"""02 - Classify clothes from the autoencoder's 32-number codes.
+"""03 - Classify clothes from the autoencoder's 32-number codes.
 
 What it teaches: nanoae.training.fit (the loop of 01, plus shuffling, validation,
 schedules and best-epoch restore), then a small softmax head trained on the
 frozen, standardised codes: how much class information the code kept without
 ever seeing a label.
 
-Run:  .venv/bin/python examples/02_classify_codes.py
+Run:  .venv/bin/python examples/03_classify_codes.py
 Time: 17 s on a quiet 2-core Intel Xeon (2026-11-27).
 Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (autoencoder epochs, default 5; the
 head gets 4x as many), NANOAE_EXAMPLE_LIMIT.
@@ -19,7 +19,7 @@ from nanoae.backend import to_device, to_numpy
 from nanoae.callbacks import KeepBest, LearningRateSchedule, Progress
 from nanoae.data import CLASS_NAMES
 from nanoae.models import Autoencoder, Classifier, Standardize
-from nanoae.pipeline import confusion_matrix
+from nanoae.metrics import confusion_matrix
 from nanoae.plots import plot_confusion, plot_curves
 from nanoae.training import cosine_schedule, evaluate, fit, predict, split_validation
 

@@ -1,11 +1,12 @@
-"""03 - A t-SNE map of the codes: do similar clothes get similar codes?
+"""04 - A t-SNE map of the codes: do similar clothes get similar codes?
 
 What it teaches: the ready-made steps of nanoae.pipeline (Settings,
-train_autoencoder, tsne_map), and how to read a t-SNE map without
+train_autoencoder, tsne_map) that ``nanoae demo`` runs, with the demo's default
+autoencoder (784-256-128-32, linear code, denoising), and how to read a t-SNE map without
 over-reading it: trustworthiness says whether the map's neighbours were
 neighbours in the 32-d codes too, and 5-NN accuracy how well classes separate.
 
-Run:  .venv/bin/python examples/03_tsne_map.py
+Run:  .venv/bin/python examples/04_tsne_map.py
 Time: 25 s on a quiet 2-core Intel Xeon (2026-11-27).
 Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (default 5), NANOAE_EXAMPLE_LIMIT.
 Writes examples/out/tsne.png.
@@ -27,7 +28,9 @@ settings = Settings(ae_epochs=epochs(5), seed=0)
 x, _ = load("train")
 x_test, y_test = load("test")
 
-# The same autoencoder as 01 and 02 (linear code), trained by the pipeline's step.
+# Not the autoencoder of 01 and 03: the demo's default one, trained by the pipeline's step
+# (Settings' ae_*: 784-256-128-32 with a linear code, 10 % of the input pixels masked,
+# a cosine learning-rate schedule from 2e-3).
 ae, history = train_autoencoder(x, settings)
 codes = predict(ae.encoder, to_device(x_test))  # test images only: the map shows unseen data
 
