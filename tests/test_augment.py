@@ -105,19 +105,6 @@ def test_shift_moves_each_image_by_every_offset_within_shift_and_none_beyond(xp)
     assert offsets == {(dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)}
 
 
-def test_skip_replays_the_masks_of_earlier_batches(xp):
-    """A run resumed at batch 2 must draw the masks an uninterrupted run draws there."""
-    aug = Augmentation(mask=0.5)
-    x = xp.ones((6, 4), dtype=numpy.float32)
-    straight = aug.for_epoch(xp, 3, 0, 6)
-    for rows in ((0, 1, 2), (3, 4)):
-        expected = to_numpy(straight.apply(x[list(rows)], xp.asarray(rows))[0])
-    resumed = aug.for_epoch(xp, 3, 0, 6)
-    resumed.skip((3, 4))
-    numpy.testing.assert_array_equal(to_numpy(resumed.apply(x[[3, 4]], xp.asarray([3, 4]))[0]),
-                                     expected)
-
-
 def test_draws_do_not_depend_on_ranks_or_on_resuming(xp):
     """Batches of 4 over 10 examples: two "ranks" and a run resumed at step 1 see exactly
     the inputs of one uninterrupted process."""

@@ -60,15 +60,16 @@ def test_the_core_imports_nothing_heavy():
     assert out.stdout.strip() == "[]"
 
 
+def _fake_cupy(count):
+    """A stand-in for the cupy module whose runtime reports ``count`` devices (a function: raises)."""
+    runtime = type("runtime", (), {"getDeviceCount": staticmethod(count)})
+    return type("cupy", (), {"cuda": type("cuda", (), {"runtime": runtime})})
+
+
 @pytest.mark.parametrize("fake, error", [
-    (None, "CuPy could not be imported (ModuleNotFoundError: "),
-    (type("cupy", (), {"is_available": staticmethod(lambda: False)}),
-     "CuPy imported but no CUDA device is available"),
-    (type("cupy", (), {"is_available": staticmethod(lambda: 1 / 0)}),
-     "CuPy imported but CUDA failed (ZeroDivisionError: division by zero)"),
-    (type("cupy", (), {"cuda": type("cuda", (), {"runtime": type("runtime", (), {
-        "getDeviceCount": staticmethod(lambda: 0)})})}),  # an older CuPy: no is_available
-     "CuPy imported but no CUDA device is available"),
+    (None, "CuPy could not be imported (ModuleNotFoundError: "),  # None: the import fails
+    (_fake_cupy(lambda: 1 / 0), "CuPy imported but CUDA failed (ZeroDivisionError: division by zero)"),
+    (_fake_cupy(lambda: 0), "CuPy imported but CUDA reports no device"),
 ])
 def test_cupy_that_cannot_run_is_refused_with_the_reason(monkeypatch, fake, error):
     monkeypatch.setitem(sys.modules, "cupy", fake)  # None: the import fails
@@ -82,11 +83,7 @@ def test_cupy_that_cannot_run_is_refused_with_the_reason(monkeypatch, fake, erro
     assert backend._load_cupy() is None  # asked once, remembered
 
 
-@pytest.mark.parametrize("fake", [
-    type("cupy", (), {"is_available": staticmethod(lambda: True)}),
-    type("cupy", (), {"cuda": type("cuda", (), {"runtime": type("runtime", (), {
-        "getDeviceCount": staticmethod(lambda: 1)})})}),
-])
+@pytest.mark.parametrize("fake", [_fake_cupy(lambda: 1)])
 def test_cupy_that_sees_a_device_is_used(monkeypatch, fake):
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.setattr(backend, "_cupy_checked", False)

@@ -7,6 +7,7 @@ import pytest
 
 import nanoae as nn
 import nanoae.training
+from nanoae.models import ImageClassifier
 from nanoae.metrics import autoencoder_metrics, confusion_matrix, score_classifier
 from nanoae.pipeline import (REFERENCE_AE, Settings, Splits, fine_tune, train_autoencoder, train_head,
                              tsne_map)
@@ -112,7 +113,7 @@ def test_each_stages_cosine_schedule_spans_the_steps_of_its_run():
     scaler, head, history = train_head(codes, y, codes_val, y_val, settings)
     assert_spans(history, settings.head_lr)
     splits = Splits(x, y, x_val, y_val, x_val, y_val, x)
-    _, history = fine_tune(ae, scaler, head, splits, settings)
+    _, history = fine_tune(ImageClassifier(ae, scaler, head), splits, settings)
     assert_spans(history, settings.finetune_lr)
 
 
