@@ -62,15 +62,33 @@ def child_train(args) -> dict:
     from nanoae.training import fit  # noqa: PLC0415
 
     class TimedCommunicator(Communicator):
-        """The world communicator, with a stopwatch around each all-reduce."""
+        """The world communicator, with a stopwatch around each collective of the step."""
         seconds, calls, nbytes = 0.0, 0, 0
 
-        def _allreduce(self, buf):
+        def engine(self, array):
+            return TimedEngine(super().engine(array), self)
+
+    class TimedEngine:
+        """An engine whose gradient collectives add their time and bytes to ``owner``."""
+
+        def __init__(self, engine, owner):
+            self.engine, self.owner = engine, owner
+
+        def __getattr__(self, name):
+            return getattr(self.engine, name)
+
+        def _timed(self, name, *bufs):
             t0 = time.perf_counter()
-            super()._allreduce(buf)
-            self.seconds += time.perf_counter() - t0
-            self.calls += 1
-            self.nbytes = int(buf.nbytes)
+            getattr(self.engine, name)(*bufs)
+            self.owner.seconds += time.perf_counter() - t0
+            self.owner.calls += 1
+            self.owner.nbytes = int(bufs[0].nbytes)
+
+        def allreduce_sum(self, buf):
+            if buf.dtype == numpy.float32:  # the gradients (float64 ones are the epoch's figures)
+                self._timed("allreduce_sum", buf)
+            else:
+                self.engine.allreduce_sum(buf)
 
     comm = TimedCommunicator(world().mpi_comm)
     x, _ = load_data("ae", args.n)

@@ -11,6 +11,7 @@ Every scenario writes its results as JSON/NPZ into the folder given by --out
     threads   the BLAS/OpenMP thread counts of every rank
     disagree  ranks that load different data
     sizeone   which modules a single process imported
+    engines   the engines' interface tests (tests/engine_checks.py) on MpiEngine
 """
 
 from __future__ import annotations
@@ -157,10 +158,22 @@ def sizeone(comm, args):
     (Path(args.out) / "sizeone.json").write_text(json.dumps(result))
 
 
+def engines(comm, args):
+    from engine_checks import check_engine  # noqa: PLC0415
+
+    from nanoae.engines import MpiEngine  # noqa: PLC0415
+
+    check_engine(MpiEngine(comm.mpi_comm), np.asarray)
+    check_engine(MpiEngine(comm.mpi_comm), np.asarray, dtype=np.float64)
+    comm.engine(np.zeros(1)).barrier()  # every rank passed before rank 0 says so
+    if comm.is_root:
+        (Path(args.out) / "engines.ok").write_text(f"MpiEngine {comm.size}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=("loop", "fit_run", "evaluate", "threads", "disagree",
-                                             "sizeone"))
+                                             "sizeone", "engines"))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--autoencoder", action="store_true")
     parser.add_argument("--resume", action="store_true")
