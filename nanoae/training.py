@@ -25,9 +25,10 @@ One training step (``train_step``) is the data flow of the whole package:
 * data parallel over the ranks of an MPI job (``distributed.py``): every rank
   calls ``fit`` with the same model, data and settings (checked once, at the
   start); ``batch_size`` is the global batch and must divide by the ranks; each
-  rank computes on its slice of every batch, the gradients are averaged between
-  backward and step, and the run equals one process's with the same batch, up
-  to rounding. Rank 0 alone shows progress, prints and writes the checkpoint.
+  rank computes on its slice of every batch, the gradients are summed between
+  backward and step, each rank updates its 1/N range of the weights with its
+  1/N of the optimizer's state (``sharded.ShardedOptimizer``, ZeRO-1), and the
+  run equals one process's with the same batch, up to rounding. Rank 0 alone shows progress, prints and writes the checkpoint.
   Ctrl-C under MPI ends the job at once (``distributed.abort_on_error``), with
   no mid-epoch save: the ranks could not agree on the step to stop at.
 """
@@ -48,6 +49,7 @@ from .callbacks import Checkpoint, in_run_order
 from .distributed import fingerprint, world
 from .errors import TrainingError
 from .losses import CrossEntropy
+from .sharded import ShardedOptimizer
 from .trainstate import TrainState
 
 __all__ = ["fit", "train_step", "evaluate", "predict", "cosine_schedule", "as_batch",
@@ -173,8 +175,10 @@ def train_step(model, loss, optimizer, xb, target, *, comm=None, weight: float =
     Data parallel (``distributed.py``): ``xb`` is this rank's shard of the global
     batch and ``weight`` its share of it (shard size / batch size); between
     backward and step the gradients become the weighted sum over the ranks, the
-    gradient of the global batch's mean loss. An empty shard (weight 0) only
-    joins that sum, and (None, None) is returned.
+    gradient of the global batch's mean loss. A ``sharded.ShardedOptimizer``
+    does that sum itself (reduce-scatter, its range, all-gather); a plain
+    optimizer gets it from ``comm.average_gradients`` (one all-reduce). An
+    empty shard (weight 0) only joins that sum, and (None, None) is returned.
     """
     parallel = comm is not None and comm.size > 1
     value = pred = None
@@ -182,6 +186,9 @@ def train_step(model, loss, optimizer, xb, target, *, comm=None, weight: float =
         pred = model(xb)
         value = loss_value(model, loss, pred, target)
         model.backward_from_loss(loss, input_grad=False)
+    if isinstance(optimizer, ShardedOptimizer):
+        optimizer.step(weight=weight)
+        return value, pred
     if parallel:
         comm.average_gradients(optimizer.params, weight=weight)
     optimizer.step()
@@ -259,6 +266,8 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
         with _StopFlag(active=comm.size == 1) as stop:
             _call(callbacks, "on_train_begin", run)  # a Checkpoint may resume here
             comm.broadcast_parameters(model.parameters())  # every rank starts from rank 0's weights
+            if comm.size > 1:  # each rank updates its 1/N of the weights (ZeRO-1, sharded.py)
+                run.sharded = ShardedOptimizer(optimizer, comm)
             for run.epoch in range(run.state.epoch, run.epochs):
                 t0 = time.perf_counter()
                 _call(callbacks, "on_epoch_begin", run)
@@ -267,6 +276,7 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
                 _call(callbacks, "on_epoch_end", run)
                 if run.stop_reason:
                     break
+            run.gather_optimizer_state()
             _call(callbacks, "on_train_end", run)
     finally:
         loss.check = check_before
@@ -302,6 +312,17 @@ class Run:
     epoch: int = 0
     step: int = 0
     stop_reason: str = ""  # set by a callback (e.g. KeepBest's patience) to end after this epoch
+    sharded: ShardedOptimizer | None = None  # data parallel: steps this rank's range of `optimizer`
+
+    @property
+    def stepper(self):
+        """What takes the steps: the sharded optimizer under data parallel, else ``optimizer``."""
+        return self.optimizer if self.sharded is None else self.sharded
+
+    def gather_optimizer_state(self) -> None:
+        """Make ``optimizer`` hold the whole, current state (before saving it; every rank calls it)."""
+        if self.sharded is not None:
+            self.sharded.gather_state()
 
     @property
     def steps_per_epoch(self) -> int:
@@ -332,7 +353,7 @@ def _train_epoch(run: Run, callbacks, stop):
         idx = batch[rows]  # this rank's part of the global batch (all of it in one process)
         inputs, clean = draws.apply(as_batch(x[idx]), idx)
         target = clean if y is None else y[idx]
-        value, pred = train_step(run.model, run.loss, run.optimizer, inputs, target, comm=comm,
+        value, pred = train_step(run.model, run.loss, run.stepper, inputs, target, comm=comm,
                                  weight=len(idx) / len(batch))
         losses.append(value * len(idx) if len(idx) else xp.zeros((), dtype=numpy.float32))
         if len(idx) and "train_accuracy" in run.state.history:

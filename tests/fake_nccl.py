@@ -164,3 +164,80 @@ def run_ranks(monkeypatch, size, fn, *, bus_ids=None):
     if first is not None:
         raise first
     return results
+
+
+# --- a third engine, for tests: ranks as threads over NumPy arrays ------------------------
+
+from nanoae.engines import Engine  # noqa: E402
+
+
+class ThreadEngine(Engine):
+    """The engine interface over NumPy arrays shared by threads (one rendezvous per collective).
+
+    Tests run the sharded optimizer on N "ranks" in one process with it; that it
+    is a new class and nothing else is what ``nanoae.engines`` promises of a third engine.
+    """
+
+    name = "threads"
+
+    def __init__(self, rank, rendezvous):
+        self.rank, self.size, self.rendezvous = rank, rendezvous.size, rendezvous
+
+    def _everyone(self, buf):
+        posts = self.rendezvous.exchange(self.rank, buf.copy())
+        return posts
+
+    def allreduce_sum(self, buf):
+        buf[...] = sum(self._everyone(buf))
+
+    def broadcast(self, buf, root=0):
+        buf[...] = self._everyone(buf)[root]
+
+    def reduce_scatter_sum(self, send, recv):
+        self._check_parts("reduce_scatter_sum", send, recv.size)
+        c = recv.size
+        recv[...] = sum(x[self.rank * c:(self.rank + 1) * c] for x in self._everyone(send))
+
+    def allgather(self, buf):
+        c = buf.size // self.size
+        self._check_parts("allgather", buf, c)
+        buf[...] = numpy.concatenate([x[r * c:(r + 1) * c] for r, x in enumerate(self._everyone(buf))])
+
+    def barrier(self):
+        self.rendezvous.exchange(self.rank, None)
+
+
+class ThreadComm:
+    """What the sharded optimizer asks of a Communicator: rank, size and the engine."""
+
+    def __init__(self, engine):
+        self.rank, self.size, self._engine = engine.rank, engine.size, engine
+
+    def engine(self, array):
+        return self._engine
+
+
+def run_threads(size, fn):
+    """Run ``fn(rank, comm)`` (comm: a ThreadComm) on ``size`` threads; results in rank order."""
+    rendezvous = _Rendezvous(size)
+    results, errors = [None] * size, [None] * size
+
+    def body(rank):
+        try:
+            results[rank] = fn(rank, ThreadComm(ThreadEngine(rank, rendezvous)))
+        except BaseException as exc:  # noqa: BLE001
+            errors[rank] = exc
+            rendezvous.barrier.abort()
+
+    threads = [threading.Thread(target=body, args=(r,)) for r in range(size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for e in errors:
+        if e is not None and not isinstance(e, threading.BrokenBarrierError):
+            raise e
+    for e in errors:
+        if e is not None:
+            raise e
+    return results

@@ -116,10 +116,10 @@ def test_a_failing_rank_ends_the_job_and_keeps_the_checkpoint(tmp_path, how):
     assert saved["user"]["epoch"] == 1
 
 
-def _fit_pair(tmp_path, *args):
-    """fit_run on one process and on 2 ranks; their (parameters, history) pairs."""
+def _fit_pair(tmp_path, *args, ranks=2):
+    """fit_run on one process and on ``ranks`` ranks; their (parameters, history) pairs."""
     results = []
-    for name, ranks in (("one", None), ("two", 2)):
+    for name, ranks in (("one", None), ("two", ranks)):
         (tmp_path / name).mkdir()
         _ok(run_worker(tmp_path / name, "fit_run", *args, ranks=ranks))
         results.append((_params(tmp_path / name / "params.npz"),
@@ -142,6 +142,19 @@ def test_fit_on_two_ranks_equals_one_process(tmp_path, kind):
     for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
         np.testing.assert_allclose(h2.get(key, []), h1.get(key, []), rtol=1e-6, err_msg=key)
     assert h1["train_loss"][-1] < h1["train_loss"][0]  # it trained
+
+
+@needs_mpi
+@pytest.mark.parametrize("kind", ["classifier", "autoencoder, flip+shift+mask"])
+def test_fit_on_three_ranks_with_uneven_ranges_equals_one_process(tmp_path, kind):
+    # The sharded optimizer cuts 293 (classifier) or 214 (autoencoder) values into 3 ranges
+    # of 98 or 72: the last range is padded. Batch 6: 71 = 11 x 6 + 5, the last split 1 + 2 + 2.
+    args = ["--batch-size", "6", "--epochs", "2"] + (["--autoencoder"] if "auto" in kind else [])
+    (single, h1), (parallel, h2) = _fit_pair(tmp_path, *args, ranks=3)
+    for a, b in zip(parallel, single):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h2["train_loss"], h1["train_loss"], rtol=1e-6)
+    assert h1["train_loss"][-1] < h1["train_loss"][0]
 
 
 @needs_mpi
