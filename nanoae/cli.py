@@ -234,7 +234,8 @@ def main(argv=None) -> int:
             result = commands.COMMANDS[args.command](args)
     except KeyboardInterrupt as exc:
         hint = " Resume with the same command and --resume." if args.command == "train-ae" else ""
-        print(f"\nnanoae: interrupted{': ' + str(exc) if str(exc) else ''}.{hint}", file=sys.stderr)
+        if comm.is_root:  # (every rank stopped at the same step; one says so)
+            print(f"\nnanoae: interrupted{': ' + str(exc) if str(exc) else ''}.{hint}", file=sys.stderr)
         return 130
     except (commands.UsageError, DataDirError) as exc:  # the arguments, not the data: as argparse
         print(f"nanoae {args.command}: error: {exc}", file=sys.stderr)

@@ -214,6 +214,17 @@ class Communicator:
             self.engine(host).allreduce_sum(host)
         return float(host[0]) if scalar else host
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any rank (one host all-reduce; none alone)."""
+        if self.size == 1:
+            return bool(flag)
+        return self.allreduce_sum(1.0 if flag else 0.0) > 0
+
+    def barrier(self) -> None:
+        """Return on each rank only once every rank has called it (nothing on a single process)."""
+        if self.size > 1:
+            self.engine(numpy.zeros(0)).barrier()
+
     def check_agree(self, what: str, value) -> None:
         """Raise ValueError on every rank unless all ranks pass an equal ``value`` (its repr).
 
@@ -372,12 +383,16 @@ def abort_on_error(comm: Communicator):
     """Inside: an exception or Ctrl-C on this rank ends the whole job (one line, MPI_Abort).
 
     With a single process it does nothing: the exception propagates as usual.
-    A ``SystemExit`` (e.g. argparse's) passes through: every rank raises it alike.
+    A ``SystemExit`` (e.g. argparse's) passes through: every rank raises it alike;
+    so does ``errors.Interrupted``, which ``fit`` raises on every rank at the same
+    step after saving.
     """
+    from .errors import Interrupted  # noqa: PLC0415
+
     try:
         yield
     except (Exception, KeyboardInterrupt) as exc:
-        if comm.size == 1:
+        if comm.size == 1 or isinstance(exc, Interrupted):
             raise
         if not isinstance(exc, KeyboardInterrupt) and not _is_user_error(exc):
             traceback.print_exc()

@@ -24,3 +24,11 @@ class CheckpointError(NanoaeError):
 
 class TrainingError(NanoaeError):
     """Training cannot go on (for example, the loss became NaN or infinite)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``fit`` between two steps, after its callbacks saved the run.
+
+    Under MPI every rank raises it at the same step (the ranks agree on the
+    stop), so the job ends in order rather than through ``MPI_Abort``.
+    """

@@ -29,8 +29,9 @@ One training step (``train_step``) is the data flow of the whole package:
   backward and step, each rank updates its 1/N range of the weights with its
   1/N of the optimizer's state (``sharded.ShardedOptimizer``, ZeRO-1), and the
   run equals one process's with the same batch, up to rounding. Rank 0 alone shows progress, prints and writes the checkpoint.
-  Ctrl-C under MPI ends the job at once (``distributed.abort_on_error``), with
-  no mid-epoch save: the ranks could not agree on the step to stop at.
+  Ctrl-C under MPI, reaching any rank, stops every rank after the same step
+  (the ranks all-reduce the stop flag after each step); rank 0 saves the whole
+  run mid-epoch as a single process does, and it resumes on any number of ranks.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from . import backend
 from .augment import Augmentation, mask_inputs, mirror_images, shift_images
 from .callbacks import Checkpoint, in_run_order
 from .distributed import fingerprint, world
-from .errors import TrainingError
+from .errors import Interrupted, TrainingError
 from .losses import CrossEntropy
 from .sharded import ShardedOptimizer
 from .trainstate import TrainState
@@ -201,12 +202,16 @@ class _StopFlag:
     An exception raised inside optimizer.step() could leave the weights half
     updated; with the flag, the loop finishes the step, saves a consistent
     checkpoint and only then stops. A second Ctrl-C interrupts at once.
+
+    Under MPI the ranks agree on the step: after every step they all-reduce the
+    flag (one host integer; ``Communicator.any``), so a Ctrl-C that reaches any
+    rank stops every rank after the same step. (Why per step: docs/distributed.md.)
     """
 
     def __init__(self, active: bool = True):
         self.requested = False
         self._previous = None
-        self.active = active  # off under MPI: the ranks could not agree on the step to stop at
+        self.active = active
 
     def __enter__(self):
         if self.active and threading.current_thread() is threading.main_thread():
@@ -263,7 +268,7 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
               comm, TrainState(classify=isinstance(loss, CrossEntropy)))
     check_before, loss.check = loss.check, False  # validated above; per-step checks cost syncs
     try:
-        with _StopFlag(active=comm.size == 1) as stop:
+        with _StopFlag() as stop:
             _call(callbacks, "on_train_begin", run)  # a Checkpoint may resume here
             comm.broadcast_parameters(model.parameters())  # every rank starts from rank 0's weights
             if comm.size > 1:  # each rank updates its 1/N of the weights (ZeRO-1, sharded.py)
@@ -359,9 +364,12 @@ def _train_epoch(run: Run, callbacks, stop):
         if len(idx) and "train_accuracy" in run.state.history:
             correct += (pred.argmax(axis=1) == target).sum()
         _call(callbacks, "on_step_end", run)
-        if stop.requested:
-            _interrupt(run, callbacks, carried_losses + backend.to_numpy(xp.stack(losses)).tolist(),
-                       carried_correct + int(correct))
+        if comm.any(stop.requested):  # every rank, the same answer (one tiny host all-reduce)
+            done = backend.to_numpy(xp.stack(losses))
+            if comm.size > 1:  # the steps' sums over the ranks: those of the global batches
+                reduced = comm.allreduce_sum(numpy.append(done, int(correct)))
+                done, correct = reduced[:-1].astype(numpy.float32), int(round(reduced[-1]))
+            _interrupt(run, callbacks, carried_losses + done.tolist(), carried_correct + int(correct))
     host_losses = backend.to_numpy(xp.stack(losses))  # the one sync of the epoch
     correct = int(correct)
     if comm.size > 1:  # every rank's step sums and count, added up: those of the global batches
@@ -384,9 +392,10 @@ def _interrupt(run: Run, callbacks, step_losses, correct):
     state = run.state
     state.step, state.epoch, state.partial = run.step + 1, run.epoch, (step_losses, correct)
     _call(callbacks, "on_interrupt", run)
+    run.comm.barrier()  # no rank ends the job before rank 0 has written the checkpoint
     saved = _checkpoint_paths(callbacks)
     where = f"to {saved[0]}" if saved else "nowhere (no Checkpoint callback given)"
-    raise KeyboardInterrupt(f"stopped at epoch {run.epoch + 1}, step {run.step + 1}; saved {where}")
+    raise Interrupted(f"stopped at epoch {run.epoch + 1}, step {run.step + 1}; saved {where}")
 
 
 def _checkpoint_paths(callbacks) -> list:

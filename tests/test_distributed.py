@@ -179,6 +179,35 @@ def test_fit_fault_keeps_the_checkpoint_and_resume_on_every_rank_ends_the_same(t
 
 
 @needs_mpi
+@pytest.mark.parametrize("before, after", [(2, 1), (1, 2), (2, 3)])
+def test_ctrl_c_saves_mid_epoch_and_the_run_resumes_on_any_number_of_ranks(tmp_path, before, after):
+    # 71 examples, batch 6: 12 steps per epoch. Ctrl-C reaches the last rank only, after global
+    # step 15 (epoch 2); every rank stops after that step and rank 0 saves the gathered state.
+    common = ["fit_run", "--autoencoder", "--batch-size", "6"]
+    (tmp_path / "straight").mkdir()
+    _ok(run_worker(tmp_path / "straight", *common, ranks=None))
+    ckpt = str(tmp_path / "run.npz")
+    (tmp_path / "first").mkdir()
+    proc = run_worker(tmp_path / "first", *common, "--checkpoint", ckpt, "--interrupt-at", "15",
+                      "--interrupt-rank", str(before - 1), ranks=None if before == 1 else before)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.count("stopped at epoch 2, step 4") == before  # every rank, the same step
+    from nanoae.checkpoint import read_checkpoint_meta  # noqa: PLC0415
+
+    meta = read_checkpoint_meta(ckpt)
+    assert (meta["user"]["epoch"], meta["user"]["step"], meta["optimizer_state"]["t"]) == (1, 4, 16)
+    (tmp_path / "second").mkdir()
+    _ok(run_worker(tmp_path / "second", *common, "--checkpoint", ckpt, "--resume",
+                   ranks=None if after == 1 else after))
+    for a, b in zip(_params(tmp_path / "second/params.npz"), _params(tmp_path / "straight/params.npz")):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    resumed = json.loads((tmp_path / "second/history.json").read_text())
+    straight = json.loads((tmp_path / "straight/history.json").read_text())
+    assert resumed["epoch"] == [1, 2, 3]
+    np.testing.assert_allclose(resumed["train_loss"], straight["train_loss"], rtol=1e-5)
+
+
+@needs_mpi
 def test_fit_refuses_a_global_batch_that_does_not_divide_by_the_ranks(tmp_path):
     proc = run_worker(tmp_path, "fit_run", "--batch-size", "7", timeout=30)
     assert proc.returncode != 0
