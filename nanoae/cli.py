@@ -249,8 +249,9 @@ def main(argv=None) -> int:
 
 
 # Commands that train data-parallel when started by mpiexec with several ranks (fit uses every
-# rank of the job); the others would only repeat the same work and write the same files N times.
-DATA_PARALLEL = ("train-ae", "train-classifier")
+# rank of the job; the demo runs its other stages on rank 0); the others would only repeat the
+# same work and write the same files N times.
+DATA_PARALLEL = ("train-ae", "train-classifier", "demo")
 
 
 def _check_data_parallel(comm, command: str) -> None:

@@ -422,6 +422,47 @@ def test_cli_train_ae_under_mpiexec_equals_one_process(tmp_path):
 
 
 @needs_mpi
+def test_demo_under_mpiexec_trains_on_every_rank_and_equals_one_process(tmp_path):
+    # Training data parallel; scores, t-SNE, figures and report on rank 0 alone, written once.
+    from idx_helpers import make_fake_fashion  # noqa: PLC0415
+
+    make_fake_fashion(tmp_path / "data", n_train=300, n_test=60)
+    env = {**_env(), "XDG_CACHE_HOME": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
+    metrics, outputs = {}, {}
+    for name, launcher in (("one", []), ("two", [_mpiexec(), "-n", "2"])):
+        command = [*launcher, sys.executable, "-m", "nanoae.cli", "demo", "--quick", "--data-dir",
+                   str(tmp_path / "data"), "--no-verify", "--epochs", "1", "--batch-size", "64",
+                   "--out", str(tmp_path / name)]
+        proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+        _ok(proc)
+        outputs[name] = proc
+        metrics[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert outputs["two"].stderr.count("t-SNE done in") == 1  # rank 0 alone
+    assert outputs["two"].stdout.count('"ae_test_bce"') == 1
+    assert (tmp_path / "two" / "report.md").exists() and (tmp_path / "two" / "tsne.png").exists()
+    one, two = metrics["one"], metrics["two"]
+    compared = [k for k, v in one.items() if isinstance(v, float) and "seconds" not in k]
+    assert {"ae_test_bce", "clf_frozen_test_accuracy", "clf_finetune_test_accuracy",
+            "tsne_trustworthiness"} <= set(compared)
+    for key in compared:
+        # The autoencoder agrees to rounding. Later stages train on fake data with random
+        # labels: the head overfits for 8 epochs and amplifies the codes' rounding (1e-7) to
+        # ~1e-3 of the losses (the plain all-reduce path gives the same numbers as the sharded
+        # one); t-SNE's descent turns it into another layout of the same neighbourhoods.
+        if key.startswith("ae_"):
+            tolerance = dict(rel=1e-5, abs=1e-6)
+        elif key.startswith("tsne_") or "accuracy" in key:
+            tolerance = dict(abs=0.05)
+        else:
+            tolerance = dict(rel=2e-2)
+        assert two[key] == pytest.approx(one[key], **tolerance), key
+    ae_stage = "autoencoder (linear code)"
+    np.testing.assert_allclose(two["histories"][ae_stage]["train_loss"],
+                               one["histories"][ae_stage]["train_loss"], rtol=1e-5)
+
+
+@needs_mpi
 def test_cli_refuses_a_command_that_does_not_train_under_mpiexec(tmp_path):
     (tmp_path / "ae.npz").write_bytes(b"")  # never read: the refusal comes first
     command = [_mpiexec(), "-n", "2", sys.executable, "-m", "nanoae.cli", "tsne", "--ae",
