@@ -5,11 +5,13 @@
     nanoae train-classifier --ae CKPT        a head on its frozen codes (--finetune: end to end)
     nanoae evaluate --ae CKPT [--classifier CKPT]   test-set metrics as JSON
     nanoae tsne --ae CKPT --out PNG          the t-SNE map of the test codes
+    nanoae gradcheck [FILE.py:CLASS]         backward() against finite differences: every
+                                             built-in piece, or your own layer
 
 Exit status: 0 success, 1 a data/checkpoint/training problem (one line saying
-what and what to do), 2 bad arguments (including a checkpoint of the wrong kind,
+what and what to do) or a failed gradient check, 2 bad arguments (including a checkpoint of the wrong kind,
 a classifier given another autoencoder, an output that would overwrite a trained
-model, a --data-dir without the data), 130 interrupted (with how to resume).
+model, a --data-dir without the data, a layer gradcheck cannot check), 130 interrupted (with how to resume).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ EPILOG = """examples:
   nanoae train-ae --out runs/ae.npz     # the default autoencoder (--reference: the reference one)
   nanoae train-classifier --ae runs/ae.npz --out runs/clf.npz
   nanoae evaluate --ae runs/ae.npz --classifier runs/clf.npz
+  nanoae gradcheck                     # every built-in layer, loss and model, checked
+  nanoae gradcheck my_layers.py:LeakyReLU --args 'slope=0.1'   # your own layer
 
 data: Fashion-MNIST is read from --data-dir (else $NANOAE_DATA_DIR) alone when one
 is given; otherwise it is looked up in the user cache (~/.cache/nanoae),
@@ -197,6 +201,43 @@ def _add_tsne(sub) -> None:
                    help="t-SNE perplexity, about the number of neighbours that count (default: %(default)s)")
 
 
+def _shape(text):
+    """An argparse type: ``4,5`` (or ``4x5``) -> (4, 5), every size a positive whole number."""
+    try:
+        shape = tuple(int(n) for n in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 4,5 (batch, features), got {text!r}"
+                                         ) from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive whole numbers, got {text!r}")
+    return shape
+
+
+def _add_gradcheck(sub) -> None:
+    """nanoae gradcheck"""
+    p = sub.add_parser("gradcheck", help="check backward() against finite differences",
+                       description="With no LAYER: check every built-in layer, loss and fused "
+                       "pair, and both models in miniature. With LAYER: check your own layer's "
+                       "input gradient and every parameter's. In float64, with a random upstream "
+                       "gradient; prints a table. Exit 0 when all pass, 1 when any fails, 2 when "
+                       "the layer cannot be checked (one line says why).")
+    p.add_argument("layer", nargs="?", metavar="LAYER",
+                   help="FILE.py:CLASS (my_layers.py:LeakyReLU) or MODULE:CLASS "
+                        "(mypkg.layers:LeakyReLU)")
+    p.add_argument("--args", default="", metavar="ARGS",
+                   help="the layer's constructor arguments, written as in Python: --args 0.1 or "
+                        "--args 'slope=0.1' (a constructor that takes dtype gets float64, one that "
+                        "takes rng gets --seed, unless given here)")
+    p.add_argument("--shape", type=_shape, metavar="N,F",
+                   help="the input's shape (default: 4,in_features for a layer with in_features, "
+                        "else 4,5)")
+    p.add_argument("--seed", type=int, default=0, help="seed for inputs and upstream gradients "
+                   "(default: 0)")
+    p.add_argument("--backend", choices=("numpy", "cupy", "auto"),
+                   default=os.environ.get("NANOAE_BACKEND", "numpy"),
+                   help="array backend (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nanoae", description="A dense autoencoder and classifier on Fashion-MNIST, "
@@ -206,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"nanoae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_demo, _add_train_ae, _add_train_classifier, _add_evaluate, _add_tsne):
+    for add in (_add_demo, _add_train_ae, _add_train_classifier, _add_evaluate, _add_tsne,
+                _add_gradcheck):
         add(sub)
     return parser
 

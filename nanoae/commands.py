@@ -210,6 +210,32 @@ def evaluate_checkpoints(args):
     return result
 
 
+def gradcheck(args):
+    """Check the built-ins, or the layer named by ``args.layer``; print the table."""
+    from . import gradcheck_suite as suite  # noqa: PLC0415
+    from .gradcheck import GradcheckError  # noqa: PLC0415
+
+    if args.layer is None:
+        if args.args or args.shape:
+            raise UsageError("--args and --shape describe your own layer: name it too, as in "
+                             "nanoae gradcheck my_layers.py:LeakyReLU --args 'slope=0.1'")
+        cases = suite.builtin_cases()
+    else:
+        try:
+            cases = [suite.layer_case(suite.load_layer(args.layer), args.args, args.shape,
+                                      args.seed)]
+        except suite.NotCheckable as exc:
+            raise UsageError(str(exc)) from exc
+    rows = []
+    for case in cases:
+        rows.append(suite.run_case(case, args.seed))
+    print(suite.format_table(rows), flush=True)
+    failed = [row.label for row in rows if not row.result.ok]
+    if failed:
+        raise GradcheckError(f"gradients disagree in {', '.join(failed)} (see the table above)")
+    return None
+
+
 def tsne(args):
     from . import plots  # noqa: PLC0415
 
@@ -239,4 +265,4 @@ def tsne(args):
 
 
 COMMANDS = {"demo": demo, "train-ae": train_ae, "train-classifier": train_classifier,
-            "evaluate": evaluate_checkpoints, "tsne": tsne}
+            "evaluate": evaluate_checkpoints, "tsne": tsne, "gradcheck": gradcheck}

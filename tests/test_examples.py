@@ -7,6 +7,7 @@ redirected there too, so nothing is written into the repository or ~/.cache.
 """
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -119,6 +120,22 @@ def test_04_gradcheck_by_hand(fake_data, tmp_path, backend_name):
     assert "gradcheck passed" in stdout
     assert "caught the forgotten 1/N: gradcheck FAILED" in stdout
     assert_pngs(out, "gradcheck_step_size.png")
+
+
+def test_06_your_own_layer(fake_data, tmp_path, backend_name):
+    stdout, out = run_example("06_your_own_layer.py", fake_data, tmp_path,
+                              NANOAE_EXAMPLE_LIMIT="200", NANOAE_EXAMPLE_EPOCHS="2",
+                              NANOAE_BACKEND=backend_name)
+    assert "gradcheck passed" in stdout
+    # the planted mistake is caught, and the element, both numbers and the array are named
+    assert ("caught the forgotten slope: gradcheck FAILED: 20 elements, h=1e-05, rtol=1e-06, "
+            "atol=1e-08; worst: input[2, 2] analytic -0 numerical -0.2325030") in stdout
+    assert "data: 200 training images, 100 test images" in stdout
+    for name in ("ReLU", "LeakyReLU(0.1)"):  # two epochs each: two counts per model
+        assert re.search(rf"^{re.escape(name)}: code units <= 0 on every training image, per "
+                         rf"epoch: \[\d+, \d+\]; on every test image after training: \d+ of 32$",
+                         stdout, re.MULTILINE), stdout
+    assert_pngs(out, "dead_code_units.png")
 
 
 def test_headers_say_how_to_run_them_with_the_readmes_venv():
