@@ -10,14 +10,16 @@ BCE, Adam lr 1e-3, global batch 256 or ``--batch``), trained by ``fit`` as a use
 
 * ``1 rank``: one plain process (no MPI) with every core's BLAS thread;
 * ``N ranks``: ``mpiexec -n N``, each rank with cores/N BLAS threads
-  (OMP/OPENBLAS/MKL_NUM_THREADS), each computing on batch/N examples and
-  all-reducing the gradient once per step.
+  (OMP/OPENBLAS/MKL_NUM_THREADS), each computing on batch/N examples; fit's
+  sharded optimizer (ZeRO-1, nanoae/sharded.py) reduce-scatters the gradients,
+  runs Adam over this rank's 1/N of the weights and all-gathers them.
 
 Per configuration: the median seconds per epoch (fit's own ``history["seconds"]``,
 after one warm-up epoch), and for N ranks the time spent inside the all-reduce
-per step and per epoch (rank 0's clock around ``MPI_Allreduce``; the ranks wait
-for each other there, so it includes load imbalance) and the bytes of the buffer
-(every gradient in float32, plus one element for the shard weight). Runs are
+per step and per epoch (rank 0's clock around the reduce-scatter and the
+all-gather; the ranks wait for each other there, so it includes load imbalance),
+the bytes of the gradient buffer (every gradient in float32, padded to N equal
+ranges), and Adam's state bytes per rank (2 x 4 x ceil(P / N): computed). Runs are
 interleaved (for repeat: 1 rank, N ranks), each in its own processes.
 
 Then ``alpha``/``beta`` of the scaling model
@@ -62,15 +64,34 @@ def child_train(args) -> dict:
     from nanoae.training import fit  # noqa: PLC0415
 
     class TimedCommunicator(Communicator):
-        """The world communicator, with a stopwatch around each all-reduce."""
-        seconds, calls, nbytes = 0.0, 0, 0
+        """The world communicator, with a stopwatch around each collective of the step."""
+        seconds, steps, nbytes = 0.0, 0, 0
 
-        def _allreduce(self, buf):
+        def engine(self, array):
+            return TimedEngine(super().engine(array), self)
+
+    class TimedEngine:
+        """An engine whose step collectives (float32 reduce-scatter and all-gather of the
+        sharded optimizer) add their time to ``owner``; a reduce-scatter counts one step."""
+
+        def __init__(self, engine, owner):
+            self.engine, self.owner = engine, owner
+
+        def __getattr__(self, name):
+            return getattr(self.engine, name)
+
+        def _timed(self, name, buf, *rest):
             t0 = time.perf_counter()
-            super()._allreduce(buf)
-            self.seconds += time.perf_counter() - t0
-            self.calls += 1
-            self.nbytes = int(buf.nbytes)
+            getattr(self.engine, name)(buf, *rest)
+            self.owner.seconds += time.perf_counter() - t0
+
+        def reduce_scatter_sum(self, send, recv):
+            self._timed("reduce_scatter_sum", send, recv)
+            self.owner.steps += 1
+            self.owner.nbytes = int(send.nbytes)
+
+        def allgather(self, buf):
+            self._timed("allgather", buf)
 
     comm = TimedCommunicator(world().mpi_comm)
     x, _ = load_data("ae", args.n)
@@ -80,10 +101,13 @@ def child_train(args) -> dict:
                   batch_size=args.batch, seed=0, comm=comm,
                   callbacks=[Progress(bar=False, verbose=False)])
     steps = -(-len(x) // args.batch)
+    values = sum(int(p.data.size) for p in model.parameters())
     return {"ranks": comm.size, "seconds": history["seconds"][1:], "warmup": history["seconds"][0],
-            "allreduce_ms_per_step": 1e3 * comm.seconds / max(1, comm.calls),
-            "allreduce_s_per_epoch": comm.seconds / max(1, comm.calls) * steps,
-            "buffer_bytes": comm.nbytes, "steps_per_epoch": steps,
+            "allreduce_ms_per_step": 1e3 * comm.seconds / max(1, comm.steps),
+            "allreduce_s_per_epoch": comm.seconds / max(1, comm.steps) * steps,
+            "buffer_bytes": comm.nbytes, "steps_per_epoch": steps, "parameters": values,
+            # Adam's m and v over this rank's range (sharded.py): computed, not timed
+            "adam_state_bytes_per_rank": 2 * 4 * -(-values // comm.size),
             "final_train_loss": history["train_loss"][-1]}
 
 
@@ -155,6 +179,7 @@ def summarise(runs: list[dict]) -> dict:
     epochs = [s for r in runs for s in r["seconds"]]
     out = {"median_s": statistics.median(epochs), "min_s": min(epochs), "max_s": max(epochs),
            "final_train_loss": runs[-1]["final_train_loss"], "runs": runs}
+    out["adam_state_bytes_per_rank"] = runs[0]["adam_state_bytes_per_rank"]
     if runs[0]["ranks"] > 1:
         out.update(allreduce_ms_per_step=statistics.median(r["allreduce_ms_per_step"] for r in runs),
                    allreduce_s_per_epoch=statistics.median(r["allreduce_s_per_epoch"] for r in runs),
@@ -166,7 +191,7 @@ def report(single: dict, multi: dict, ab: dict, args, cores: int) -> None:
     n_ranks = args.workers
     print(f"\n== data parallel: reference autoencoder, {args.n} images, global batch {args.batch}, "
           f"{args.repeats} repeat(s) x {args.epochs_per_run} epoch(s) after 1 warm-up; {cores} cores ==")
-    print(f"{'configuration':<26} {'s/epoch':>8} {'min-max':>13} {'all-reduce s/epoch':>18} "
+    print(f"{'configuration':<26} {'s/epoch':>8} {'min-max':>13} {'collectives s/epoch':>18} "
           f"{'ms/step':>8} {'ratio':>6}")
     print(f"{f'1 rank x {cores} threads':<26} {single['median_s']:8.3f} "
           f"{single['min_s']:6.3f}-{single['max_s']:<6.3f} {'-':>18} {'-':>8} {1:6.2f}")
@@ -175,8 +200,11 @@ def report(single: dict, multi: dict, ab: dict, args, cores: int) -> None:
           f"{multi['allreduce_s_per_epoch']:18.3f} {multi['allreduce_ms_per_step']:8.3f} "
           f"{multi['median_s'] / single['median_s']:6.2f}")
     sent = 2 * (n_ranks - 1) / n_ranks * multi["buffer_bytes"]
-    print(f"bytes per step: buffer {multi['buffer_bytes']:,} B (every gradient in float32 + 1); "
-          f"a ring all-reduce sends 2(N-1)/N of it per rank: {sent:,.0f} B")
+    print(f"bytes per step: buffer {multi['buffer_bytes']:,} B (every gradient in float32, padded); "
+          f"a ring reduce-scatter + all-gather sends 2(N-1)/N of it per rank: {sent:,.0f} B")
+    print(f"Adam state per rank (sharded optimizer, computed): 1 rank "
+          f"{single['adam_state_bytes_per_rank']:,} B, {n_ranks} ranks "
+          f"{multi['adam_state_bytes_per_rank']:,} B")
     print(f"final train loss (same data, same seed): 1 rank {single['final_train_loss']:.6f}, "
           f"{n_ranks} ranks {multi['final_train_loss']:.6f}")
     print(f"\nMPI_Allreduce on {ab['ranks']} ranks (median per call):")

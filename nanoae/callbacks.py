@@ -128,7 +128,9 @@ class Checkpoint(Callback):
     (any JSON-friendly dict, e.g. the model's config) and the seed.
     resume: first load ``path`` and continue from where it stopped: the same
         data order, masks, learning rates and best epoch as an uninterrupted run.
-    Under MPI only rank 0 writes; every rank reads the same file to resume.
+    Under MPI only rank 0 writes, the whole optimizer state gathered from every
+    rank's range, in a single process's format; every rank reads the same file to
+    resume, on any number of ranks.
     """
 
     order = 30
@@ -144,6 +146,7 @@ class Checkpoint(Callback):
             run.state.resume(self.path, run.model, run.optimizer)
 
     def save(self, run):
+        run.gather_optimizer_state()  # data parallel: every rank's range, into the whole state
         if run.comm.is_root:
             run.state.save(self.path, run.model, run.optimizer, {**self.meta, "seed": run.seed})
 

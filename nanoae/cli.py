@@ -283,7 +283,8 @@ def main(argv=None) -> int:
             result = commands.COMMANDS[args.command](args)
     except KeyboardInterrupt as exc:
         hint = " Resume with the same command and --resume." if args.command == "train-ae" else ""
-        print(f"\nnanoae: interrupted{': ' + str(exc) if str(exc) else ''}.{hint}", file=sys.stderr)
+        if comm.is_root:  # (every rank stopped at the same step; one says so)
+            print(f"\nnanoae: interrupted{': ' + str(exc) if str(exc) else ''}.{hint}", file=sys.stderr)
         return 130
     except (UsageError, DataDirError) as exc:  # the arguments, not the data: as argparse
         print(f"nanoae {args.command}: error: {exc}", file=sys.stderr)
@@ -297,8 +298,9 @@ def main(argv=None) -> int:
 
 
 # Commands that train data-parallel when started by mpiexec with several ranks (fit uses every
-# rank of the job); the others would only repeat the same work and write the same files N times.
-DATA_PARALLEL = ("train-ae", "train-classifier")
+# rank of the job; the demo runs its other stages on rank 0); the others would only repeat the
+# same work and write the same files N times.
+DATA_PARALLEL = ("train-ae", "train-classifier", "demo")
 
 
 def _check_data_parallel(comm, command: str) -> None:

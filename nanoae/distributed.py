@@ -21,15 +21,11 @@ With equal shards the weight is 1/size, the plain mean. The buffer carries the
 weight itself in one more element, so the sum of the weights (which must be 1)
 is checked without a second collective.
 
-The engines are the ones clusters already run, as in ChainerMN:
-
-* NumPy arrays: ``MPI.COMM_WORLD.Allreduce`` through mpi4py (its "flat"
-  communicator: pack, all-reduce, unpack);
-* CuPy arrays: NCCL through ``cupy.cuda.nccl`` (its "pure_nccl" communicator):
-  rank 0 draws NCCL's unique id, MPI broadcasts it, every rank joins one NCCL
-  communicator, and the buffer never leaves the GPU. (No GPU was available
-  while this was written: the CuPy path follows CuPy's documented NCCL API and
-  is untested here.)
+The arrays move through an *engine* chosen by their array module, one class
+per engine behind one interface (``engines/``, as ChainerMN's communicators):
+``MpiEngine`` for NumPy arrays (mpi4py), ``NcclEngine`` for CuPy arrays (NCCL,
+bootstrapped through MPI; the buffer never leaves the GPU). ``Communicator``
+itself never asks which engine it has.
 
 Without MPI nothing changes: ``world()`` returns a communicator of size 1 whose
 methods do nothing, and mpi4py is not even imported unless the process was
@@ -49,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import socket
 import sys
 import time
 import traceback
@@ -57,19 +52,13 @@ import traceback
 import numpy
 
 from .backend import get_array_module, to_numpy
+from .engines import NCCL_MISSING, check_own_devices, engine_for
 
-__all__ = ["Communicator", "world", "launched_size", "abort_on_error", "fingerprint", "gpu_for_rank"]
+__all__ = ["Communicator", "world", "launched_size", "abort_on_error", "fingerprint", "gpu_for_rank",
+           "NCCL_MISSING", "check_own_devices"]
 
 # How long a failing rank waits, after printing why, before it ends the job (see Communicator.abort).
 ABORT_GRACE_SECONDS = 1.0
-
-NCCL_MISSING = (
-    "CuPy cannot load the NCCL library, which data parallel on several GPUs needs; "
-    "CuPy's wheels load NCCL as a separate library, so install NCCL itself: "
-    "python -m cupyx.tools.install_library --library nccl --cuda 12.x (13.x for "
-    "cupy-cuda13x; CuPy's own installer), or conda install -c conda-forge nccl, or "
-    "NVIDIA's libnccl2 package for your system; then check that "
-    "python -c \"from cupy.cuda import nccl; print(nccl.get_version())\" prints a version")
 
 # Environment variables through which MPI launchers tell a process the job's size:
 # MPICH/Intel MPI (hydra), Open MPI, MVAPICH.
@@ -142,7 +131,7 @@ class Communicator:
         self.rank = 0 if mpi_comm is None else mpi_comm.Get_rank()
         self.size = 1 if mpi_comm is None else mpi_comm.Get_size()
         self._buffer = None  # the float32 gradient buffer, reused step after step
-        self._nccl = None  # created on first use with CuPy arrays (after the GPU is chosen)
+        self._engines = {}  # array module name -> its engine, created on first use
         self.device = None  # the GPU this rank is bound to (use_gpu), None until then
         self.local_rank, self.local_size = self._local_rank()
 
@@ -164,7 +153,7 @@ class Communicator:
         dtype = numpy.result_type(*[p.data.dtype for p in params])
         buf = xp.empty(sum(int(p.data.size) for p in params), dtype=dtype)
         _pack([p.data for p in params], buf)
-        self._broadcast(buf)
+        self.engine(buf).broadcast(buf)
         for p, view in zip(params, _views(params, buf)):
             p.data[...] = view
 
@@ -197,7 +186,7 @@ class Communicator:
             _pack([p.grad for p in params], buf[:-1])
             buf[:-1] *= numpy.float32(weight)
             buf[-1] = weight
-        self._allreduce(buf)
+        self.engine(buf).allreduce_sum(buf)
         # The weights' sum is checked where reading it is free: on the host. On a GPU,
         # reading it would make every step wait for the device.
         total = float(buf[-1]) if get_array_module(buf) is numpy else 1.0
@@ -222,8 +211,19 @@ class Communicator:
         scalar = host.ndim == 0
         host = host.reshape(-1)
         if self.size > 1:
-            self.mpi_comm.Allreduce(_in_place(), host)
+            self.engine(host).allreduce_sum(host)
         return float(host[0]) if scalar else host
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any rank (one host all-reduce; none alone)."""
+        if self.size == 1:
+            return bool(flag)
+        return self.allreduce_sum(1.0 if flag else 0.0) > 0
+
+    def barrier(self) -> None:
+        """Return on each rank only once every rank has called it (nothing on a single process)."""
+        if self.size > 1:
+            self.engine(numpy.zeros(0)).barrier()
 
     def check_agree(self, what: str, value) -> None:
         """Raise ValueError on every rank unless all ranks pass an equal ``value`` (its repr).
@@ -313,24 +313,16 @@ class Communicator:
             buf = self._buffer = xp.empty(n, dtype=numpy.float32)
         return buf
 
-    def _allreduce(self, buf) -> None:
-        """buf <- the element-wise sum of every rank's buf, in place."""
-        if get_array_module(buf) is numpy:
-            self.mpi_comm.Allreduce(_in_place(), buf)
-        else:
-            self._nccl_comm().allreduce_sum(buf)
+    def engine(self, array):
+        """The engine that moves arrays like ``array`` between the ranks (``engines/``).
 
-    def _broadcast(self, buf) -> None:
-        """buf <- rank 0's buf, in place."""
-        if get_array_module(buf) is numpy:
-            self.mpi_comm.Bcast(buf, root=0)
-        else:
-            self._nccl_comm().broadcast(buf)
-
-    def _nccl_comm(self):
-        if self._nccl is None:
-            self._nccl = _Nccl(self.mpi_comm)
-        return self._nccl
+        Created on first use: NCCL's only once a CuPy array exists, so after the
+        rank has chosen its GPU.
+        """
+        name = get_array_module(array).__name__.split(".")[0]
+        if name not in self._engines:
+            self._engines[name] = engine_for(name)(self.mpi_comm)
+        return self._engines[name]
 
     def _local_rank(self):
         """(rank among the ranks on this machine, how many ranks this machine runs)."""
@@ -345,47 +337,6 @@ class Communicator:
             local.Free()
 
 
-class _Nccl:
-    """An NCCL communicator over the same ranks, bootstrapped through MPI (ChainerMN's pure_nccl).
-
-    Collectives run on the current CUDA stream, in order with the kernels that
-    computed the gradients and those of the optimizer that read them.
-    """
-
-    def __init__(self, mpi_comm):
-        import cupy  # noqa: PLC0415
-
-        try:
-            from cupy.cuda import nccl  # noqa: PLC0415
-        except ImportError:
-            nccl = None
-        if nccl is None or not getattr(nccl, "available", True):
-            raise RuntimeError(NCCL_MISSING)
-        self.cupy, self.nccl = cupy, nccl
-        device = cupy.cuda.Device()
-        check_own_devices(mpi_comm.allgather((socket.gethostname(), device.pci_bus_id)),
-                          mpi_comm.Get_rank())
-        uid = nccl.get_unique_id() if mpi_comm.Get_rank() == 0 else None
-        uid = mpi_comm.bcast(uid, root=0)  # NCCL needs one id, drawn once; MPI carries it
-        self.comm = nccl.NcclCommunicator(mpi_comm.Get_size(), uid, mpi_comm.Get_rank())
-        self.types = {numpy.dtype(numpy.float32): nccl.NCCL_FLOAT32,
-                      numpy.dtype(numpy.float64): nccl.NCCL_FLOAT64}
-
-    def _type(self, buf):
-        if buf.dtype not in self.types or not buf.flags.c_contiguous:
-            raise TypeError(f"NCCL: expected a contiguous float32/float64 buffer, got {buf.dtype}")
-        return self.types[buf.dtype]
-
-    def allreduce_sum(self, buf) -> None:
-        stream = self.cupy.cuda.get_current_stream().ptr
-        self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._type(buf),
-                            self.nccl.NCCL_SUM, stream)
-
-    def broadcast(self, buf) -> None:
-        stream = self.cupy.cuda.get_current_stream().ptr
-        self.comm.bcast(buf.data.ptr, buf.size, self._type(buf), 0, stream)
-
-
 def gpu_for_rank(local_rank: int, local_size: int, device_count: int) -> int:
     """The GPU of rank ``local_rank`` of the ``local_size`` ranks of a machine that shows
     ``device_count`` GPUs to each process (see ``Communicator.use_gpu``)."""
@@ -397,20 +348,6 @@ def gpu_for_rank(local_rank: int, local_size: int, device_count: int) -> int:
                        f"{device_count} GPU(s); start at most one rank per GPU "
                        f"(mpiexec -n {max(1, device_count)} ...), give each rank its own GPU "
                        "(CUDA_VISIBLE_DEVICES, --gpus-per-task=1), or use --backend numpy")
-
-
-def check_own_devices(devices, rank: int) -> None:
-    """Raise unless ``devices`` (every rank's (host, GPU PCI bus id)) has no repeats.
-
-    NCCL refuses two ranks on one GPU ("Duplicate GPU detected") with a message
-    that does not say which; this one does.
-    """
-    mine = devices[rank]
-    twins = [r for r, d in enumerate(devices) if d == mine]
-    if len(twins) > 1:
-        raise RuntimeError(f"NCCL: ranks {twins} all use GPU {mine[1]} on {mine[0]}; each rank "
-                           "needs its own GPU: call nanoae.distributed.world() (or comm.use_gpu()) "
-                           "before creating any array, and start at most one rank per GPU")
 
 
 def _pack(arrays, buf) -> None:
@@ -430,12 +367,6 @@ def _views(params, buf):
         offset += n
 
 
-def _in_place():
-    from mpi4py import MPI  # noqa: PLC0415
-
-    return MPI.IN_PLACE
-
-
 def _short(value, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
@@ -452,12 +383,16 @@ def abort_on_error(comm: Communicator):
     """Inside: an exception or Ctrl-C on this rank ends the whole job (one line, MPI_Abort).
 
     With a single process it does nothing: the exception propagates as usual.
-    A ``SystemExit`` (e.g. argparse's) passes through: every rank raises it alike.
+    A ``SystemExit`` (e.g. argparse's) passes through: every rank raises it alike;
+    so does ``errors.Interrupted``, which ``fit`` raises on every rank at the same
+    step after saving.
     """
+    from .errors import Interrupted  # noqa: PLC0415
+
     try:
         yield
     except (Exception, KeyboardInterrupt) as exc:
-        if comm.size == 1:
+        if comm.size == 1 or isinstance(exc, Interrupted):
             raise
         if not isinstance(exc, KeyboardInterrupt) and not _is_user_error(exc):
             traceback.print_exc()

@@ -37,3 +37,11 @@ class TrainingError(NanoaeError):
 class UsageError(NanoaeError):
     """Arguments that cannot work together, or a file of the wrong kind given to an option;
     the command line prints the one-line message and exits with 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``fit`` between two steps, after its callbacks saved the run.
+
+    Under MPI every rank raises it at the same step (the ranks agree on the
+    stop), so the job ends in order rather than through ``MPI_Abort``.
+    """

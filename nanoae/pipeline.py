@@ -39,6 +39,7 @@ from . import __version__, backend
 from .augment import Augmentation
 from .callbacks import Checkpoint, KeepBest, LearningRateSchedule, Progress
 from .data import CLASS_NAMES, load_fashion_mnist
+from .distributed import world
 from .losses import BinaryCrossEntropy, CrossEntropy
 from .model import Sequential
 from .metrics import (autoencoder_metrics, confusion_matrix, knn_accuracy, score_classifier,
@@ -325,24 +326,29 @@ class _Stages:
         self.log(f"{self.done}/{self.total} {what}")
 
 
-def _autoencoder_stages(out, settings, splits, stages, metrics, histories):
-    """The reference autoencoder (if asked) and the default one; returns (default, reference or None)."""
+def _autoencoder_stages(out, settings, splits, stages, metrics, histories, root=True):
+    """The reference autoencoder (if asked) and the default one; returns (default, reference or None).
+
+    root: this process scores and writes (under MPI, rank 0; every rank trains).
+    """
     ref = None
     if settings.reference:
         stages.start("reference autoencoder (784-128-64-32, ReLU code)")
         ref, h = train_autoencoder(splits.x_train, settings, validation=splits.x_val, reference=True,
                                    checkpoint=out / "autoencoder_reference.npz", desc="reference AE",
                                    watch=True)  # its units die: the diagnostics show when
-        metrics.update(autoencoder_metrics(ref, splits.x_test, prefix="ref_ae"))
         histories["reference autoencoder (ReLU code)"] = h
-        write_diagnostics(h["watch"], out, metrics)
+        if root:
+            metrics.update(autoencoder_metrics(ref, splits.x_test, prefix="ref_ae"))
+            write_diagnostics(h["watch"], out, metrics)
     stages.start(f"autoencoder ({settings.code_activation} code, "
                  f"{settings.ae_mask:g} of the pixels masked)")
     ae, h = train_autoencoder(splits.x_train, settings, validation=splits.x_val,
                               checkpoint=out / "autoencoder.npz")
     histories[f"autoencoder ({settings.code_activation} code)"] = h
-    metrics.update(autoencoder_metrics(ae, splits.x_test),
-                   ae_seconds_per_epoch=float(numpy.median(h["seconds"])))
+    if root:
+        metrics.update(autoencoder_metrics(ae, splits.x_test),
+                       ae_seconds_per_epoch=float(numpy.median(h["seconds"])))
     return ae, ref
 
 
@@ -379,55 +385,56 @@ def _train_loss_labels(settings: Settings) -> dict:
 
 
 def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
-    """Every step of the story; writes checkpoints, figures, metrics.json and report.md into ``out``."""
+    """Every step of the story; writes checkpoints, figures, metrics.json and report.md into ``out``.
+
+    Under ``mpiexec -n N`` (``distributed.world()``) every rank runs the
+    training stages, data parallel, and rank 0 alone does everything else:
+    scores, the t-SNE map, figures, metrics.json and the report. The other
+    ranks return the metrics they share (the settings, the histories).
+    """
     from . import plots  # noqa: PLC0415  (matplotlib only for the demo)
     from .report import write_report  # noqa: PLC0415
 
+    root = world().is_root
+    log = log if root else (lambda message: None)
     out = Path(out)
     backend.set_backend(settings.backend)
     started = time.perf_counter()
     metrics: dict = {"backend": backend.get_backend(), "seed": settings.seed,
                      "settings": settings.as_dict(), "versions": versions()}
     splits = load_splits(settings)  # before the folder exists: a data error leaves none behind
-    out.mkdir(parents=True, exist_ok=True)
+    if root:
+        out.mkdir(parents=True, exist_ok=True)
     log(f"data: {len(splits.x_all)} training images ({len(splits.x_train)} train + "
         f"{len(splits.x_val)} validation, held out for model selection and the learning "
         f"curves), {len(splits.x_test)} test")
     histories: dict = {}
     stages = _Stages(5 if settings.reference else 4, log)
-    ae, ref = _autoencoder_stages(out, settings, splits, stages, metrics, histories)
-    sample = numpy.concatenate([numpy.flatnonzero(splits.y_test == c)[:1] for c in range(10)])
-    recon = backend.to_numpy(ae.reconstruct(as_batch(backend.to_device(splits.x_test[sample]))))
-    plots.plot_reconstructions(splits.x_test[sample], recon, splits.y_test[sample], CLASS_NAMES,
-                               out / "reconstructions.png", title="Test images (top) and their "
-                               f"reconstructions by the {_describe_ae(ae)}, "
-                               f"test BCE {metrics['ae_test_bce']:.4f}")
+    ae, ref = _autoencoder_stages(out, settings, splits, stages, metrics, histories, root=root)
+    if root:
+        _plot_reconstructions(ae, splits, metrics, out)
 
     stages.start("classifier on the frozen codes")
     frozen, h, c_test = train_frozen_classifier(ae, splits, settings, checkpoint=out / "classifier.npz")
     histories["classifier on frozen codes"] = h
-    codes = {_describe_ae(ae): backend.to_numpy(c_test)}
-    if ref is not None:
-        codes[_describe_ae(ref, reference=True)] = backend.to_numpy(
-            predict(ref.encoder, backend.to_device(splits.x_test)))
-    plots.plot_codes_activity(codes, out / "codes.png", title="Code units over the test images")
-    metrics.update(score_classifier(frozen, splits, "clf_frozen", test_mirror=settings.test_mirror),
-                   clf_frozen_best_epoch=h.get("best_epoch"))
-
-    points = min(settings.tsne_points, len(splits.x_test))
-    stages.start(f"t-SNE map of {points} test codes (scikit-learn; {TSNE_DURATION})")
-    embedding, tsne_metrics = tsne_map(c_test, splits.y_test, seed=settings.seed, points=points,
-                                       perplexity=settings.tsne_perplexity)
-    metrics.update(tsne_metrics)
-    log(f"    t-SNE done in {tsne_metrics['tsne_seconds']:.0f} s")
-    plots.plot_tsne(embedding, splits.y_test[:points], CLASS_NAMES, out / "tsne.png",
-                    title=f"t-SNE of {points} test codes ({ae.code_size}-d)",
-                    subtitle=f"trustworthiness (k=5) {tsne_metrics['tsne_trustworthiness']:.4f}, "
-                             f"5-NN accuracy on the map {100 * tsne_metrics['tsne_knn_accuracy']:.1f} %")
+    if root:
+        codes = {_describe_ae(ae): backend.to_numpy(c_test)}
+        if ref is not None:
+            codes[_describe_ae(ref, reference=True)] = backend.to_numpy(
+                predict(ref.encoder, backend.to_device(splits.x_test)))
+        plots.plot_codes_activity(codes, out / "codes.png", title="Code units over the test images")
+        metrics.update(score_classifier(frozen, splits, "clf_frozen", test_mirror=settings.test_mirror),
+                       clf_frozen_best_epoch=h.get("best_epoch"))
+        points = min(settings.tsne_points, len(splits.x_test))
+        stages.start(f"t-SNE map of {points} test codes (scikit-learn; {TSNE_DURATION})")
+        _tsne_stage(ae, c_test, splits, settings, metrics, out, log)
 
     stages.start("encoder + head fine-tuned end to end")
     tuned, h = fine_tune(frozen, splits, settings, checkpoint=out / "finetuned.npz")
     histories["encoder + head fine-tuned"] = h
+    metrics["histories"] = histories
+    if not root:
+        return metrics
     metrics.update(score_classifier(tuned, splits, "clf_finetune", test_mirror=settings.test_mirror),
                    clf_finetune_best_epoch=h.get("best_epoch"))
     probs = predict(tuned, backend.to_device(splits.x_test), mirror=metrics["clf_finetune_mirror"])
@@ -438,11 +445,35 @@ def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
                       loss_names=_loss_names(histories))
 
     metrics["total_seconds"] = time.perf_counter() - started
-    metrics["histories"] = histories
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_report(out, metrics, cm)
     log(f"done in {metrics['total_seconds']:.0f} s: see {out / 'report.md'}")
     return metrics
+
+
+def _plot_reconstructions(ae, splits, metrics, out) -> None:
+    from . import plots  # noqa: PLC0415
+
+    sample = numpy.concatenate([numpy.flatnonzero(splits.y_test == c)[:1] for c in range(10)])
+    recon = backend.to_numpy(ae.reconstruct(as_batch(backend.to_device(splits.x_test[sample]))))
+    plots.plot_reconstructions(splits.x_test[sample], recon, splits.y_test[sample], CLASS_NAMES,
+                               out / "reconstructions.png", title="Test images (top) and their "
+                               f"reconstructions by the {_describe_ae(ae)}, "
+                               f"test BCE {metrics['ae_test_bce']:.4f}")
+
+
+def _tsne_stage(ae, c_test, splits, settings, metrics, out, log) -> None:
+    from . import plots  # noqa: PLC0415
+
+    points = min(settings.tsne_points, len(splits.x_test))
+    embedding, tsne_metrics = tsne_map(c_test, splits.y_test, seed=settings.seed, points=points,
+                                       perplexity=settings.tsne_perplexity)
+    metrics.update(tsne_metrics)
+    log(f"    t-SNE done in {tsne_metrics['tsne_seconds']:.0f} s")
+    plots.plot_tsne(embedding, splits.y_test[:points], CLASS_NAMES, out / "tsne.png",
+                    title=f"t-SNE of {points} test codes ({ae.code_size}-d)",
+                    subtitle=f"trustworthiness (k=5) {tsne_metrics['tsne_trustworthiness']:.4f}, "
+                             f"5-NN accuracy on the map {100 * tsne_metrics['tsne_knn_accuracy']:.1f} %")
 
 
 def versions() -> dict:

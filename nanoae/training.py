@@ -25,11 +25,13 @@ One training step (``train_step``) is the data flow of the whole package:
 * data parallel over the ranks of an MPI job (``distributed.py``): every rank
   calls ``fit`` with the same model, data and settings (checked once, at the
   start); ``batch_size`` is the global batch and must divide by the ranks; each
-  rank computes on its slice of every batch, the gradients are averaged between
-  backward and step, and the run equals one process's with the same batch, up
-  to rounding. Rank 0 alone shows progress, prints and writes the checkpoint.
-  Ctrl-C under MPI ends the job at once (``distributed.abort_on_error``), with
-  no mid-epoch save: the ranks could not agree on the step to stop at.
+  rank computes on its slice of every batch, the gradients are summed between
+  backward and step, each rank updates its 1/N range of the weights with its
+  1/N of the optimizer's state (``sharded.ShardedOptimizer``, ZeRO-1), and the
+  run equals one process's with the same batch, up to rounding. Rank 0 alone shows progress, prints and writes the checkpoint.
+  Ctrl-C under MPI, reaching any rank, stops every rank after the same step
+  (the ranks all-reduce the stop flag after each step); rank 0 saves the whole
+  run mid-epoch as a single process does, and it resumes on any number of ranks.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ from . import backend
 from .augment import Augmentation, mask_inputs, mirror_images, shift_images
 from .callbacks import Checkpoint, in_run_order
 from .distributed import fingerprint, world
-from .errors import TrainingError
+from .errors import Interrupted, TrainingError
 from .losses import CrossEntropy
+from .sharded import ShardedOptimizer
 from .trainstate import TrainState
 
 __all__ = ["fit", "train_step", "evaluate", "predict", "cosine_schedule", "as_batch",
@@ -174,8 +177,10 @@ def train_step(model, loss, optimizer, xb, target, *, comm=None, weight: float =
     Data parallel (``distributed.py``): ``xb`` is this rank's shard of the global
     batch and ``weight`` its share of it (shard size / batch size); between
     backward and step the gradients become the weighted sum over the ranks, the
-    gradient of the global batch's mean loss. An empty shard (weight 0) only
-    joins that sum, and (None, None) is returned.
+    gradient of the global batch's mean loss. A ``sharded.ShardedOptimizer``
+    does that sum itself (reduce-scatter, its range, all-gather); a plain
+    optimizer gets it from ``comm.average_gradients`` (one all-reduce). An
+    empty shard (weight 0) only joins that sum, and (None, None) is returned.
     """
     parallel = comm is not None and comm.size > 1
     value = pred = None
@@ -183,6 +188,9 @@ def train_step(model, loss, optimizer, xb, target, *, comm=None, weight: float =
         pred = model(xb)
         value = loss_value(model, loss, pred, target)
         model.backward_from_loss(loss, input_grad=False)
+    if isinstance(optimizer, ShardedOptimizer):
+        optimizer.step(weight=weight)
+        return value, pred
     if parallel:
         comm.average_gradients(optimizer.params, weight=weight)
     optimizer.step()
@@ -195,12 +203,16 @@ class _StopFlag:
     An exception raised inside optimizer.step() could leave the weights half
     updated; with the flag, the loop finishes the step, saves a consistent
     checkpoint and only then stops. A second Ctrl-C interrupts at once.
+
+    Under MPI the ranks agree on the step: after every step they all-reduce the
+    flag (one host integer; ``Communicator.any``), so a Ctrl-C that reaches any
+    rank stops every rank after the same step. (Why per step: docs/distributed.md.)
     """
 
     def __init__(self, active: bool = True):
         self.requested = False
         self._previous = None
-        self.active = active  # off under MPI: the ranks could not agree on the step to stop at
+        self.active = active
 
     def __enter__(self):
         if self.active and threading.current_thread() is threading.main_thread():
@@ -257,9 +269,11 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
               comm, TrainState(classify=isinstance(loss, CrossEntropy)))
     check_before, loss.check = loss.check, False  # validated above; per-step checks cost syncs
     try:
-        with _StopFlag(active=comm.size == 1) as stop:
+        with _StopFlag() as stop:
             _call(callbacks, "on_train_begin", run)  # a Checkpoint may resume here
             comm.broadcast_parameters(model.parameters())  # every rank starts from rank 0's weights
+            if comm.size > 1:  # each rank updates its 1/N of the weights (ZeRO-1, sharded.py)
+                run.sharded = ShardedOptimizer(optimizer, comm)
             for run.epoch in range(run.state.epoch, run.epochs):
                 t0 = time.perf_counter()
                 _call(callbacks, "on_epoch_begin", run)
@@ -268,6 +282,7 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
                 _call(callbacks, "on_epoch_end", run)
                 if run.stop_reason:
                     break
+            run.gather_optimizer_state()
             _call(callbacks, "on_train_end", run)
     finally:
         loss.check = check_before
@@ -303,6 +318,17 @@ class Run:
     epoch: int = 0
     step: int = 0
     stop_reason: str = ""  # set by a callback (e.g. KeepBest's patience) to end after this epoch
+    sharded: ShardedOptimizer | None = None  # data parallel: steps this rank's range of `optimizer`
+
+    @property
+    def stepper(self):
+        """What takes the steps: the sharded optimizer under data parallel, else ``optimizer``."""
+        return self.optimizer if self.sharded is None else self.sharded
+
+    def gather_optimizer_state(self) -> None:
+        """Make ``optimizer`` hold the whole, current state (before saving it; every rank calls it)."""
+        if self.sharded is not None:
+            self.sharded.gather_state()
 
     @property
     def steps_per_epoch(self) -> int:
@@ -333,15 +359,18 @@ def _train_epoch(run: Run, callbacks, stop):
         idx = batch[rows]  # this rank's part of the global batch (all of it in one process)
         inputs, clean = draws.apply(as_batch(x[idx]), idx)
         target = clean if y is None else y[idx]
-        value, pred = train_step(run.model, run.loss, run.optimizer, inputs, target, comm=comm,
+        value, pred = train_step(run.model, run.loss, run.stepper, inputs, target, comm=comm,
                                  weight=len(idx) / len(batch))
         losses.append(value * len(idx) if len(idx) else xp.zeros((), dtype=numpy.float32))
         if len(idx) and "train_accuracy" in run.state.history:
             correct += (pred.argmax(axis=1) == target).sum()
         _call(callbacks, "on_step_end", run)
-        if stop.requested:
-            _interrupt(run, callbacks, carried_losses + backend.to_numpy(xp.stack(losses)).tolist(),
-                       carried_correct + int(correct))
+        if comm.any(stop.requested):  # every rank, the same answer (one tiny host all-reduce)
+            done = backend.to_numpy(xp.stack(losses))
+            if comm.size > 1:  # the steps' sums over the ranks: those of the global batches
+                reduced = comm.allreduce_sum(numpy.append(done, int(correct)))
+                done, correct = reduced[:-1].astype(numpy.float32), int(round(reduced[-1]))
+            _interrupt(run, callbacks, carried_losses + done.tolist(), carried_correct + int(correct))
     host_losses = backend.to_numpy(xp.stack(losses))  # the one sync of the epoch
     correct = int(correct)
     if comm.size > 1:  # every rank's step sums and count, added up: those of the global batches
@@ -364,9 +393,10 @@ def _interrupt(run: Run, callbacks, step_losses, correct):
     state = run.state
     state.step, state.epoch, state.partial = run.step + 1, run.epoch, (step_losses, correct)
     _call(callbacks, "on_interrupt", run)
+    run.comm.barrier()  # no rank ends the job before rank 0 has written the checkpoint
     saved = _checkpoint_paths(callbacks)
     where = f"to {saved[0]}" if saved else "nowhere (no Checkpoint callback given)"
-    raise KeyboardInterrupt(f"stopped at epoch {run.epoch + 1}, step {run.step + 1}; saved {where}")
+    raise Interrupted(f"stopped at epoch {run.epoch + 1}, step {run.step + 1}; saved {where}")
 
 
 def _checkpoint_paths(callbacks) -> list:

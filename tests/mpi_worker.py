@@ -12,19 +12,24 @@ Every scenario writes its results as JSON/NPZ into the folder given by --out
     threads   the BLAS/OpenMP thread counts of every rank
     disagree  ranks that load different data
     sizeone   which modules a single process imported
+    engines   the engines' interface tests (tests/engine_checks.py) on MpiEngine
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 
 import nanoae as nn
+import nanoae.callbacks
 from nanoae.distributed import abort_on_error, fingerprint, world
+from nanoae.errors import Interrupted
 
 N, FEATURES, CLASSES = 71, 12, 5  # 71 = 8 full batches of 8 and a last one of 7 (3 + 4 on 2 ranks)
 
@@ -95,6 +100,18 @@ class Bomb(nn.Layer):
         return grad_out
 
 
+class CtrlC(nn.callbacks.Callback):
+    """Sends this process SIGINT after global step ``at`` on rank ``rank`` only: the other
+    ranks learn of it from the all-reduced stop flag."""
+
+    def __init__(self, rank, at):
+        self.rank, self.at = rank, at
+
+    def on_step_end(self, run):
+        if run.global_step == self.at and run.comm.rank == self.rank:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
 def fit_run(comm, args):
     """fit, data parallel: a classifier (with validation figures) or a masked, flipped,
     shifted autoencoder on 4x4 images; saves parameters and history."""
@@ -118,6 +135,8 @@ def fit_run(comm, args):
     callbacks = [Progress(bar=False, verbose=comm.is_root)]
     if args.checkpoint:
         callbacks.append(Checkpoint(args.checkpoint, resume=args.resume))
+    if args.interrupt_at >= 0:
+        callbacks.append(CtrlC(args.interrupt_rank, args.interrupt_at))
     if args.fail_step >= 0:
         model = nn.Sequential(Bomb(args.fail_rank, args.fail_step, args.batch_size), *model.layers)
     history = fit(model, loss, optimizer, x, y, epochs=args.epochs, batch_size=args.batch_size,
@@ -158,10 +177,22 @@ def sizeone(comm, args):
     (Path(args.out) / "sizeone.json").write_text(json.dumps(result))
 
 
+def engines(comm, args):
+    from engine_checks import check_engine  # noqa: PLC0415
+
+    from nanoae.engines import MpiEngine  # noqa: PLC0415
+
+    check_engine(MpiEngine(comm.mpi_comm), np.asarray)
+    check_engine(MpiEngine(comm.mpi_comm), np.asarray, dtype=np.float64)
+    comm.engine(np.zeros(1)).barrier()  # every rank passed before rank 0 says so
+    if comm.is_root:
+        (Path(args.out) / "engines.ok").write_text(f"MpiEngine {comm.size}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=("loop", "fit_run", "evaluate", "threads", "disagree",
-                                             "sizeone"))
+                                             "sizeone", "engines"))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--autoencoder", action="store_true")
     parser.add_argument("--resume", action="store_true")
@@ -172,6 +203,8 @@ def main():
     parser.add_argument("--fail-rank", type=int, default=-1)
     parser.add_argument("--fail-step", type=int, default=-1)
     parser.add_argument("--checkpoint")
+    parser.add_argument("--interrupt-rank", type=int, default=0)
+    parser.add_argument("--interrupt-at", type=int, default=-1, help="Ctrl-C after this global step")
     parser.add_argument("--hook", action="store_true", help="install_excepthook, not abort_on_error")
     args = parser.parse_args()
     comm = world()
@@ -180,8 +213,12 @@ def main():
         comm.install_excepthook()
         run(comm, args)
     else:
-        with abort_on_error(comm):
-            run(comm, args)
+        try:
+            with abort_on_error(comm):
+                run(comm, args)
+        except Interrupted as exc:  # every rank stopped at the same step, after the save
+            print(f"rank {comm.rank}: {exc}", file=sys.stderr)
+            sys.exit(130)
 
 
 if __name__ == "__main__":

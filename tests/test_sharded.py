@@ -1,0 +1,143 @@
+"""The sharded optimizer (ZeRO-1, nanoae/sharded.py) on N ranks equals the plain one on 1.
+
+Ranks are threads here (tests/fake_nccl.py's ThreadEngine, a third engine);
+tests/test_distributed.py runs the same under mpiexec, through fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from engine_checks import check_engine
+from fake_nccl import ThreadEngine, _Rendezvous, run_threads
+
+import nanoae as nn
+from nanoae.sharded import ShardedOptimizer, range_of
+
+FEATURES, HIDDEN, CLASSES, N = 12, 16, 5, 64  # 12*16 + 16 + 16*5 + 5 = 293 values: odd
+
+
+def _model():
+    rng = np.random.default_rng(1)
+    return nn.Sequential(nn.Dense(FEATURES, HIDDEN, rng=rng), nn.ReLU(),
+                         nn.Dense(HIDDEN, CLASSES, rng=rng), nn.Softmax())
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    return (rng.normal(size=(N, FEATURES)).astype(np.float32),
+            rng.integers(0, CLASSES, size=N).astype(np.int64))
+
+
+def _train(rank, size, comm, *, steps=20, batch=8, make=nn.Adam, rebind_at=None):
+    """``steps`` steps on this rank's shard of each batch; sharded when comm is given."""
+    x, y = _data()
+    model, loss = _model(), nn.CrossEntropy()
+    optimizer = make(model.parameters())
+    step = ShardedOptimizer(optimizer, comm) if comm is not None else None
+    for i in range(steps):
+        start = (i * batch) % N
+        batch_idx = np.arange(start, start + batch)
+        mine = batch_idx[rank * batch // size:(rank + 1) * batch // size]
+        if i == rebind_at:  # a user rebinds every weight array: harmless
+            for p in model.parameters():
+                p.data = p.data.copy()
+        if len(mine):
+            loss(model(x[mine]), y[mine])
+            model.backward_from_loss(loss, input_grad=False)
+        if step is None:
+            optimizer.step()
+        else:
+            step.step(weight=len(mine) / batch)
+    if step is not None:
+        step.gather_state()
+    return model, optimizer, step
+
+
+def _assert_close(a_model, b_model):
+    for a, b in zip(a_model.parameters(), b_model.parameters()):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 7])
+def test_n_ranks_equal_one_process_after_20_steps_and_the_state_is_gathered(size):
+    one_model, one_opt, _ = _train(0, 1, None)
+    start = _model()
+    results = run_threads(size, lambda r, comm: _train(r, size, comm))
+    for model, optimizer, step in results:
+        _assert_close(model, one_model)
+        assert optimizer.t == one_opt.t == 20
+        for key in ("m", "v"):  # the whole state, gathered into the user's optimizer
+            np.testing.assert_allclose(optimizer.state_dict()[key], one_opt.state_dict()[key],
+                                       rtol=1e-5, atol=1e-9)
+    assert not np.allclose(one_model.parameters()[0].data, start.parameters()[0].data)
+
+
+@pytest.mark.parametrize("size", [2, 3, 4, 7])
+def test_each_rank_keeps_its_range_of_the_state(size):
+    results = run_threads(size, lambda r, comm: _train(r, size, comm, steps=1))
+    total = 293
+    part = -(-total // size)
+    for rank, (_, _, step) in enumerate(results):
+        assert step.range == range_of(rank, size, total) == slice(rank * part, (rank + 1) * part)
+        assert step.state_bytes() == 2 * part * 4  # Adam's m and v in float32
+    ranges = [results[r][2].range for r in range(size)]
+    assert ranges[-1].stop >= total and ranges[-1].stop - total < size  # padding: fewer than N
+
+
+def test_rebinding_a_parameter_is_harmless():
+    one_model, _, _ = _train(0, 1, None)
+    results = run_threads(3, lambda r, comm: _train(r, 3, comm, rebind_at=7))
+    for model, _, step in results:
+        _assert_close(model, one_model)
+        for p, view in zip(model.parameters(), step.views):
+            assert p.data is view  # adopted back into the flat buffer
+
+
+class RebindingSGD(nn.SGD):
+    """A learner's optimizer that rebinds ``p.data`` instead of updating it in place."""
+
+    def update(self):
+        for p in self.params:
+            p.data = p.data - self.lr * p.grad
+
+
+def test_an_optimizer_that_rebinds_its_parameter_still_updates_every_rank():
+    def make(params):
+        return RebindingSGD(params, lr=0.1)
+
+    one_model, _, _ = _train(0, 1, None, make=make)
+    for model, _, _ in run_threads(2, lambda r, comm: _train(r, 2, comm, make=make)):
+        _assert_close(model, one_model)
+
+
+def test_without_the_sum_of_the_ranges_the_result_differs():
+    # the test can fail: a broken engine whose reduce-scatter forgets the other ranks
+    class LocalOnly(ThreadEngine):
+        def reduce_scatter_sum(self, send, recv):
+            self.rendezvous.exchange(self.rank, None)
+            c = recv.size
+            recv[...] = send[self.rank * c:(self.rank + 1) * c]
+
+    rendezvous = _Rendezvous(2)
+    one_model, _, _ = _train(0, 1, None)
+
+    from fake_nccl import ThreadComm  # noqa: PLC0415
+
+    def body(rank, _comm):
+        return _train(rank, 2, ThreadComm(LocalOnly(rank, rendezvous)))
+
+    results = run_threads(2, body)
+    with pytest.raises(AssertionError):
+        _assert_close(results[0][0], one_model)
+
+
+def test_the_thread_engine_passes_the_interface_tests():
+    run_threads(3, lambda r, comm: check_engine(comm.engine(None), np.asarray))
+
+
+def test_parameters_of_two_dtypes_are_refused():
+    a = nn.Parameter(np.zeros(3, np.float32))
+    b = nn.Parameter(np.zeros(2, np.float64))
+    with pytest.raises(ValueError, match=r"one dtype.*\['float32', 'float64'\]"):
+        run_threads(1, lambda r, comm: ShardedOptimizer(nn.SGD([a, b], lr=0.1), comm))
