@@ -22,7 +22,7 @@ import pytest
 import nanoae as nn
 from nanoae import distributed
 from nanoae.distributed import Communicator, abort_on_error
-from thread_ranks import run_ranks
+from thread_ranks import fake_mpi4py, run_ranks
 
 
 from nanoae.distributed import Communicator
@@ -360,16 +360,6 @@ def test_example_05_runs_under_mpiexec(tmp_path):
 # --- a single process: no MPI needed, none imported ---------------------------------------
 
 
-def test_a_shards_mask_is_its_rows_of_the_whole_batchs_mask():
-    from nanoae.augment import mask_inputs  # noqa: PLC0415
-
-    x = np.random.default_rng(0).random((7, 16), dtype=np.float32)
-    whole = mask_inputs(x, 0.3, np.random.default_rng(9))
-    rows = slice(3, 7)
-    part = mask_inputs(x[rows], 0.3, np.random.default_rng(9), part=(rows, 7))
-    np.testing.assert_array_equal(part, whole[rows])
-
-
 @pytest.mark.subprocess
 
 
@@ -613,7 +603,7 @@ def one_of_two_ranks(monkeypatch):
 
     monkeypatch.setattr(distributed.os, "_exit", exit_)
     monkeypatch.setattr(distributed.time, "sleep", lambda seconds: None)
-    monkeypatch.setattr(Communicator, "_local_rank", lambda self: (self.rank, self.size))
+    fake_mpi4py(monkeypatch)
     return Communicator(ThreadComm(_Hub(2), 1))
 
 

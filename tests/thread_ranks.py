@@ -2,9 +2,10 @@
 
 ``run_ranks(size, work)`` calls ``work(comm)`` on ``size`` threads, each with a
 ``distributed.Communicator`` over a stand-in for an mpi4py communicator: the
-few calls nanoae makes (Allreduce in place, Bcast, allgather, Get_rank,
-Get_size, Abort) done through shared memory and a barrier. The collectives add in
-rank order, as MPI does for two ranks, so results match a real job's.
+few calls nanoae makes (Allreduce, Bcast, Reduce_scatter_block, Allgather,
+Barrier, allgather, Split_type, Abort) done through shared memory and a
+barrier. The collectives add in rank order, as MPI does for two ranks, so
+results match a real job's.
 
 Why threads, when ``test_distributed.py`` also runs real ``mpiexec`` jobs: a
 test in this process is seen by coverage and mutation tools (docs/mutation.md),
@@ -13,7 +14,9 @@ runs in a fraction of a second, and needs no MPI installation.
 
 from __future__ import annotations
 
+import sys
 import threading
+import types
 
 from nanoae import distributed
 
@@ -46,7 +49,7 @@ class ThreadComm:
     def Get_size(self):
         return self.hub.size
 
-    def Allreduce(self, sendbuf, recvbuf):  # only MPI.IN_PLACE is used: recvbuf holds the input
+    def Allreduce(self, sendbuf, recvbuf, op=None):  # only in place: recvbuf holds the input
         parts = self.hub.exchange(self.rank, recvbuf.copy())
         total = parts[0].copy()
         for part in parts[1:]:
@@ -56,6 +59,29 @@ class ThreadComm:
     def Bcast(self, buf, root=0):
         buf[...] = self.hub.exchange(self.rank, buf.copy())[root]
 
+    def Reduce_scatter_block(self, send, recv, op=None):
+        parts = self.hub.exchange(self.rank, send.copy())
+        c = recv.size
+        total = parts[0][self.rank * c:(self.rank + 1) * c].copy()
+        for part in parts[1:]:
+            total += part[self.rank * c:(self.rank + 1) * c]
+        recv[...] = total
+
+    def Allgather(self, sendbuf, buf):  # only in place: rank r's part is already in buf
+        c = buf.size // self.hub.size
+        parts = self.hub.exchange(self.rank, buf[self.rank * c:(self.rank + 1) * c].copy())
+        for r, part in enumerate(parts):
+            buf[r * c:(r + 1) * c] = part
+
+    def Barrier(self):
+        self.hub.exchange(self.rank, None)
+
+    def Split_type(self, kind):  # every rank on one machine
+        return self
+
+    def Free(self):
+        pass
+
     def allgather(self, value):
         return self.hub.exchange(self.rank, value)
 
@@ -63,11 +89,16 @@ class ThreadComm:
         self.aborted = code
 
 
+def fake_mpi4py(monkeypatch):
+    """An ``mpi4py`` whose MPI module has the few constants nanoae passes to ThreadComm."""
+    mpi = types.SimpleNamespace(IN_PLACE=None, SUM="sum", COMM_TYPE_SHARED="shared")
+    monkeypatch.setitem(sys.modules, "mpi4py", types.SimpleNamespace(MPI=mpi))
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", mpi)
+
+
 def run_ranks(size, work, monkeypatch):
     """[work(comm) for each rank], run at once on ``size`` threads; re-raises a rank's error."""
-    monkeypatch.setattr(distributed, "_in_place", lambda: None)  # no mpi4py import
-    # every rank on one machine (Split_type would need mpi4py)
-    monkeypatch.setattr(distributed.Communicator, "_local_rank", lambda self: (self.rank, self.size))
+    fake_mpi4py(monkeypatch)
     hub = _Hub(size)
     results, errors = [None] * size, [None] * size
 
