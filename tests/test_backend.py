@@ -70,7 +70,7 @@ def _fake_cupy(count):
     (None, "CuPy could not be imported (ModuleNotFoundError: "),  # None: the import fails
     (_fake_cupy(lambda: 1 / 0), "CuPy imported but CUDA failed (ZeroDivisionError: division by zero)"),
     (_fake_cupy(lambda: 0), "CuPy imported but CUDA reports no device"),
-])
+], ids=["import-fails", "runtime-fails", "no-device"])  # (not "cupy": that id means a GPU test)
 def test_cupy_that_cannot_run_is_refused_with_the_reason(monkeypatch, fake, error):
     monkeypatch.setitem(sys.modules, "cupy", fake)  # None: the import fails
     monkeypatch.setattr(backend, "_cupy_checked", False)
@@ -83,7 +83,7 @@ def test_cupy_that_cannot_run_is_refused_with_the_reason(monkeypatch, fake, erro
     assert backend._load_cupy() is None  # asked once, remembered
 
 
-@pytest.mark.parametrize("fake", [_fake_cupy(lambda: 1)])
+@pytest.mark.parametrize("fake", [_fake_cupy(lambda: 1)], ids=["one-device"])
 def test_cupy_that_sees_a_device_is_used(monkeypatch, fake):
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.setattr(backend, "_cupy_checked", False)
