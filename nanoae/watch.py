@@ -9,14 +9,17 @@ What ``Watch`` records, for each layer of the model, every ``every`` steps:
   much smaller and it barely learns.
 * activations (any layer that keeps its last output as ``_y``: ``ReLU``,
   ``Sigmoid``, ``Softmax``, and yours if it does the same): the mean and std of
-  its output and its saturated share: for ``Sigmoid`` outputs below 0.01 or
+  its output on the first ``SAMPLE_ROWS`` examples of the (shuffled) batch, and
+  its saturated share: for ``Sigmoid`` outputs below 0.01 or
   above 0.99, for ``Softmax`` rows whose largest probability is above 0.99, for
   a rectifier (``ReLU``, or a class named in ``rectifiers``) the units that were
   <= 0 for every example of the batch.
 * per epoch, for each rectifier: its *dead* units, those <= 0 for every example
   seen in the whole epoch (tracked every step, not only at records);
-* at the first step of each epoch, fixed-bin histograms of each activation's
-  output and of each ``Dense``'s log10 |dL/dW|; the first and the latest epoch's are kept.
+* at the first step of an epoch (in ``fit``, of the first and the last epoch;
+  in a loop of your own, of every epoch), fixed-bin histograms of each
+  activation's output and of each ``Dense``'s log10 |dL/dW|; the first and the
+  latest are kept.
 
 Nothing is read from the device during an epoch: every figure stays an array
 where the model lives, and ``end_epoch`` reads them all in one transfer.
@@ -39,6 +42,9 @@ are exactly the weights the recording step starts from.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy
 
 from .backend import get_array_module, to_numpy
@@ -48,6 +54,7 @@ from .layers import Dense, ReLU, Sigmoid, Softmax
 __all__ = ["Watch", "RECORDS_PER_EPOCH", "summarize"]
 
 RECORDS_PER_EPOCH = 50  # fit's default: ``every`` = steps per epoch // this
+SAMPLE_ROWS = 64  # activation statistics are taken on this many examples of the recorded batch
 OUTPUT_BINS = 50
 GRAD_LOG10_RANGE = (-12.0, 0.0)  # |dL/dW| histogram range, in powers of ten
 
@@ -83,7 +90,12 @@ class Watch(Callback):
         self._epoch = 0      # epochs ended
         self._before = None  # the weights the next step starts from, when that step is recorded
         self._pending = []   # (layer, figure, device scalar) of this epoch, read at end_epoch
-        self._alive = {}     # per rectifier: units > 0 for some example of this epoch (device bools)
+        self._peak = {}      # per rectifier: each unit's largest output so far this epoch
+        self._batch_peak = {}  # ... and in the last batch
+        self.histograms_due = True  # fit: only in the first and the last epoch
+        self._watched_outputs = self._watched_rectifiers = None
+        params = model.parameters()
+        self.xp = get_array_module(params[0].data) if params else numpy
         self._hist = None    # this epoch's histograms, on the device
         self._keep_weights()  # step 0 is recorded: it starts from the weights as they are now
 
@@ -95,15 +107,15 @@ class Watch(Callback):
         """Call once after each ``optimizer.step()``: records, every ``every`` steps."""
         if not self.active:
             return
-        every = self.every or 10
         for name, layer in self._rectifiers():
-            active = (layer._y > 0).any(axis=0)  # (width,) units that fired in this batch
-            seen = self._alive.get(name)
-            self._alive[name] = active if seen is None else seen | active
+            peak = layer._y.max(axis=0)  # (width,): > 0 for the units that fired in this batch
+            seen = self._peak.get(name)
+            self._peak[name] = peak.copy() if seen is None else self.xp.maximum(seen, peak, out=seen)
+            self._batch_peak[name] = peak
         if self._before is not None:
             self._record()
             self._before = None
-        if self._hist is None:
+        if self._hist is None and self.histograms_due:
             self._hist = self._histograms()
         self._t += 1
         self._keep_weights()
@@ -118,26 +130,29 @@ class Watch(Callback):
         if not self.active:
             return
         self._epoch += 1
-        xp = get_array_module(self.model.parameters()[0].data) if self.model.parameters() else numpy
-        arrays = [value for _, _, value in self._pending]
-        dead = [(name, ~alive) for name, alive in self._alive.items()]
+        xp = self.xp
+        arrays = [v for *_, values, _ in self._pending for v in values]
+        dead = [(name, peak <= 0) for name, peak in self._peak.items()]
         hist = self._hist or {}
         flat = [xp.asarray(v, dtype=numpy.float64).ravel() for v in
                 arrays + [d.sum() for _, d in dead] + [c for h in hist.values() for c in h.values()]]
         host = to_numpy(xp.concatenate(flat)) if flat else numpy.zeros(0)  # the one read of the epoch
-        values, rest = host[:len(arrays)], host[len(arrays):]
-        for (name, figure, _), value in zip(self._pending, values):
+        i = 0
+        for name, figure, formula, values, n in self._pending:  # the figures, from the sums
+            value = formula(host[i:i + len(values)], n)
             self.records["layers"][name].setdefault(figure, []).append(float(value))
+            i += len(values)
+        rest = host[i:]
         for (name, _), count in zip(dead, rest[:len(dead)]):
             self.records["layers"][name].setdefault("dead_per_epoch", []).append(int(count))
         self._store_histograms(hist, rest[len(dead):])
-        self._pending, self._alive, self._hist = [], {}, None
+        self._pending, self._peak, self._hist = [], {}, None
 
     # -- as a callback of fit ---------------------------------------------------------------
     def on_train_begin(self, run):
         self.active = self.active and run.comm.is_root
         if self.every is None:
-            self.every = max(1, run.steps_per_epoch // RECORDS_PER_EPOCH)
+            self.every = max(1, round(run.steps_per_epoch / RECORDS_PER_EPOCH))
         self.records["every"] = self.every
         if run.comm.size > 1:
             self.records["shard"] = (f"rank 0 of {run.comm.size}: the statistics of its own "
@@ -145,6 +160,7 @@ class Watch(Callback):
         self._started = False
 
     def on_epoch_begin(self, run):
+        self.histograms_due = run.epoch in (0, run.epochs - 1)
         if self._started:
             return
         # The first epoch of this call: only now has a Checkpoint resumed (history, weights)
@@ -174,41 +190,53 @@ class Watch(Callback):
         return [(name, layer) for name, layer in self.layers if isinstance(layer, Dense)]
 
     def _outputs(self):
-        return [(name, layer) for name, layer in self.layers
-                if not isinstance(layer, Dense) and getattr(layer, "_y", None) is not None]
+        """The layers that keep their output (known once a forward pass has run: sorted at the
+        first step, then kept)."""
+        if self._watched_outputs is None:
+            self._watched_outputs = [(name, layer) for name, layer in self.layers if not
+                                     isinstance(layer, Dense) and getattr(layer, "_y", None) is not None]
+            self._watched_rectifiers = [(name, layer) for name, layer in self._watched_outputs
+                                        if isinstance(layer, self.rectifiers)]
+        return self._watched_outputs
 
     def _rectifiers(self):
-        return [(name, layer) for name, layer in self._outputs() if isinstance(layer, self.rectifiers)]
+        self._outputs()
+        return self._watched_rectifiers
 
     def _record(self) -> None:
         """This step's figures, as device scalars (no reads)."""
         self.records["step"].append(self._t)
         self.records["epoch"].append(self._epoch + 1)
+        # Only sums are taken here (on the device); end_epoch turns them into the figures.
         note = self._pending.append
         for name, layer in self._dense():
             w, g, before = layer.W.data, layer.W.grad, self._before[name]
-            note((name, "weight_std", _std(before)))
-            note((name, "grad_std", _std(g)))
-            note((name, "grad_norm", _norm(g)))
+            w_sums, g_sums = _sums(before), _sums(g)
+            note((name, "weight_std", _std_of, w_sums, before.size))
+            note((name, "grad_std", _std_of, g_sums, g.size))
+            note((name, "grad_norm", _norm_of, g_sums, g.size))
             # the real step taken (Adam's is not lr * grad), relative to the weights' spread
-            note((name, "update_ratio", _std(w - before) / _std(before)))
+            note((name, "update_ratio", _ratio_of, _sums(w - before) + w_sums, w.size))
         for name, layer in self._outputs():
-            y = layer._y
-            note((name, "mean", y.mean()))
-            note((name, "std", _std(y)))
-            saturated = self._saturated(layer, y)
+            y = layer._y[:SAMPLE_ROWS]  # the batch is shuffled: its first rows are a random sample
+            y_sums = _sums(y)
+            note((name, "mean", _mean_of, y_sums, y.size))
+            note((name, "std", _std_of, y_sums, y.size))
+            saturated = self._saturated(name, layer, y)
             if saturated is not None:
-                note((name, "saturated", saturated))
+                note((name, "saturated", _share_of, *saturated))
 
-    def _saturated(self, layer, y):
-        """The share of outputs at a flat end: what "saturated" means for each kind of layer
-        (None for a layer whose flat ends nanoae does not know)."""
+    def _saturated(self, name, layer, y):
+        """(how many outputs are at a flat end, out of how many): what "saturated" means for
+        each kind of layer (None for a layer whose flat ends nanoae does not know)."""
+        xp = self.xp
         if isinstance(layer, Sigmoid):
-            return ((y < 0.01) | (y > 0.99)).mean()
+            return (xp.count_nonzero((y < 0.01) | (y > 0.99)),), y.size
         if isinstance(layer, Softmax):
-            return (y.max(axis=-1) > 0.99).mean()
-        if isinstance(layer, self.rectifiers):
-            return 1.0 - (y > 0).any(axis=0).mean()  # units silent for the whole batch
+            return (xp.count_nonzero(y.max(axis=-1) > 0.99),), len(y)
+        if isinstance(layer, self.rectifiers):  # units silent for the whole batch (all its rows)
+            peak = self._batch_peak[name]
+            return (xp.count_nonzero(peak <= 0),), peak.size
         return None
 
     def _histograms(self) -> dict:
@@ -241,22 +269,43 @@ class Watch(Callback):
         stored["last"] = entry
 
 
-def _std(a):
-    """std(a) over all elements: sqrt(E[a^2] - E[a]^2) from two sums, one pass each.
+def _sums(a) -> tuple:
+    """(sum of a, sum of a^2) over all elements, as device scalars: the figures come from them.
 
-    The dot product sums the squares without a temporary array of them.
+    Both are dot products (with a vector of ones, and of ``a`` with itself): one pass
+    each, no temporary array, and BLAS's float32 dot runs about three times faster
+    than NumPy's pairwise ``sum`` (16 against 54 us for 200,000 values).
     """
-    xp = get_array_module(a)
     flat = a.ravel()
-    n = flat.size
-    mean = flat.sum() / n
-    return xp.sqrt(xp.maximum(xp.dot(flat, flat) / n - mean * mean, 0))
+    return flat.dot(_ones(get_array_module(a), flat.size, flat.dtype)), flat.dot(flat)
 
 
-def _norm(a):
-    """||a||_2 over all elements."""
-    flat = a.ravel()
-    return get_array_module(a).sqrt(flat.dot(flat))
+# The figures from the sums, on the host (float64), at the end of the epoch; n: the count.
+def _mean_of(sums, n):
+    return sums[0] / n
+
+
+def _std_of(sums, n):
+    """std = sqrt(E[a^2] - E[a]^2)."""
+    return math.sqrt(max(sums[1] / n - (sums[0] / n) ** 2, 0.0))
+
+
+def _norm_of(sums, n):
+    return math.sqrt(sums[1])
+
+
+def _ratio_of(sums, n):
+    """std(W_after - W_before) / std(W_before): the step's sums first, then the weights'."""
+    return _std_of(sums[:2], n) / _std_of(sums[2:], n)
+
+
+def _share_of(counts, n):
+    return counts[0] / n
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(xp, n: int, dtype):
+    return xp.ones(n, dtype=dtype)
 
 
 def _output_range(layer) -> tuple:
