@@ -259,7 +259,7 @@ def _classifier_callbacks(schedule, settings: Settings, checkpoint, meta: dict, 
 
 
 # What the t-SNE step says before it starts: it shows no progress of its own.
-TSNE_DURATION = "no progress shown; 10,000 codes took 30-50 s on 2-core CPUs"
+TSNE_DURATION = "no progress shown; 10,000 codes took 38-50 s on 2-core CPUs"
 
 
 def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000, perplexity: float = 20.0):
