@@ -119,16 +119,22 @@ def _add_demo(sub) -> None:
     p.add_argument("--quick", action="store_true", help="a short run (32 s on a 2-core Intel Xeon, "
                    "the full run about 4 min): fewer epochs, 2000 points in the map, no reference "
                    "autoencoder")
-    p.add_argument("--epochs", type=_positive_int, help="autoencoder epochs (default: 40; 3 with --quick)")
-    p.add_argument("--lr", type=_positive_float, help="autoencoder peak learning rate, cosine schedule "
-                   "(default: 2e-3)")
-    p.add_argument("--mask", type=_probability, help="fraction of input pixels the autoencoder sees "
-                   "zeroed while it learns to reconstruct them (default: 0.1)")
-    p.add_argument("--code", choices=("linear", "relu"), help="activation of the code (default: linear)")
-    _widths(p)
+    _recipe(p, epochs="40; 3 with --quick")
     p.add_argument("--no-reference", action="store_true",
                    help="skip the reference autoencoder (784-128-64-32, ReLU code), trained to be "
                    "reported beside the default one")
+
+
+def _recipe(p, epochs: str) -> None:
+    """The autoencoder recipe's options (demo, train-ae); None when not given, so a command can
+    tell given from default (the defaults are ``pipeline.Settings``')."""
+    p.add_argument("--epochs", type=_positive_int, help=f"autoencoder epochs (default: {epochs})")
+    p.add_argument("--lr", type=_positive_float, help="Adam peak learning rate, cosine schedule "
+                   "(default: 2e-3)")
+    p.add_argument("--mask", type=_probability, help="fraction of input pixels zeroed while the "
+                   "autoencoder learns to reconstruct them (default: 0.1)")
+    p.add_argument("--code", choices=("linear", "relu"), help="activation of the code (default: linear)")
+    _widths(p)
 
 
 def _add_train_ae(sub) -> None:
@@ -138,14 +144,7 @@ def _add_train_ae(sub) -> None:
                        "checkpoint is written after every epoch and on Ctrl-C; --resume continues.")
     _common(p)
     p.add_argument("--out", type=Path, default=Path("runs/autoencoder.npz"), help="checkpoint (default: %(default)s)")
-    # defaults None: --reference refuses them when given (the defaults are Settings')
-    p.add_argument("--epochs", type=_positive_int, help="epochs (default: 40)")
-    p.add_argument("--lr", type=_positive_float, help="Adam peak learning rate, cosine schedule "
-                   "(default: 2e-3)")
-    p.add_argument("--mask", type=_probability, help="fraction of input pixels zeroed "
-                   "while the model learns to reconstruct them (default: 0.1)")
-    p.add_argument("--code", choices=("linear", "relu"), help="code activation (default: linear)")
-    _widths(p)
+    _recipe(p, epochs="40")  # defaults None: --reference refuses them when given
     p.add_argument("--reference", action="store_true", help="the reference recipe instead: "
                    "784-128-64-32, ReLU code, 20 epochs at a constant lr 1e-3, no masking "
                    "(fixed: --epochs/--lr/--mask/--code/--widths are refused with it)")
