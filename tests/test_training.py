@@ -615,3 +615,134 @@ def test_evaluate_refuses_what_it_cannot_score():
         evaluate(head, nn.CrossEntropy(), numpy.zeros((2, 4), numpy.float32), mirror=True)
     one = evaluate(head, nn.CrossEntropy(), numpy.ones((1, 4), numpy.float32), numpy.array([1]))
     assert one["loss"] == pytest.approx(-numpy.log(head(numpy.ones((1, 4), numpy.float32))[0, 1]))
+
+
+# -- callbacks and run state, one behaviour each (issue 21: mutation testing) ---------------
+
+class _RecordingBar:
+    """A stand-in for tqdm that records how the bar was set up and each update."""
+
+    made = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.updates = kwargs, []
+        _RecordingBar.made.append(self)
+
+    def update(self, n):
+        self.updates.append(n)
+
+    def close(self):
+        pass
+
+    @staticmethod
+    def write(text, file=None):
+        print(text, file=file)
+
+
+def _fake_run(epoch=0, step=0, is_root=True):
+    from types import SimpleNamespace
+    return SimpleNamespace(comm=SimpleNamespace(is_root=is_root), steps_per_epoch=3, epochs=2,
+                           state=SimpleNamespace(epoch=epoch, step=step))
+
+
+def test_progress_bar_counts_every_step_of_the_run_from_where_a_resumed_run_stands(monkeypatch):
+    import tqdm.auto
+    monkeypatch.setattr(tqdm.auto, "tqdm", _RecordingBar)
+    _RecordingBar.made = []
+    model = small_ae()
+    fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(40), epochs=2,
+        batch_size=16, callbacks=[Progress("ae", bar=True, verbose=False)])
+    (bar,) = _RecordingBar.made
+    assert bar.kwargs["total"] == 6 and bar.kwargs["initial"] == 0  # 2 epochs of 3 steps
+    assert bar.updates == [1] * 6  # one tick per step
+    assert bar.kwargs["desc"] == "ae" and bar.kwargs["unit"] == "step"
+    assert bar.kwargs["leave"] is False  # the bar is erased at the end; the epoch lines stay
+    assert bar.kwargs["disable"] is False  # bar=True: shown
+    Progress(bar=True).on_train_begin(_fake_run(epoch=1, step=2))
+    assert _RecordingBar.made[-1].kwargs["initial"] == 5  # resumed at epoch 1, step 2: 3 + 2 done
+    assert _RecordingBar.made[-1].kwargs["total"] == 6
+    Progress(bar=False).on_train_begin(_fake_run())
+    assert _RecordingBar.made[-1].kwargs["disable"] is True
+    Progress(bar=None).on_train_begin(_fake_run())
+    assert _RecordingBar.made[-1].kwargs["disable"] is None  # tqdm decides: shown on a terminal
+    Progress(bar=True).on_train_begin(_fake_run(is_root=False))
+    assert _RecordingBar.made[-1].kwargs["disable"] is True  # only rank 0 shows a bar
+
+
+def test_epoch_line_shows_the_last_epochs_figures_in_percent_and_seconds():
+    history = {"epoch": [1, 3], "train_loss": [0.5, 0.28714], "train_accuracy": [0.5, 0.891],
+               "val_loss": [0.6, 0.3], "val_accuracy": [0.4, 0.5], "lr": [1, 1], "seconds": [2, 1.844]}
+    assert (nn_callbacks.epoch_line("clf", history, 20)
+            == "clf epoch 3/20  loss 0.2871  acc 89.10%  val_loss 0.3000  val_acc 50.00%  1.84s")
+    ae = {"epoch": [2], "train_loss": [0.25], "val_loss": [], "lr": [1], "seconds": [3.0]}
+    assert nn_callbacks.epoch_line("ae", ae, 5) == "ae epoch 2/5  loss 0.2500  3.00s"
+
+
+def test_callbacks_name_themselves_and_refuse_what_they_cannot_use(tmp_path):
+    class Mine(nn_callbacks.Callback):
+        pass
+
+    assert repr(nn_callbacks.Callback()) == "Callback()" and repr(Mine()) == "Mine()"
+    assert repr(Checkpoint("run.npz", resume=True)) == "Checkpoint('run.npz', resume=True)"
+    with pytest.raises(TypeError, match="^LearningRateSchedule: schedule must be a function "
+                                        "step -> lr, got float$"):
+        LearningRateSchedule(0.1)
+    with pytest.raises(ValueError, match=r"^KeepBest: patience must be >= 1 \(or None\), got 0$"):
+        KeepBest(patience=0)
+    model = small_ae()
+    with pytest.raises(TypeError, match="Callback objects, got function$"):
+        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(8), epochs=1,
+            callbacks=[lambda run: None])
+    with pytest.raises(ValueError, match=r"^fit: KeepBest \(best epoch, early stopping\) needs "
+                                         "validation data$"):
+        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(8), epochs=1,
+            callbacks=quiet(KeepBest()))
+    with pytest.raises(ValueError, match=r"^fit: KeepBest\(monitor='val_accuracy'\) needs labels$"):
+        fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(8), epochs=1,
+            validation=(tiny_images(4), None), callbacks=quiet(KeepBest(monitor="val_accuracy")))
+
+
+def test_a_checkpoint_records_the_seed_and_no_partial_epoch_at_an_epochs_end(tmp_path):
+    model = small_ae()
+    fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(8), epochs=1,
+        seed=5, callbacks=quiet(Checkpoint(tmp_path / "c.npz", meta={"kind": "ae"})))
+    user = nn.checkpoint.read_checkpoint_meta(tmp_path / "c.npz")["user"]
+    assert user["seed"] == 5 and user["kind"] == "ae"
+    assert (user["epoch"], user["step"], user["partial_losses"], user["partial_correct"]) == (1, 0, [], 0)
+
+
+def test_train_state_keeps_the_best_epoch_earlier_on_a_loss_tie_later_on_an_accuracy_tie():
+    from nanoae.trainstate import TrainState
+    model = small_ae()
+    fresh = TrainState()
+    assert "train_accuracy" not in fresh.history and fresh.partial == ([], 0)
+    assert fresh.keep_if_best(model) is False and fresh.best_epoch is None  # nothing validated
+    fresh.record(epoch=3, train_loss=1.0, lr=1.0, seconds=0.0)
+    assert fresh.epochs_since_best() == 3 and fresh.partial == ([], 0)  # no best: every epoch counts
+    for monitor, best in (("val_loss", 1), ("val_accuracy", 2)):
+        state = TrainState(monitor=monitor, classify=True)
+        assert state.monitor == monitor and "train_accuracy" in state.history
+        for epoch in (1, 2):
+            state.record(epoch=epoch, train_loss=1.0, train_accuracy=0.5, val_loss=0.5,
+                         val_accuracy=0.5, lr=1.0, seconds=0.0)
+            state.keep_if_best(model)
+        assert state.best_epoch == best
+    with pytest.raises(ValueError, match="^fit: monitor must be 'val_loss' or 'val_accuracy', got 'acc'$"):
+        TrainState(monitor="acc")
+
+
+@pytest.mark.parametrize("step, partial", [(0, []), (2, [2.5])])
+def test_resume_reads_a_checkpoint_that_kept_only_the_sum_of_the_partial_epochs_losses(tmp_path, step, partial):
+    from nanoae.trainstate import TrainState
+    model = small_ae()
+    history = TrainState().history
+    old = {"epoch": 1, "step": step, "partial_loss_sum": 2.5, "partial_correct": 0, "history": history,
+           "monitor": "val_loss", "best_score": None, "best_epoch": None}
+    nn.checkpoint.save_checkpoint(tmp_path / "old.npz", model, meta=old)
+    state = TrainState()
+    state.resume(tmp_path / "old.npz", model, None)
+    assert state.partial == (partial, 0) and (state.epoch, state.step) == (1, step)
+    del old["partial_loss_sum"]
+    nn.checkpoint.save_checkpoint(tmp_path / "older.npz", model, meta=old)
+    state.resume(tmp_path / "older.npz", model, None)
+    assert state.partial == ([0.0] if step else [], 0)
