@@ -144,3 +144,45 @@ def test_draws_do_not_depend_on_ranks_or_on_resuming(xp):
 def test_bad_augmentation_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Augmentation(**kwargs)
+
+
+def test_mirror_and_shift_name_themselves_when_the_images_are_not_square():
+    x = numpy.zeros((2, 5), dtype=numpy.float32)
+    with pytest.raises(ValueError, match="^mirror needs flattened square images, got 5 features$"):
+        mirror_images(x)
+    with pytest.raises(ValueError, match="^shift needs flattened square images, got 5 features$"):
+        shift_images(x, numpy.zeros((2, 2), dtype=int), 1)
+
+
+def test_mask_bits_follow_the_documented_philox_rule_packed_in_whole_bytes():
+    """Position q's bits: Philox keyed by (seed, epoch), from counter q * blocks, one 32-bit
+    draw per feature, kept where the draw >= p * 2^32; each row padded to whole bytes."""
+    seed, epoch, features, p = 3, 2, 10, 0.25  # 10 features: 2 bytes, 16 bits, 2 counter blocks
+    raw = numpy.random.Philox(key=numpy.array([seed, epoch], dtype=numpy.uint64)).random_raw(5 * 8)
+    draws = raw.view(numpy.uint32).reshape(5, 16)
+    keep = draws >= numpy.uint32(p * 2 ** 32)
+    keep[:, features:] = False
+    bits = mask_bits(seed, epoch, 0, 5, features, p)
+    assert bits.shape == (5, 2) and bits.dtype == numpy.uint8
+    numpy.testing.assert_array_equal(bits, numpy.packbits(keep, axis=1))
+    numpy.testing.assert_array_equal(mask_bits(seed, epoch, 3, 5, features, p), bits[3:])
+    almost_all = mask_bits(0, 0, 0, 64, 64, 1 - 1e-12)  # the threshold saturates at 2^32 - 1
+    assert not almost_all.any()
+
+
+def test_an_augmentation_is_true_when_it_does_anything():
+    assert not Augmentation()
+    assert Augmentation(flip=True) and Augmentation(shift=1) and Augmentation(mask=0.5)
+    assert Augmentation(flip=True, shift=0, mask=0.0) and Augmentation(shift=2, mask=0.0)
+
+
+def test_flips_and_shifts_of_seed_0_epoch_0_stay_those_of_earlier_versions():
+    """Reproducible across versions: a saved run resumed by a newer nanoae draws the same."""
+    host = numpy.random.default_rng([0, 0, 1])
+    flips = host.random(8) < 0.5
+    offsets = host.integers(-2, 3, (8, 2))
+    draws = Augmentation(flip=True, shift=2).for_epoch(numpy, 0, 0, 8)
+    numpy.testing.assert_array_equal(draws.flips, flips)
+    numpy.testing.assert_array_equal(draws.offsets, offsets)
+    only_shift = Augmentation(shift=2).for_epoch(numpy, 0, 0, 8)  # no flips drawn: the same stream
+    numpy.testing.assert_array_equal(only_shift.offsets, numpy.random.default_rng([0, 0, 1]).integers(-2, 3, (8, 2)))
