@@ -371,3 +371,102 @@ def test_sigkill_during_save_leaves_a_loadable_checkpoint(tmp_path):
         assert i >= start  # written by this writer, not left over from the previous one
         w = to_numpy(model[0].W.data)
         assert w.min() == w.max() == i
+
+
+# -- each kind of damage named, exactly (issue 21: mutation testing) -------------------------
+
+def _with_meta_array(path, out, meta_array):
+    with numpy.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["meta"] = meta_array
+    with open(out, "wb") as f:
+        numpy.savez(f, **arrays)
+    return out
+
+
+def test_each_kind_of_damage_is_named_in_the_error(saved, tmp_path):
+    import re
+    model, opt, path = saved
+    target, target_opt = make(seed=8)
+    meta_bytes = path.read_bytes()
+    text = json.dumps(read_checkpoint_meta(path)).encode()
+    numpy.save(tmp_path / "a.npy", numpy.zeros(3))
+    npy_then_zip = tmp_path / "npy_then_zip.npz"  # a zip's directory at the end, an .npy at the start
+    npy_then_zip.write_bytes((tmp_path / "a.npy").read_bytes() + meta_bytes)
+    (tmp_path / "text.npz").write_bytes(b"hello")
+    state = read_checkpoint_meta(path)["optimizer_state"]
+    cases = [
+        (tmp_path / "text.npz", r"is not a valid nanoae checkpoint: not an \.npz \(zip\) archive; "
+                                r"the file is corrupt, truncated, or another kind of file$"),
+        (npy_then_zip, r"\(corrupt or truncated\): ValueError: it is a single \.npy array, not an "
+                       r"\.npz archive$"),
+        (_rewrite(path, tmp_path / "nometa.npz", drop=("meta",)),
+         r"\(corrupt or truncated\): KeyError: \"no 'meta' entry\"$"),
+        (_with_meta_array(path, tmp_path / "meta2d.npz",
+                          numpy.frombuffer(text, dtype=numpy.uint8).reshape(1, -1)),
+         rf"ValueError: 'meta' is uint8 of shape \(1, {len(text)}\), expected 1-D uint8$"),
+        (_with_meta_array(path, tmp_path / "list.npz", numpy.frombuffer(b"[1]", dtype=numpy.uint8)),
+         r"has an unknown checkpoint format_version None$"),
+        (_rewrite(path, tmp_path / "v9.npz", meta_update={"format_version": 9}),
+         r"was written in checkpoint format 9, newer than this nanoae \(.+\) reads \(up to 1\); "
+         r"upgrade nanoae to load it$"),
+        (_rewrite(path, tmp_path / "nostate.npz", meta_update={"optimizer_state": None}),
+         r": optimizer_state is missing from the metadata$"),
+        (_rewrite(path, tmp_path / "boolt.npz", meta_update={"optimizer_state": {**state, "t": True}}),
+         r": optimizer t is True, expected a number$"),
+        (_rewrite(path, tmp_path / "scalarm.npz", drop=("optim/m",),
+                  meta_update={"optimizer_state": {**state, "m": 1.0}}),
+         r": optimizer m expected shape \(\d+,\) dtype float32, got shape None dtype <class 'float'> "
+         r"\(was it built on the same parameters\?\)$"),
+    ]
+    for file, message in cases:
+        with pytest.raises(CheckpointError, match="^" + re.escape(str(file)) + " ?.*" + message):
+            load_checkpoint(file, target, target_opt)
+    sgd = nn.SGD(target.parameters(), lr=0.1)
+    with pytest.raises(CheckpointError, match=f"^{re.escape(str(path))} holds Adam state, but the "
+                                              "optimizer is a SGD$"):
+        load_checkpoint(path, target, sgd)
+
+
+def test_the_metadata_reads_even_when_the_weights_are_damaged(saved, tmp_path):
+    model, opt, path = saved
+    damaged = tmp_path / "damaged.npz"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            dst.writestr(name, data[:-4] if name.startswith("param/") else data)  # truncated
+    assert read_checkpoint_meta(damaged)["user"] == {"epoch": 3}  # reads no weights
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(damaged, *make(seed=8))
+
+
+def test_a_model_saved_without_optimizer_records_no_optimizer_state(tmp_path):
+    model, _ = make()
+    meta = read_checkpoint_meta(save_checkpoint(tmp_path / "m.npz", model))
+    assert meta["optimizer"] is None and meta["optimizer_state"] is None
+
+
+def test_save_refuses_object_arrays_and_what_is_not_a_dict_naming_them(tmp_path):
+    model, _ = make()
+    with pytest.raises(TypeError, match=r"^save_checkpoint: \['extra/o'\] are object arrays; "
+                                        "refusing to pickle$"):
+        save_checkpoint(tmp_path / "o.npz", model, extra={"o": numpy.array([None, 1], dtype=object)})
+    with pytest.raises(TypeError, match="^save_checkpoint: meta must be a dict, got list$"):
+        save_checkpoint(tmp_path / "l.npz", model, meta=[1])
+    with pytest.raises(TypeError, match=r"^save_checkpoint: meta\['s'\] is not JSON-serialisable \(set\): "):
+        save_checkpoint(tmp_path / "s.npz", model, meta={"s": {1}})
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_the_temporary_file_is_a_hidden_sibling_of_the_target(tmp_path, monkeypatch):
+    """Written beside the target (a rename within one directory is atomic) as .<name>.*.tmp."""
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: renamed.append(src) or real_replace(src, dst))
+    model, _ = make()
+    save_checkpoint(tmp_path / "sub" / "c.npz", model)
+    (tmp,) = renamed
+    tmp = os.path.abspath(tmp)
+    assert os.path.dirname(tmp) == str(tmp_path / "sub")
+    name = os.path.basename(tmp)
+    assert name.startswith(".c.npz.") and name.endswith(".tmp") and len(name) > len(".c.npz..tmp")
