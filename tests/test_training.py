@@ -746,3 +746,97 @@ def test_resume_reads_a_checkpoint_that_kept_only_the_sum_of_the_partial_epochs_
     nn.checkpoint.save_checkpoint(tmp_path / "older.npz", model, meta=old)
     state.resume(tmp_path / "older.npz", model, None)
     assert state.partial == ([0.0] if step else [], 0)
+
+
+def test_fit_names_what_is_wrong_with_the_data_and_accepts_the_edge_cases():
+    head = Classifier(5, (4,), 3, seed=0)
+    opt = nn.Adam(head.parameters())
+    x = numpy.zeros((6, 5), dtype=numpy.float32)
+    run = dict(epochs=1, callbacks=quiet())
+    with pytest.raises(ValueError, match="^fit: got no training examples$"):
+        fit(head, nn.CrossEntropy(), opt, x[:0], numpy.zeros(0, int), **run)
+    fit(head, nn.CrossEntropy(), opt, x[:1], numpy.array([2]), **run)  # one example is enough
+    with pytest.raises(TypeError, match="^fit: labels must be integers, got float64$"):
+        fit(head, nn.CrossEntropy(), opt, x, numpy.zeros(6), **run)
+    with pytest.raises(ValueError, match=r"^fit: labels must lie in 0\.\.2 \(the model has 3 outputs\), "
+                                         r"got values in 0\.\.3$"):
+        fit(head, nn.CrossEntropy(), opt, x, numpy.array([0, 1, 2, 3, 0, 1]), **run)
+    x[0, 0] = numpy.inf
+    with pytest.raises(ValueError, match="^fit: the inputs contain NaN or infinite values$"):
+        fit(head, nn.CrossEntropy(), opt, x, numpy.arange(6) % 3, **run)
+    ae = Autoencoder((4, 2), seed=0)
+    edges = numpy.array([[0, 1, 0.5, 1]] * 4, dtype=numpy.float32)  # exactly 0 and 1 are targets
+    fit(ae, nn.BinaryCrossEntropy(), nn.Adam(ae.parameters()), edges, batch_size=1, **run)
+    with pytest.raises(ValueError, match=r"^fit: autoencoder inputs are BCE targets and must lie in "
+                                         r"\[0, 1\], got \[0, 1\.5\]; scale them \(uint8 pixels are "
+                                         r"scaled automatically\)$"):
+        fit(ae, nn.BinaryCrossEntropy(), nn.Adam(ae.parameters()), edges * 1.5, **run)
+    with pytest.raises(TypeError, match="^fit: augment must be an augment.Augmentation, got dict$"):
+        fit(ae, nn.BinaryCrossEntropy(), nn.Adam(ae.parameters()), edges, augment={}, **run)
+
+
+def test_a_diverging_first_epoch_says_no_checkpoint_was_written(tmp_path):
+    for callbacks in (quiet(Checkpoint(tmp_path / "c.npz")), quiet()):
+        model = small_ae()
+        with pytest.raises(nn.TrainingError, match=r"at epoch 1, step 2 of 3; no checkpoint was "
+                                                   r"written\. Try a lower learning rate"):
+            fit(model, nan_at(2), nn.Adam(model.parameters()), tiny_images(), epochs=2,
+                batch_size=32, callbacks=callbacks)
+    model = small_ae()
+    with pytest.raises(nn.TrainingError, match=r"at epoch 2, step 1 of 3; no checkpoint was written\."):
+        fit(model, nan_at(4), nn.Adam(model.parameters()), tiny_images(), epochs=2, batch_size=32,
+            callbacks=quiet())
+
+
+def test_ctrl_c_without_a_checkpoint_says_nothing_was_saved():
+    model = small_ae()
+    with pytest.raises(KeyboardInterrupt, match=r"^stopped at epoch 1, step 2; saved nowhere "
+                                                r"\(no Checkpoint callback given\)$"):
+        fit(model, interrupt_at(2), nn.Adam(model.parameters()), tiny_images(), epochs=2,
+            batch_size=32, callbacks=quiet())
+
+
+def test_callbacks_see_the_run_at_every_step_and_at_close_and_the_loss_check_comes_back():
+    seen = []
+
+    class Look(nn_callbacks.Callback):
+        def on_step_end(self, run):
+            seen.append(run.global_step)
+
+        def close(self, run):
+            seen.append(len(run.state.history["epoch"]))
+
+    model = small_ae()
+    loss = nn.BinaryCrossEntropy(check=True)
+    import time
+    t0 = time.perf_counter()
+    hist = fit(model, loss, nn.Adam(model.parameters()), tiny_images(40), epochs=2, batch_size=16,
+               callbacks=quiet(Look()))
+    wall = time.perf_counter() - t0
+    assert seen == [0, 1, 2, 3, 4, 5, 2]
+    assert loss.check is True  # checked once before training, per step off, and back as it was
+    assert all(0 <= s <= wall for s in hist["seconds"])  # each epoch's own duration, within the call
+
+
+def test_fit_defaults_to_seed_0_and_batches_of_256():
+    steps = []
+    x = tiny_images(300)
+    a, b = small_ae(), small_ae()
+    fit(a, nn.BinaryCrossEntropy(), nn.Adam(a.parameters()), x, epochs=1,
+        callbacks=quiet(LearningRateSchedule(lambda step: steps.append(step) or 1e-3)))
+    fit(b, nn.BinaryCrossEntropy(), nn.Adam(b.parameters()), x, epochs=1, seed=0, batch_size=256,
+        callbacks=quiet())
+    assert steps == [0, 1]  # 256 + 44
+    for wa, wb in zip(weights(a), weights(b)):
+        numpy.testing.assert_array_equal(wa, wb)
+
+
+def test_train_step_alone_returns_the_loss_and_prediction_and_takes_one_step():
+    model = small_ae()
+    x = as_batch(tiny_images(8))
+    before = weights(model)
+    expected = to_numpy(model(x)).copy()
+    value, pred = nn.training.train_step(model, nn.BinaryCrossEntropy(), nn.SGD(model.parameters(), lr=0.1), x, x)
+    numpy.testing.assert_allclose(to_numpy(pred), expected, rtol=1e-6)
+    assert float(value) == pytest.approx(float(nn.BinaryCrossEntropy()(expected, x)), rel=1e-5)
+    assert all((w0 != w1).any() for w0, w1 in zip(before, weights(model)))
