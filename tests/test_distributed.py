@@ -672,3 +672,53 @@ def test_launched_size_reads_a_launchers_count_and_ignores_anything_else(monkeyp
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", value)
     assert distributed.launched_size() == size
+
+
+def _fit_where_ranks_may_differ(comm, tmp_path, **differ):
+    """fit of a tiny classifier on ``comm``; ``differ[name](rank)`` gives that rank its own value."""
+    from nanoae.callbacks import Checkpoint, Progress  # noqa: PLC0415
+    from nanoae.augment import Augmentation  # noqa: PLC0415
+    from nanoae.training import fit  # noqa: PLC0415
+
+    def mine(name, default):
+        return differ[name](comm.rank) if name in differ else default
+
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 4), dtype=np.float32)
+    y = np.arange(8) % 3
+    model = nn.Sequential(nn.Dense(4, mine("hidden", 5), rng=0), nn.ReLU(),
+                          nn.Dense(mine("hidden", 5), 3, rng=1), nn.Softmax())
+    callbacks = [Progress(bar=False, verbose=False)]
+    if mine("resume", False):
+        callbacks.append(Checkpoint(tmp_path / "never-read.npz", resume=True))
+    fit(model, nn.CrossEntropy(), nn.SGD(model.parameters(), lr=0.1), mine("x", x), mine("y", y),
+        validation=mine("validation", (x[:4], y[:4])), epochs=mine("epochs", 1),
+        batch_size=mine("batch_size", 4), seed=mine("seed", 0),
+        augment=mine("augment", Augmentation()), callbacks=callbacks, comm=comm)
+
+
+@pytest.mark.parametrize("differ, what", [
+    (dict(hidden=lambda r: 5 + r), "the model"),
+    (dict(x=lambda r: np.full((8, 4), 0.1 * r, np.float32)), "the training and validation data"),
+    (dict(y=lambda r: (np.arange(8) + r) % 3), "the training and validation data"),
+    (dict(validation=lambda r: (np.full((4, 4), 0.1 * r, np.float32), np.zeros(4, int))),
+     "the training and validation data"),
+    (dict(epochs=lambda r: 1 + r), "the settings of fit"),
+    (dict(batch_size=lambda r: 4 + 2 * r), "the settings of fit"),
+    (dict(seed=lambda r: r), "the settings of fit"),
+    (dict(augment=lambda r: __import__("nanoae.augment").augment.Augmentation(mask=0.1 * r)),
+     "the settings of fit"),
+    (dict(resume=lambda r: bool(r)), "the settings of fit"),
+], ids=["model", "x", "y", "validation", "epochs", "batch_size", "seed", "augment", "resume"])
+def test_thread_ranks_name_what_they_disagree_on(monkeypatch, tmp_path, differ, what):
+    with pytest.raises(ValueError, match=rf"^the ranks disagree on {what}: ranks \[1\] differ from rank 0 "):
+        run_ranks(2, lambda comm: _fit_where_ranks_may_differ(comm, tmp_path, **differ), monkeypatch)
+
+
+def test_thread_ranks_suggest_a_global_batch_that_divides(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match=r"^fit: the global batch_size 1 does not divide by the 2 "
+                                         r"ranks; use a multiple of 2 \(e\.g\. 2\): each rank takes "
+                                         r"batch_size / ranks examples of every batch$"):
+        run_ranks(2, lambda comm: _fit_where_ranks_may_differ(comm, tmp_path, batch_size=lambda r: 1),
+                  monkeypatch)
+    run_ranks(2, lambda comm: _fit_where_ranks_may_differ(comm, tmp_path), monkeypatch)  # agreeing ranks train
