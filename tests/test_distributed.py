@@ -740,12 +740,8 @@ def test_a_rank_with_an_empty_shard_gets_the_average_and_the_buffer_is_kept(monk
 
 
 def test_a_weight_outside_0_to_1_is_refused(monkeypatch):
-    from thread_ranks import ThreadComm, _Hub  # noqa: PLC0415
-
-    fake_mpi4py(monkeypatch)
-    comm = Communicator(ThreadComm(_Hub(2), 0))
     with pytest.raises(ValueError) as caught:
-        comm.average_gradients([], weight=1.5)
+        run_ranks(2, lambda comm: comm.average_gradients([], weight=1.5), monkeypatch)
     assert str(caught.value) == ("average_gradients: weight must be this rank's share of the global "
                                  "batch, in [0, 1], got 1.5")
 
@@ -897,3 +893,17 @@ def test_a_disagreeing_value_is_shown_whole_up_to_120_characters(monkeypatch, le
 def test_fingerprint_reads_every_array_after_a_missing_one():
     x = np.arange(4, dtype=np.float32)
     assert distributed.fingerprint(None, x) != distributed.fingerprint(None, x + 1)
+
+
+def test_a_rank_with_an_empty_shard_needs_no_gradient_attribute(monkeypatch):
+    def work(comm):
+        if comm.rank == 0:  # any object with ``data`` will do; it gets a ``grad``
+            p = types.SimpleNamespace(data=np.zeros(2, np.float32))
+        else:
+            p = nn.Parameter(np.zeros(2, np.float32), name="w")
+            p.grad = np.array([1.0, 2.0], np.float32)
+        comm.average_gradients([p], weight=float(comm.rank))
+        return p.grad
+
+    for grad in run_ranks(2, work, monkeypatch):
+        assert grad.tolist() == [1.0, 2.0]

@@ -113,7 +113,7 @@ def test_nccl_engine_says_how_to_install_nccl_when_cupy_cannot_load_it(monkeypat
 
     def missing(rank, mpi_comm):  # CuPy built without its NCCL module
         monkeypatch.delattr(sys.modules["cupy.cuda"], "nccl")
-        monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", None)
+        monkeypatch.delitem(sys.modules, "cupy.cuda.nccl")  # importing it raises ImportError
         NcclEngine(mpi_comm)
 
     for body in (unavailable, missing):
