@@ -788,7 +788,7 @@ def test_asked_for_mpi_without_mpi4py_says_how_to_install_it(monkeypatch):
                             '-e ".[mpi]" in your nanoae checkout (or set NANOAE_MPI=0 to run each process on its own)')
 
 
-@pytest.mark.parametrize("backend", ["numpy", "cupy"])
+@pytest.mark.parametrize("backend", ["numpy", "cupy"], ids=["backend numpy", "fake backend cupy"])
 def test_world_is_made_once_and_sets_up_a_rank_of_several(monkeypatch, backend):
     from thread_ranks import ThreadComm, _Hub  # noqa: PLC0415
 
