@@ -1,5 +1,7 @@
 """Losses: values against naive formulas, gradient checks, stability, errors."""
 
+import types
+
 import numpy
 import pytest
 
@@ -268,3 +270,25 @@ def test_a_non_finite_loss_from_finite_inputs_is_reported():
                                          r"inputs are$"):
         with numpy.errstate(invalid="ignore"):
             nn.BinaryCrossEntropy()(p, t, logits=numpy.array([[numpy.inf, 0.0]]))
+
+
+def test_on_a_device_the_value_checks_are_off_by_default(monkeypatch):
+    """With device (CuPy) arrays, check=None runs no value check: each would wait for the device.
+
+    The stand-in: tests/device_double.py's arrays, which fail on any read back to the host,
+    owned by a cupy stand-in as nanoae.backend sees it."""
+    from device_double import NoHostReads, device_module  # noqa: PLC0415
+
+    from nanoae import backend  # noqa: PLC0415
+
+    def owner(*arrays):
+        return device_module if any(isinstance(a, NoHostReads) for a in arrays) else numpy
+
+    monkeypatch.setattr(backend, "_cupy", types.SimpleNamespace(ndarray=NoHostReads, get_array_module=owner))
+    rng = numpy.random.default_rng(0)
+    p, t = device_module.asarray(rng.random((3, 4))), device_module.asarray(rng.random((3, 4)))
+    bce = nn.BinaryCrossEntropy()
+    bce(p, t), bce.backward(), bce.logits_grad(), bce(p, t, logits=device_module.asarray(rng.random((3, 4))))
+    q, labels = device_module.asarray(probs(rng, 3, 4)), device_module.asarray(numpy.array([0, 3, 1]))
+    ce = nn.CrossEntropy()
+    ce(q, labels), ce.backward(), ce.logits_grad()
