@@ -1,5 +1,7 @@
 """Composed models are gradient-checked, and the checker itself can fail."""
 
+import types
+
 import numpy
 import pytest
 
@@ -280,9 +282,21 @@ def test_a_kink_is_counted_apart_not_failed():
     result = nn.gradcheck(nn.ReLU(), x, grad_out=g)
     assert result.ok and result.kinks == {"input": 2} and result.failures == {}
     assert [(a.kinks, a.failed, a.checked) for a in result.arrays] == [(2, 0, 6)]
+    assert str(result).startswith("gradcheck passed: 6 elements, h=1e-05")
     assert str(result).endswith("; not counted, within h of a kink: input (2)")
     off = nn.gradcheck(nn.ReLU(), x, grad_out=g, detect_kinks=False, raise_on_failure=False)
     assert not off.ok and off.failures == {"input": 2} and off.kinks == {}
+
+
+def test_kinks_in_several_arrays_are_all_listed():
+    """A ReLU fed exactly 0: its Dense's weight and bias sit at the kink (the input, times W = 0, does not)."""
+    dense = nn.Dense(2, 1, dtype=F64)
+    dense.W.data[...] = 0
+    model = nn.Sequential(dense, nn.ReLU())
+    result = nn.gradcheck(model, numpy.array([[1.0, 0.0]]), grad_out=numpy.array([[0.5]]))
+    assert result.ok and str(result).startswith("gradcheck passed: 5 elements")
+    assert str(result).endswith("; not counted, within h of a kink: "
+                                "layer 0 Dense(2, 1).W (1), layer 0 Dense(2, 1).b (1)")
 
 
 def test_a_kink_is_an_error_no_larger_than_the_jump_in_slope():
@@ -370,3 +384,41 @@ def test_a_failed_pair_names_the_model_and_the_loss():
     with pytest.raises(nn.GradcheckError,
                        match=r"^Sequential\(Sigmoid\(\)\) \+ MissingMeanBCE\(\): gradcheck FAILED"):
         nn.gradcheck((nn.Sequential(nn.Sigmoid()), MissingMeanBCE()), x, t)
+
+
+def test_host_input_target_and_upstream_gradient_go_to_the_parameters_device(monkeypatch):
+    """With the weights on a device, gradcheck hands the layer device arrays only.
+
+    The device: tests/device_double.py's arrays, owned by a cupy stand-in as nanoae.backend sees it."""
+    from device_double import NoHostReads, device_module  # noqa: PLC0415
+
+    from nanoae import backend  # noqa: PLC0415
+
+    def owner(*arrays):
+        return device_module if any(isinstance(a, NoHostReads) for a in arrays) else numpy
+
+    monkeypatch.setattr(backend, "_cupy", types.SimpleNamespace(
+        ndarray=NoHostReads, get_array_module=owner, asnumpy=lambda a: numpy.asarray(a).view(numpy.ndarray)))
+    monkeypatch.setattr(NoHostReads, "armed", False)
+    seen = set()
+
+    class Watched(nn.Dense):
+        def forward(self, x):
+            seen.add(("input", type(x)))
+            return super().forward(x)
+
+        def backward(self, grad_out, *, input_grad=True):
+            seen.add(("grad_out", type(grad_out)))
+            return super().backward(grad_out, input_grad=input_grad)
+
+    layer = Watched(3, 2, dtype=F64, rng=0)
+    for p in layer.parameters():
+        p.data, p.grad = device_module.asarray(p.data), device_module.asarray(p.grad)
+    x = numpy.random.default_rng(0).standard_normal((2, 3))  # on the host
+    assert nn.gradcheck(layer, x).ok
+    assert seen == {("input", NoHostReads), ("grad_out", NoHostReads)}
+    model, loss = nn.Sequential(layer, nn.Sigmoid()), nn.BinaryCrossEntropy(check=False)
+    seen_loss = []
+    loss.forward = lambda pred, target, f=loss.forward: seen_loss.append(type(target)) or f(pred, target)
+    assert nn.gradcheck((model, loss), x, numpy.full((2, 2), 0.5)).ok
+    assert set(seen_loss) == {NoHostReads}
