@@ -41,7 +41,7 @@ def _square_side(x, what: str) -> int:
 def mirror_images(x):
     """Every image of ``x`` mirrored left to right, as a new array."""
     side = _square_side(x, "mirror")
-    return x.reshape(len(x), side, side)[:, :, ::-1].reshape(len(x), -1)  # the reshape copies
+    return x.reshape(len(x), side, side)[:, :, ::-1].reshape(x.shape)  # the reshape copies
 
 
 def flip_some(x, which):
@@ -64,7 +64,7 @@ def shift_images(x, offsets, pad: int):
     rows = (grid + pad)[None, :, None] - offsets[:, 0, None, None]  # (N, side, 1)
     cols = (grid + pad)[None, None, :] - offsets[:, 1, None, None]  # (N, 1, side)
     batch = xp.arange(len(x))[:, None, None]
-    return padded[batch, rows, cols].reshape(len(x), -1)
+    return padded[batch, rows, cols].reshape(x.shape)
 
 
 def mask_inputs(x, p: float, keep):
@@ -177,6 +177,6 @@ class EpochDraws:
             xp = get_array_module(xb)
             rows = self.bits[self.used:self.used + len(xb)]
             self.used += len(xb)
-            keep = xp.unpackbits(rows.reshape(-1)).reshape(len(xb), -1)[:, :xb.shape[1]]
+            keep = xp.unpackbits(rows.reshape(-1)).reshape(len(xb), 8 * rows.shape[-1])[:, :xb.shape[1]]
             inputs = mask_inputs(xb, aug.mask, keep)
         return inputs, xb

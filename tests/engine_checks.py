@@ -45,10 +45,24 @@ def check_engine(engine, asarray, to_host=numpy.asarray, dtype=numpy.float32) ->
 
     engine.barrier()
 
-    try:  # a whole buffer that is not size x part is refused, on every rank alike
+    buf = asarray(numpy.full(3, 100 * rank + 7, dtype=dtype))
+    engine.broadcast(buf)  # the default root is rank 0
+    numpy.testing.assert_array_equal(to_host(buf), numpy.full(3, 7, dtype=dtype), err_msg="broadcast")
+
+    # a whole buffer that is not size x part is refused, on every rank alike, naming the collective
+    try:
         engine.reduce_scatter_sum(asarray(numpy.zeros(size * count + 1, dtype=dtype)),
                                   asarray(numpy.zeros(count, dtype=dtype)))
     except ValueError as exc:
-        assert f"must hold {size} ranks x {count} elements" in str(exc), str(exc)
+        assert str(exc) == (f"{engine.name} reduce_scatter_sum: the whole buffer must hold {size} ranks "
+                            f"x {count} elements = {size * count}, got {size * count + 1}"), str(exc)
     else:
         raise AssertionError("reduce_scatter_sum accepted a send buffer of the wrong size")
+    if size > 1:  # (one rank's part is any buffer)
+        try:
+            engine.allgather(asarray(numpy.zeros(size * 2 + 1, dtype=dtype)))
+        except ValueError as exc:
+            assert str(exc) == (f"{engine.name} allgather: the whole buffer must hold {size} ranks "
+                                f"x 2 elements = {size * 2}, got {size * 2 + 1}"), str(exc)
+        else:
+            raise AssertionError("allgather accepted a buffer that does not divide by the ranks")

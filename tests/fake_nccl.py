@@ -195,6 +195,7 @@ class ThreadEngine(Engine):
 
     def reduce_scatter_sum(self, send, recv):
         self._check_parts("reduce_scatter_sum", send, recv.size)
+        assert send.dtype == recv.dtype, "NCCL and MPI need one dtype for both buffers"
         c = recv.size
         recv[...] = sum(x[self.rank * c:(self.rank + 1) * c] for x in self._everyone(send))
 

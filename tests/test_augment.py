@@ -139,6 +139,16 @@ def test_draws_do_not_depend_on_ranks_or_on_resuming(xp):
     assert len(resumed) == 6
 
 
+def test_an_empty_shard_passes_through_every_augmentation(xp):
+    """With 8 ranks and a last batch of 5, three ranks get no rows: flip, shift and mask must
+    hand back an empty batch of the right width (once, a reshape to (0, -1) failed here)."""
+    aug = Augmentation(flip=True, shift=1, mask=0.5)
+    draws = aug.for_epoch(xp, 0, 0, 13, features=16, batch_size=8, shard=lambda n: slice(n, n))
+    empty = xp.zeros((0, 16), dtype=numpy.float32)
+    inputs, clean = draws.apply(empty, xp.zeros(0, dtype=numpy.int64))
+    assert inputs.shape == clean.shape == (0, 16)
+
+
 @pytest.mark.parametrize("kwargs, message", [(dict(shift=-1), "shift must be >= 0"),
                                              (dict(mask=1.0), "mask must be a probability")])
 def test_bad_augmentation_arguments(kwargs, message):

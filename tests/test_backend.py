@@ -1,6 +1,7 @@
 """The backend switch: names, errors that say why, moving arrays."""
 
 import sys
+import types
 
 import numpy
 import pytest
@@ -109,3 +110,80 @@ def test_the_runtimes_own_error_is_kept(monkeypatch):
     assert not backend.cupy_available()
     assert "cudaErrorInsufficientDriver: CUDA driver version is insufficient" in (
         backend.cupy_unavailable_reason())
+
+
+# -- with a stand-in for CuPy: when it is consulted, and what goes through it --
+
+class _FakeDeviceArray:
+    """An array type that reads as CuPy's: its class lives in a ``cupy`` module."""
+
+
+_FakeDeviceArray.__module__ = "cupy._core.core"
+
+
+def _device_fake(monkeypatch):
+    """A cupy stand-in with one device, importable but not yet loaded; it records its calls."""
+    calls = []
+
+    def count():
+        calls.append("getDeviceCount")
+        return 1
+
+    fake = types.ModuleType("cupy")
+    fake.ndarray = _FakeDeviceArray
+    fake.get_array_module = lambda *arrays: calls.append("get_array_module") or fake
+    fake.asnumpy = lambda a: calls.append("asnumpy") or numpy.array([a], dtype=object)
+    stream = types.SimpleNamespace(synchronize=lambda: calls.append("synchronize"))
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=count),
+                                      get_current_stream=lambda: stream)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    for name, value in (("_cupy", None), ("_cupy_error", None), ("_cupy_checked", False),
+                        ("_active", backend._active)):
+        monkeypatch.setattr(backend, name, value)
+    return fake, calls
+
+
+def test_cupy_is_asked_for_its_devices_once(monkeypatch):
+    fake, calls = _device_fake(monkeypatch)
+    assert backend._load_cupy() is fake and backend._load_cupy() is fake
+    assert calls == ["getDeviceCount"]
+
+
+def test_auto_picks_a_cupy_that_sees_a_device(monkeypatch):
+    fake, _ = _device_fake(monkeypatch)
+    assert backend.set_backend("auto") is fake and backend.get_backend() == "cupy"
+    assert backend.set_backend("numpy") is numpy and backend.get_backend() == "numpy"
+
+
+def test_host_arrays_never_load_cupy_and_device_arrays_go_to_it(monkeypatch):
+    fake, calls = _device_fake(monkeypatch)
+    assert backend.get_array_module(numpy.zeros(2), 1.0) is numpy
+    assert calls == [] and not backend._cupy_checked  # CUDA untouched
+    assert backend.get_array_module(numpy.zeros(2), _FakeDeviceArray()) is fake
+    assert calls == ["getDeviceCount", "get_array_module"]
+
+
+def test_to_numpy_and_synchronize_go_through_cupy_for_its_arrays_only(monkeypatch):
+    fake, calls = _device_fake(monkeypatch)
+    backend.synchronize()  # CuPy not loaded: nothing to wait for
+    assert calls == []
+    backend._load_cupy()
+    calls.clear()
+    device = _FakeDeviceArray()
+    assert backend.to_numpy(device)[0] is device and calls == ["asnumpy"]
+    backend.synchronize(numpy.zeros(2))  # a host array: nothing to wait for
+    assert calls == ["asnumpy"]
+    backend.synchronize()
+    backend.synchronize(device)
+    assert calls == ["asnumpy", "synchronize", "synchronize"]
+
+
+def test_an_unusable_cupy_request_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # the import fails
+    for name, value in (("_cupy", None), ("_cupy_error", None), ("_cupy_checked", False)):
+        monkeypatch.setattr(backend, name, value)
+    with pytest.raises(RuntimeError, match=r"^backend 'cupy' was requested but cannot run: CuPy could not be "
+                                           r"imported \(.*\); install CuPy for your CUDA version, from the "
+                                           r"nanoae checkout: pip install -e \"\.\[cuda12\]\" "
+                                           r"\(or \"\.\[cuda13\]\"\)$"):
+        backend.set_backend("cupy")

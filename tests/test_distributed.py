@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -722,3 +723,237 @@ def test_thread_ranks_suggest_a_global_batch_that_divides(monkeypatch, tmp_path)
         run_ranks(2, lambda comm: _fit_where_ranks_may_differ(comm, tmp_path, batch_size=lambda r: 1),
                   monkeypatch)
     run_ranks(2, lambda comm: _fit_where_ranks_may_differ(comm, tmp_path), monkeypatch)  # agreeing ranks train
+
+
+def test_any_is_true_on_every_rank_when_one_rank_says_so(monkeypatch):
+    for flags, expected in (((False, True), True), ((False, False), False), ((True, True), True)):
+        got = run_ranks(2, lambda comm: comm.any(flags[comm.rank]), monkeypatch)
+        assert got == [expected, expected], flags
+
+
+def test_figures_are_summed_in_float64_and_a_number_stays_a_number(monkeypatch):
+    def work(comm):
+        return comm.allreduce_sum(comm.rank + 1), comm.allreduce_sum([comm.rank, 2])
+
+    for number, array in run_ranks(2, work, monkeypatch):
+        assert type(number) is float and number == 3.0
+        assert array.dtype == np.float64 and array.tolist() == [1.0, 4.0]
+
+
+def test_barrier_waits_for_every_rank(monkeypatch):
+    from thread_ranks import ThreadComm  # noqa: PLC0415
+
+    reached = []
+    monkeypatch.setattr(ThreadComm, "Barrier", lambda self: reached.append(self.rank) or
+                        self.hub.exchange(self.rank, None))
+    run_ranks(2, lambda comm: comm.barrier(), monkeypatch)
+    assert sorted(reached) == [0, 1]
+
+
+def test_broadcast_copies_rank_0s_values_exactly(monkeypatch):
+    def work(comm):
+        p = nn.Parameter(np.array([2**53 + 1 + comm.rank, 3], np.int64), name="count")
+        comm.broadcast_parameters([p])
+        return p.data
+
+    for data in run_ranks(2, work, monkeypatch):
+        assert data.tolist() == [2**53 + 1, 3]  # through a buffer of the parameters' own dtype
+
+
+def test_a_rank_with_an_empty_shard_gets_the_average_and_the_buffer_is_kept(monkeypatch):
+    def work(comm):
+        p = nn.Parameter(np.zeros((2, 2), np.float32), name="w")
+        if comm.rank == 1:  # the whole batch
+            p.grad = np.full((2, 2), 3.0, np.float32)
+        comm.average_gradients([p], weight=float(comm.rank))  # rank 0: an empty shard, no grad yet
+        first, buffer = p.grad, comm._buffer
+        own = p.grad = np.full((2, 2), 1.0 + comm.rank, np.float32)
+        comm.average_gradients([p], weight=0.5)
+        assert p.grad is own  # written into the rank's own gradient array
+        assert comm._buffer is buffer and buffer.dtype == np.float32  # one float32 buffer, kept
+        kept = p.grad
+        q = nn.Parameter(np.zeros(3, np.float32), name="b")  # another set of parameters: a new size
+        q.grad = np.full(3, 2.0, np.float32)
+        if comm.rank == 0:  # an empty shard again, with a stale gradient of another shape
+            p.grad = np.zeros(5, np.float32)
+        comm.average_gradients([p, q], weight=float(comm.rank))
+        return first, kept, p.grad, q.grad
+
+    (first0, kept0, p0, q0), (first1, kept1, p1, q1) = run_ranks(2, work, monkeypatch)
+    for first in (first0, first1):
+        assert first.dtype == np.float32 and first.tolist() == [[3.0, 3.0]] * 2
+    for kept in (kept0, kept1):
+        assert kept.tolist() == [[1.5, 1.5]] * 2
+    for p, q in ((p0, q0), (p1, q1)):
+        assert p.shape == (2, 2) and p.dtype == np.float32 and p.tolist() == [[1.5, 1.5]] * 2  # rank 1's
+        assert q.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_a_weight_outside_0_to_1_is_refused(monkeypatch):
+    with pytest.raises(ValueError) as caught:
+        run_ranks(2, lambda comm: comm.average_gradients([], weight=1.5), monkeypatch)
+    assert str(caught.value) == ("average_gradients: weight must be this rank's share of the global "
+                                 "batch, in [0, 1], got 1.5")
+
+
+def test_weights_that_do_not_add_up_say_what_each_rank_must_pass(monkeypatch):
+    def work(comm):
+        p = nn.Parameter(np.zeros(1, np.float32), name="w")
+        p.grad = np.ones(1, np.float32)
+        comm.average_gradients([p], weight=0.25)
+
+    with pytest.raises(ValueError) as caught:
+        run_ranks(2, work, monkeypatch)
+    assert str(caught.value) == ("average_gradients: the ranks' weights add up to 0.5, not 1; each rank "
+                                 "must pass (its shard's size) / (the global batch size)")
+
+
+@pytest.mark.parametrize("env, size, joins", [
+    ({"NANOAE_MPI": "1"}, None, True),  # asked for, whatever the launcher
+    ({"NANOAE_MPI": "0", "PMI_SIZE": "2"}, None, False),  # refused, even under a launcher
+    ({"PMI_SIZE": "2"}, 2, True),
+    ({"PMI_SIZE": "1"}, 1, False),  # one rank: nothing to join
+    ({}, None, False),
+])
+def test_the_mpi_world_is_joined_under_a_launcher_or_when_asked(monkeypatch, env, size, joins):
+    for name in ("NANOAE_MPI", *distributed._SIZE_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    fake_mpi4py(monkeypatch)
+    world = sys.modules["mpi4py"].MPI.COMM_WORLD = object()
+    assert distributed._mpi_world() is (world if joins else None)
+
+
+def test_asked_for_mpi_without_mpi4py_says_how_to_install_it(monkeypatch):
+    for name in distributed._SIZE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NANOAE_MPI", "1")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(RuntimeError) as caught:
+        distributed._mpi_world()
+    message = str(caught.value)
+    assert message.startswith("this process is one of several MPI ranks, but mpi4py cannot be imported (")
+    assert message.endswith('; without it every rank would train alone on all the data. Install it: pip install '
+                            '-e ".[mpi]" in your nanoae checkout (or set NANOAE_MPI=0 to run each process on its own)')
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cupy"], ids=["backend numpy", "fake backend cupy"])
+def test_world_is_made_once_and_sets_up_a_rank_of_several(monkeypatch, backend):
+    from thread_ranks import ThreadComm, _Hub  # noqa: PLC0415
+
+    from nanoae import backend as backend_module  # noqa: PLC0415
+    from nanoae import threads  # noqa: PLC0415
+
+    shared, gpus = [], []
+    monkeypatch.setattr(threads, "share_cores", lambda n, is_root: shared.append((n, is_root)))
+    monkeypatch.setattr(Communicator, "use_gpu", lambda self: gpus.append(self.rank))
+    monkeypatch.setattr(backend_module, "get_backend", lambda: backend)
+    monkeypatch.setattr(distributed, "_mpi_world", lambda: ThreadComm(_Hub(2), 1))
+    fake_mpi4py(monkeypatch)
+    monkeypatch.setattr(distributed, "_world", None)
+    comm = distributed.world()
+    assert (comm.rank, comm.size) == (1, 2) and distributed.world() is comm  # made once
+    assert shared == [(2, False)]  # its share of the machine's cores, as a rank that is not root
+    assert gpus == ([1] if backend == "cupy" else [])
+
+    monkeypatch.setattr(distributed, "_mpi_world", lambda: None)
+    monkeypatch.setattr(distributed, "_world", None)
+    assert distributed.world().size == 1 and shared == [(2, False)]  # one process: nothing set up
+
+
+def test_each_rank_checks_that_the_model_lives_on_its_own_gpu(monkeypatch):
+    from thread_ranks import ThreadComm, _Hub  # noqa: PLC0415
+
+    fake = _FakeCupy(2)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    fake_mpi4py(monkeypatch)
+    comm = Communicator(ThreadComm(_Hub(2), 1))  # local rank 1 of 2: GPU 1
+
+    def on(*gpus):
+        return [types.SimpleNamespace(data=types.SimpleNamespace(device=types.SimpleNamespace(id=g)))
+                for g in gpus]
+
+    comm.check_device(on(1, 1))
+    assert fake.used == [1]
+    with pytest.raises(RuntimeError) as caught:
+        comm.check_device(on(0, 1))
+    assert str(caught.value) == (
+        "rank 1: the model's parameters live on GPU(s) [0, 1], but this rank's GPU is 1; call "
+        "nanoae.distributed.world() on the cupy backend (or comm.use_gpu()) before building the model, "
+        "so that each rank builds it on its own GPU")
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    Communicator().check_device(on(3))  # one process: nothing to check, CuPy not asked
+
+
+def test_more_ranks_than_gpus_says_how_many_to_start(monkeypatch):
+    with pytest.raises(RuntimeError) as caught:
+        distributed.gpu_for_rank(0, 3, 0)
+    assert str(caught.value) == (
+        "--backend cupy: this machine runs 3 ranks but each sees 0 GPU(s); start at most one rank per "
+        "GPU (mpiexec -n 1 ...), give each rank its own GPU (CUDA_VISIBLE_DEVICES, --gpus-per-task=1), "
+        "or use --backend numpy")
+
+
+def test_one_process_is_rank_0_of_1_on_its_machine():
+    comm = Communicator()
+    assert (comm.local_rank, comm.local_size) == (0, 1)
+
+
+def test_abort_waits_a_moment_then_ends_every_rank(one_of_two_ranks, monkeypatch):
+    slept = []
+    monkeypatch.setattr(distributed.time, "sleep", slept.append)
+    with pytest.raises(_Exit, match="^1$"):
+        one_of_two_ranks.abort()
+    assert one_of_two_ranks.mpi_comm.aborted == 1 and slept == [distributed.ABORT_GRACE_SECONDS]
+    with pytest.raises(_Exit, match="^1$"):
+        Communicator().abort()  # one process: no MPI to abort, no wait
+    assert slept == [distributed.ABORT_GRACE_SECONDS]
+
+
+def test_the_excepthook_prints_the_traceback_of_a_bug(one_of_two_ranks, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+
+    def where_it_broke():
+        raise TypeError("a bug")
+
+    one_of_two_ranks.install_excepthook()
+    try:
+        where_it_broke()
+    except TypeError as exc:
+        with pytest.raises(_Exit):
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "where_it_broke" in err
+    assert "\nTypeError: a bug\n" in err
+
+
+@pytest.mark.parametrize("length", [5, 120, 121])
+def test_a_disagreeing_value_is_shown_whole_up_to_120_characters(monkeypatch, length):
+    def work(comm):
+        comm.check_agree("the value", "x" * (length - 2) if comm.rank else "y" * (length - 2))
+
+    with pytest.raises(ValueError) as caught:
+        run_ranks(2, work, monkeypatch)
+    shown = str(caught.value).split(" has ", 1)[1].split("); every rank")[0]
+    text = repr(shown[1] * (length - 2))  # the raising rank's, of ``length`` characters
+    assert shown == (text if length <= 120 else text[:120] + "...")
+
+
+def test_fingerprint_reads_every_array_after_a_missing_one():
+    x = np.arange(4, dtype=np.float32)
+    assert distributed.fingerprint(None, x) != distributed.fingerprint(None, x + 1)
+
+
+def test_a_rank_with_an_empty_shard_needs_no_gradient_attribute(monkeypatch):
+    def work(comm):
+        if comm.rank == 0:  # any object with ``data`` will do; it gets a ``grad``
+            p = types.SimpleNamespace(data=np.zeros(2, np.float32))
+        else:
+            p = nn.Parameter(np.zeros(2, np.float32), name="w")
+            p.grad = np.array([1.0, 2.0], np.float32)
+        comm.average_gradients([p], weight=float(comm.rank))
+        return p.grad
+
+    for grad in run_ranks(2, work, monkeypatch):
+        assert grad.tolist() == [1.0, 2.0]

@@ -7,13 +7,15 @@ the pointers it is given (tests/fake_nccl.py; no GPU here).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from engine_checks import check_engine
 from fake_nccl import run_ranks
 from test_distributed import _ok, needs_mpi, run_worker
 
-from nanoae.engines import ENGINES, Engine, MpiEngine, NcclEngine, engine_for
+from nanoae.engines import ENGINES, NCCL_MISSING, Engine, MpiEngine, NcclEngine, engine_for
 
 
 @needs_mpi
@@ -35,7 +37,8 @@ def test_nccl_engine_passes_the_interface_tests(monkeypatch, ranks, dtype):
 
     calls = run_ranks(monkeypatch, ranks, rank_body)
     broadcasts = ["bcast"] * len({0, ranks - 1})
-    expected = ["allReduce", *broadcasts, "reduceScatter", "allGather", "allReduce"]  # last: barrier
+    expected = ["allReduce", *broadcasts, "reduceScatter", "allGather", "allReduce", "bcast"]  # barrier, then
+    # the broadcast from the default root
     assert calls == [expected] * ranks
 
 
@@ -58,9 +61,13 @@ def test_the_interface_tests_catch_a_wrong_offset(monkeypatch):
 
 
 def test_nccl_engine_names_two_ranks_on_one_gpu(monkeypatch):
-    with pytest.raises(RuntimeError, match=r"NCCL: ranks \[0, 1\] all use GPU 0000:01:00.0"):
+    with pytest.raises(RuntimeError) as caught:
         run_ranks(monkeypatch, 2, lambda rank, comm: NcclEngine(comm),
                   bus_ids=["0000:01:00.0", "0000:01:00.0"])
+    assert str(caught.value).startswith("NCCL: ranks [0, 1] all use GPU 0000:01:00.0 on ")
+    assert str(caught.value).endswith(
+        "; each rank needs its own GPU: call nanoae.distributed.world() (or comm.use_gpu()) before "
+        "creating any array, and start at most one rank per GPU")
 
 
 def test_nccl_engine_refuses_other_dtypes(monkeypatch):
@@ -81,3 +88,65 @@ def test_engines_are_chosen_by_array_module_and_share_one_interface():
         assert issubclass(cls, Engine)
         for method in ("allreduce_sum", "broadcast", "reduce_scatter_sum", "allgather", "barrier"):
             assert getattr(cls, method) is not getattr(Engine, method), (cls, method)
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_mpi_engine_passes_the_interface_tests_on_thread_ranks(monkeypatch, ranks):
+    # in this process (tests/thread_ranks.py), so that coverage and mutation tools see it
+    from thread_ranks import run_ranks as run_thread_ranks  # noqa: PLC0415
+
+    def work(comm):
+        engine = comm.engine(np.zeros(1))
+        assert isinstance(engine, MpiEngine) and repr(engine) == f"MpiEngine(rank={comm.rank}, size={ranks})"
+        for dtype in (np.float32, np.float64):
+            check_engine(engine, np.asarray, dtype=dtype)
+
+    run_thread_ranks(ranks, work, monkeypatch)
+
+
+def test_nccl_engine_says_how_to_install_nccl_when_cupy_cannot_load_it(monkeypatch):
+    import sys  # noqa: PLC0415
+
+    def unavailable(rank, mpi_comm):  # CuPy's module is there, but the library did not load
+        sys.modules["cupy.cuda.nccl"].available = False
+        NcclEngine(mpi_comm)
+
+    def missing(rank, mpi_comm):  # CuPy built without its NCCL module
+        monkeypatch.delattr(sys.modules["cupy.cuda"], "nccl")
+        monkeypatch.delitem(sys.modules, "cupy.cuda.nccl")  # importing it raises ImportError
+        NcclEngine(mpi_comm)
+
+    for body in (unavailable, missing):
+        with pytest.raises(RuntimeError) as caught:
+            run_ranks(monkeypatch, 1, body)
+        assert str(caught.value) == NCCL_MISSING
+
+
+def test_nccl_draws_one_id_on_rank_0_and_every_rank_joins_it(monkeypatch):
+    import sys  # noqa: PLC0415
+
+    drawn = []
+
+    def body(rank, mpi_comm):
+        nccl = sys.modules["cupy.cuda.nccl"]
+        if rank == 0:
+            draw = nccl.get_unique_id
+            nccl.get_unique_id = lambda: drawn.append(draw()) or drawn[-1]
+        mpi_comm.allgather(None)  # rank 0 has wrapped it before any rank draws
+        return NcclEngine(mpi_comm)
+
+    engines = run_ranks(monkeypatch, 3, body)
+    assert len(drawn) == 1  # NCCL's unique id is drawn once, by rank 0
+    assert {id(e.comm.group) for e in engines} == {id(engines[0].comm.group)}  # one communicator
+    assert [repr(e) for e in engines] == [f"NcclEngine(rank={r}, size=3)" for r in range(3)]
+
+
+def test_nccl_engine_refuses_buffers_of_two_dtypes(monkeypatch):
+    def rank_body(rank, mpi_comm):
+        import cupy  # noqa: PLC0415
+
+        NcclEngine(mpi_comm).reduce_scatter_sum(cupy.asarray(np.zeros(2, np.float32)),
+                                                cupy.asarray(np.zeros(2, np.float64)))
+
+    with pytest.raises(TypeError, match=re.escape("NCCL: the buffers' dtypes differ: ['float32', 'float64']")):
+        run_ranks(monkeypatch, 1, rank_body)

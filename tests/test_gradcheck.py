@@ -1,10 +1,13 @@
 """Composed models are gradient-checked, and the checker itself can fail."""
 
+import types
+
 import numpy
 import pytest
 
 import nanoae as nn
 from nanoae.backend import as_array_like
+from nanoae.parameter import Parameter
 
 F64 = numpy.float64
 
@@ -189,3 +192,233 @@ def test_gradcheck_refuses_inputs_it_cannot_check_exactly():
         nn.gradcheck(layer, numpy.ones((2, 4), numpy.float32))
     with pytest.raises(ValueError, match="^gradcheck: input is not C-contiguous; pass a contiguous array$"):
         nn.gradcheck(layer, numpy.ones((4, 2)).T)
+
+
+# -- what a result reports: names, counts, kinks, tolerances, messages ---------
+
+class _Kinked(nn.Layer):
+    """y = max(x, 0), whose backward takes slope ``at_zero`` exactly at x = 0."""
+
+    def __init__(self, at_zero=0.0):
+        super().__init__()
+        self.at_zero = at_zero
+
+    def forward(self, x):
+        self._x = x
+        return numpy.maximum(x, 0)
+
+    def backward(self, grad_out, *, input_grad=True):
+        return grad_out * numpy.where(self._x == 0, self.at_zero, (self._x > 0) * 1.0)
+
+
+class _Params(nn.Layer):
+    """y = x * (sum of its parameters' first elements): parameters named as given."""
+
+    def __init__(self, *names):
+        self.params = [Parameter(numpy.full(2, 0.5), name=n) for n in names]
+        super().__init__()
+
+    def parameters(self):
+        return list(self.params)
+
+    def forward(self, x):
+        self._x = x
+        return x * sum(p.data[0] for p in self.params)
+
+    def backward(self, grad_out, *, input_grad=True):
+        for p in self.params:
+            p.grad = numpy.array([(grad_out * self._x).sum(), 0.0])
+        return grad_out * sum(p.data[0] for p in self.params)
+
+
+class _Gained(nn.Layer):
+    """A layer holding another (not a Sequential) plus a parameter of its own, ``gain``."""
+
+    def __init__(self):
+        self.inner = nn.Dense(3, 2, dtype=F64, rng=0)
+        self.gain = Parameter(numpy.ones(2), name="gain")
+        super().__init__()
+
+    def leaves(self):
+        return [self.inner]
+
+    def parameters(self):
+        return self.inner.parameters() + [self.gain]
+
+    def forward(self, x):
+        self._h = self.inner.forward(x)
+        return self._h * self.gain.data
+
+    def backward(self, grad_out, *, input_grad=True):
+        self.gain.grad = (grad_out * self._h).sum(axis=0)
+        return self.inner.backward(grad_out * self.gain.data)
+
+
+def test_arrays_are_named_input_then_parameters_by_layer():
+    x = numpy.random.default_rng(0).standard_normal((2, 3))
+    single = nn.gradcheck(nn.Dense(3, 2, dtype=F64, rng=0), x)
+    assert [a.name for a in single.arrays] == ["input", "W", "b"]
+    assert [a.shape for a in single.arrays] == [(2, 3), (3, 2), (2,)]
+    assert [a.checked for a in single.arrays] == [6, 6, 2]
+    model = nn.Sequential(nn.Dense(3, 4, dtype=F64, rng=0), nn.Sigmoid(), nn.Dense(4, 2, dtype=F64, rng=1))
+    names = [a.name for a in nn.gradcheck(model, x).arrays]
+    assert names == ["input", "layer 0 Dense(3, 4).W", "layer 0 Dense(3, 4).b",
+                     "layer 2 Dense(4, 2).W", "layer 2 Dense(4, 2).b"]
+    # a layer holding others outside a Sequential: its parameters by their own names
+    assert [a.name for a in nn.gradcheck(_Gained(), x).arrays] == ["input", "W", "b", "gain"]
+
+
+def test_unnamed_and_repeated_parameter_names_get_their_position():
+    x = numpy.random.default_rng(0).standard_normal((2, 2))
+    result = nn.gradcheck(_Params("", "", "w", "w"), x)
+    assert [a.name for a in result.arrays] == ["input", "param#0", "param#1", "w", "w#3"]
+    assert nn.gradcheck(_Params("w"), x).ok  # a single parameter
+
+
+def test_a_kink_is_counted_apart_not_failed():
+    """ReLU at exactly 0: the central difference is half a slope; by default that is a kink."""
+    x = numpy.array([[0.0, 1.0, -1.0], [2.0, 0.0, 0.5]])
+    g = numpy.full((2, 3), 0.5)
+    result = nn.gradcheck(nn.ReLU(), x, grad_out=g)
+    assert result.ok and result.kinks == {"input": 2} and result.failures == {}
+    assert [(a.kinks, a.failed, a.checked) for a in result.arrays] == [(2, 0, 6)]
+    assert str(result).startswith("gradcheck passed: 6 elements, h=1e-05")
+    assert str(result).endswith("; not counted, within h of a kink: input (2)")
+    off = nn.gradcheck(nn.ReLU(), x, grad_out=g, detect_kinks=False, raise_on_failure=False)
+    assert not off.ok and off.failures == {"input": 2} and off.kinks == {}
+
+
+def test_kinks_in_several_arrays_are_all_listed():
+    """A ReLU fed exactly 0: its Dense's weight and bias sit at the kink (the input, times W = 0, does not)."""
+    dense = nn.Dense(2, 1, dtype=F64)
+    dense.W.data[...] = 0
+    model = nn.Sequential(dense, nn.ReLU())
+    result = nn.gradcheck(model, numpy.array([[1.0, 0.0]]), grad_out=numpy.array([[0.5]]))
+    assert result.ok and str(result).startswith("gradcheck passed: 5 elements")
+    assert str(result).endswith("; not counted, within h of a kink: "
+                                "layer 0 Dense(2, 1).W (1), layer 0 Dense(2, 1).b (1)")
+
+
+def test_a_kink_is_an_error_no_larger_than_the_jump_in_slope():
+    """At x = 0 with h = 0.5: d+ = 1, d- = 0, central 0.5, jump 1. A backward off the
+    central difference by exactly the jump is still a kink; by more, a failure."""
+    x, g = numpy.array([[0.0]]), numpy.array([[1.0]])
+    at_edge = nn.gradcheck(_Kinked(at_zero=1.5), x, grad_out=g, h=0.5)
+    assert at_edge.ok and at_edge.kinks == {"input": 1}
+    beyond = nn.gradcheck(_Kinked(at_zero=1.75), x, grad_out=g, h=0.5, raise_on_failure=False)
+    assert not beyond.ok and beyond.failures == {"input": 1}
+
+
+def test_exactly_zero_gradients_agree_even_with_no_absolute_tolerance():
+    x = numpy.random.default_rng(0).standard_normal((2, 3))
+    g = numpy.zeros((2, 3))
+    # (with atol = 0 the relative floor atol / rtol is 0 too, and max_rel of an exact 0 is 0 / 0)
+    with numpy.errstate(invalid="ignore"):
+        result = nn.gradcheck(nn.Sigmoid(), x, grad_out=g, atol=0.0)
+    assert result.ok and result.kinks == {} and result.failures == {}
+
+
+def test_max_abs_and_max_rel_with_the_relative_floor_atol_over_rtol():
+    x = numpy.random.default_rng(0).standard_normal((2, 4))
+    # analytic g, numerical 2 g on half the columns: relative error 1/2
+    big = nn.gradcheck(_HalfGradient(), x, grad_out=numpy.ones((2, 4)), raise_on_failure=False)
+    assert big.max_abs == pytest.approx(1.0, rel=1e-6) and big.max_rel == pytest.approx(0.5, rel=1e-6)
+    # gradients of 1e-3 and 2e-3 are below atol / rtol = 1e-2: the error is relative to 1e-2
+    small = nn.gradcheck(_HalfGradient(), x, grad_out=numpy.full((2, 4), 1e-3), raise_on_failure=False)
+    assert small.max_rel == pytest.approx(0.1, rel=1e-4)
+    assert small.arrays[0].max_abs == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_failures_in_several_arrays_are_all_listed():
+    x = numpy.random.default_rng(0).standard_normal((3, 5))
+    result = nn.gradcheck(_DenseNoParamGrads(5, 2, dtype=F64, rng=0), x, raise_on_failure=False)
+    assert result.failures == {"W": 10, "b": 2}
+    assert str(result).endswith("; out of tolerance: W (10), b (2)")
+
+
+class _DenseNoParamGrads(nn.Dense):
+    def backward(self, grad_out, *, input_grad=True):
+        out = super().backward(grad_out, input_grad=input_grad)
+        self.W.grad[...] = 0
+        self.b.grad[...] = 0
+        return out
+
+
+def test_the_default_seed_is_zero_and_fixes_the_upstream_gradient():
+    x = numpy.random.default_rng(0).standard_normal((3, 4))
+    runs = [str(nn.gradcheck(_HalfGradient(), x, raise_on_failure=False, **kw))
+            for kw in ({}, {}, {"seed": 0}, {"seed": 1})]
+    assert runs[0] == runs[1] == runs[2] != runs[3]
+
+
+def test_sampled_coordinates_are_distinct():
+    """With max_coords below the size, that many different elements are perturbed."""
+    seen = []
+
+    class Recording(nn.Sigmoid):
+        def forward(self, x):
+            seen.append(x.copy())
+            return super().forward(x)
+
+    x = numpy.random.default_rng(0).standard_normal((4, 5))
+    nn.gradcheck(Recording(), x, max_coords=15)
+    perturbed = {tuple(numpy.argwhere(s != x)[0]) for s in seen if (s != x).any()}
+    assert len(perturbed) == 15
+
+
+def test_what_gradcheck_refuses_is_named():
+    x = numpy.zeros((2, 3))
+    with pytest.raises(TypeError, match=r"^gradcheck: a tuple must be \(layer_or_model, loss\)$"):
+        nn.gradcheck((nn.Dense(3, 2, dtype=F64), nn.Dense(2, 2, dtype=F64)), x, x)
+    with pytest.raises(TypeError, match=r"^gradcheck: a tuple must be \(layer_or_model, loss\)$"):
+        nn.gradcheck((nn.BinaryCrossEntropy(), nn.BinaryCrossEntropy()), x, x)
+    with pytest.raises(TypeError, match=r"^gradcheck: cannot check a str$"):
+        nn.gradcheck("Dense", x)
+    with pytest.raises(ValueError, match=r"^gradcheck: checking a loss needs its target$"):
+        nn.gradcheck(nn.BinaryCrossEntropy(), x)
+
+
+def test_a_failed_pair_names_the_model_and_the_loss():
+    x = numpy.random.default_rng(0).standard_normal((2, 3))
+    t = numpy.random.default_rng(1).random((2, 3))
+    with pytest.raises(nn.GradcheckError,
+                       match=r"^Sequential\(Sigmoid\(\)\) \+ MissingMeanBCE\(\): gradcheck FAILED"):
+        nn.gradcheck((nn.Sequential(nn.Sigmoid()), MissingMeanBCE()), x, t)
+
+
+def test_host_input_target_and_upstream_gradient_go_to_the_parameters_device(monkeypatch):
+    """With the weights on a device, gradcheck hands the layer device arrays only.
+
+    The device: tests/device_double.py's arrays, owned by a cupy stand-in as nanoae.backend sees it."""
+    from device_double import NoHostReads, device_module  # noqa: PLC0415
+
+    from nanoae import backend  # noqa: PLC0415
+
+    def owner(*arrays):
+        return device_module if any(isinstance(a, NoHostReads) for a in arrays) else numpy
+
+    monkeypatch.setattr(backend, "_cupy", types.SimpleNamespace(
+        ndarray=NoHostReads, get_array_module=owner, asnumpy=lambda a: numpy.asarray(a).view(numpy.ndarray)))
+    monkeypatch.setattr(NoHostReads, "armed", False)
+    seen = set()
+
+    class Watched(nn.Dense):
+        def forward(self, x):
+            seen.add(("input", type(x)))
+            return super().forward(x)
+
+        def backward(self, grad_out, *, input_grad=True):
+            seen.add(("grad_out", type(grad_out)))
+            return super().backward(grad_out, input_grad=input_grad)
+
+    layer = Watched(3, 2, dtype=F64, rng=0)
+    for p in layer.parameters():
+        p.data, p.grad = device_module.asarray(p.data), device_module.asarray(p.grad)
+    x = numpy.random.default_rng(0).standard_normal((2, 3))  # on the host
+    assert nn.gradcheck(layer, x).ok
+    assert seen == {("input", NoHostReads), ("grad_out", NoHostReads)}
+    model, loss = nn.Sequential(layer, nn.Sigmoid()), nn.BinaryCrossEntropy(check=False)
+    seen_loss = []
+    loss.forward = lambda pred, target, f=loss.forward: seen_loss.append(type(target)) or f(pred, target)
+    assert nn.gradcheck((model, loss), x, numpy.full((2, 2), 0.5)).ok
+    assert set(seen_loss) == {NoHostReads}

@@ -1,5 +1,7 @@
 """Layers: forward against naive references, gradient checks, dtypes, errors."""
 
+import re
+
 import numpy
 import pytest
 
@@ -180,3 +182,80 @@ def test_softmax_works_on_the_last_axis_of_any_shape(rng):
         numpy.testing.assert_allclose(row_y, p, rtol=1e-12)
         jacobian = numpy.diag(p) - numpy.outer(p, p)  # dy_i/dx_k = y_i (delta_ik - y_k)
         numpy.testing.assert_allclose(row_dx, jacobian.T @ row_g, rtol=1e-10, atol=1e-14)
+
+
+# -- what each refusal says ---------------------------------------------------
+
+def test_dense_input_errors_say_what_was_expected_and_found():
+    layer = nn.Dense(4, 2)
+    with pytest.raises(ValueError, match=r"^Dense\(4, 2\): expected input of shape \(N, 4\), got \(3, 5\)$"):
+        layer(numpy.zeros((3, 5), numpy.float32))
+    with pytest.raises(ValueError, match=r"^Dense\(4, 2\): expected input of shape \(N, 4\), got \(4,\)$"):
+        layer(numpy.zeros(4, numpy.float32))
+    with pytest.raises(ValueError, match=r"^Dense\(4, 2\): expected input of shape \(N, 4\), got list$"):
+        layer([[0.0] * 4])
+    with pytest.raises(ValueError, match=r"got \(2, 2, 2\); flatten it first: x\.reshape\(len\(x\), -1\)$"):
+        layer(numpy.zeros((2, 2, 2), numpy.float32))
+    # a 1-D batch is not images: no advice to flatten, even where its width would fit
+    with pytest.raises(ValueError, match=r"^Dense\(1, 2\): expected input of shape \(N, 1\), got \(5,\)$"):
+        nn.Dense(1, 2)(numpy.zeros(5, numpy.float32))
+
+
+def test_dense_dtype_errors_give_the_fix_for_what_was_passed():
+    layer = nn.Dense(4, 2)
+    with pytest.raises(TypeError, match=r"^Dense\(4, 2\): expected input of dtype float32, got uint8; "
+                                        r"pixels\? scale them: x\.astype\(float32\) / 255$"):
+        layer(numpy.zeros((2, 4), numpy.uint8))
+    with pytest.raises(TypeError, match=r"^Dense\(4, 2\): expected input of dtype float32, got float64; "
+                                        r"convert once, outside the training loop: x\.astype\(float32\)$"):
+        layer(numpy.zeros((2, 4), numpy.float64))
+
+
+def test_dense_construction_errors():
+    for sizes in ((0, 3), (3, 0)):
+        with pytest.raises(ValueError, match=rf"^Dense: sizes must be positive, got \({sizes[0]}, {sizes[1]}\)$"):
+            nn.Dense(*sizes)
+    with pytest.raises(TypeError, match=r"^Dense: dtype must be floating point, got int32$"):
+        nn.Dense(2, 2, dtype=numpy.int32)
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Dense(3, 2), nn.ReLU, nn.Sigmoid, nn.Softmax])
+def test_every_layer_refuses_backward_before_forward(make):
+    layer = make()
+    with pytest.raises(RuntimeError, match=rf"^{re.escape(layer.name)}: backward\(\) called before forward\(\)$"):
+        layer.backward(numpy.ones((2, 2), numpy.float32))
+
+
+def test_a_fresh_sigmoid_has_no_logits_yet():
+    assert nn.Sigmoid().logits is None
+
+
+@pytest.mark.parametrize("make", [nn.ReLU, nn.Sigmoid, nn.Softmax])
+def test_activations_name_themselves_when_given_integers_or_non_arrays(make):
+    layer = make()
+    with pytest.raises(TypeError, match=rf"^{make.__name__}\(\): expected a floating-point array, got int64$"):
+        layer(numpy.zeros((2, 3), numpy.int64))
+    with pytest.raises(TypeError, match=rf"^{make.__name__}\(\): expected a floating-point array, got list$"):
+        layer([[0.0, 1.0]])
+
+
+def test_backward_names_a_wrong_grad_dtype():
+    relu = nn.ReLU()
+    relu(numpy.ones((2, 3), numpy.float32))
+    with pytest.raises(TypeError, match=r"^ReLU\(\): backward expected grad_out of dtype float32, got float64$"):
+        relu.backward(numpy.ones((2, 3)))
+
+
+def test_sigmoid_is_exact_up_to_its_clip_bound():
+    """The clip sits at log(max) - 1 (87.7 in float32): just inside it, nothing is clipped."""
+    x = numpy.array([[-87.0, 87.0]], numpy.float32)
+    expected = 1 / (1 + numpy.exp(-x.astype(numpy.float64)))
+    assert numpy.allclose(nn.Sigmoid()(x), expected, rtol=1e-5, atol=0)
+
+
+def test_a_parameter_names_itself_with_its_shape_and_dtype():
+    from nanoae.parameter import Parameter  # noqa: PLC0415
+
+    assert repr(Parameter(numpy.zeros((2, 3)))) == "Parameter(?, shape=(2, 3), dtype=float64)"
+    assert repr(Parameter(numpy.zeros(2, numpy.float32), name="W")) == "Parameter(W, shape=(2,), dtype=float32)"
+    assert Parameter(numpy.zeros(2)).name == ""

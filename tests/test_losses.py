@@ -1,5 +1,7 @@
 """Losses: values against naive formulas, gradient checks, stability, errors."""
 
+import types
+
 import numpy
 import pytest
 
@@ -222,3 +224,71 @@ def test_cross_entropy_names_what_is_wrong_with_its_inputs():
         with pytest.raises(kind, match=message):
             ce(*args)
     assert float(ce(p, numpy.array([0, 1], numpy.uint8))) == pytest.approx(numpy.log(3))
+
+
+# -- what each refusal says, and when value checks run ------------------------
+
+def test_bce_names_what_is_wrong_with_pred_or_target():
+    bce, p = nn.BinaryCrossEntropy(), numpy.full((2, 3), 0.5)
+    with pytest.raises(TypeError, match=r"^BinaryCrossEntropy\(\): pred must be a floating-point array, got list$"):
+        bce([[0.5]], p)
+    with pytest.raises(TypeError, match=r"^BinaryCrossEntropy\(\): pred must be a floating-point array, got int64$"):
+        bce(numpy.zeros((2, 3), numpy.int64), p)
+    with pytest.raises(TypeError, match=r"^BinaryCrossEntropy\(\): target must be a floating-point array, "
+                                        r"got int64$"):
+        bce(p, numpy.zeros((2, 3), numpy.int64))
+    with pytest.raises(ValueError, match=r"^BinaryCrossEntropy\(\): got an empty batch$"):
+        bce(numpy.zeros((0, 3)), numpy.zeros((0, 3)))
+    with pytest.raises(ValueError, match=r"^BinaryCrossEntropy\(\): pred and target must have the same shape"):
+        bce(p, p[:1])
+
+
+def test_bce_logits_must_match_pred():
+    bce, p = nn.BinaryCrossEntropy(), numpy.full((2, 3), 0.5)
+    with pytest.raises(ValueError, match=r"^BinaryCrossEntropy\(\): logits must match pred, got \(2, 2\) "
+                                         r"float64 for pred \(2, 3\) float64$"):
+        bce(p, p, logits=numpy.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"logits must match pred, got \(2, 3\) float32 for pred \(2, 3\) float64$"):
+        bce(p, p, logits=numpy.zeros((2, 3), numpy.float32))
+
+
+def test_value_checks_run_by_default_on_numpy_and_check_false_turns_them_off():
+    p = numpy.full((2, 3), 0.5)
+    with pytest.raises(ValueError, match=r"target values must lie in \[0, 1\], got \[0\.5, 1\.5\]"):
+        nn.BinaryCrossEntropy()(p, numpy.array([[0.5] * 3, [1.5] * 3]))
+    nn.BinaryCrossEntropy(check=False)(p, numpy.array([[0.5] * 3, [1.5] * 3]))
+    with pytest.raises(ValueError, match=r"^BinaryCrossEntropy\(\): pred contains 1 non-finite value"):
+        nn.BinaryCrossEntropy()(numpy.array([[0.5, numpy.nan]]), numpy.full((1, 2), 0.5))
+    assert numpy.isnan(nn.BinaryCrossEntropy(check=False)(numpy.array([[0.5, numpy.nan]]),
+                                                           numpy.full((1, 2), 0.5)))
+
+
+def test_a_non_finite_loss_from_finite_inputs_is_reported():
+    """Infinite logits (not among the checked inputs) give inf - inf: the loss itself is named."""
+    p, t = numpy.full((1, 2), 0.5), numpy.full((1, 2), 0.5)
+    with pytest.raises(ValueError, match=r"^BinaryCrossEntropy\(\): the loss is not finite although its "
+                                         r"inputs are$"):
+        with numpy.errstate(invalid="ignore"):
+            nn.BinaryCrossEntropy()(p, t, logits=numpy.array([[numpy.inf, 0.0]]))
+
+
+def test_on_a_device_the_value_checks_are_off_by_default(monkeypatch):
+    """With device (CuPy) arrays, check=None runs no value check: each would wait for the device.
+
+    The stand-in: tests/device_double.py's arrays, which fail on any read back to the host,
+    owned by a cupy stand-in as nanoae.backend sees it."""
+    from device_double import NoHostReads, device_module  # noqa: PLC0415
+
+    from nanoae import backend  # noqa: PLC0415
+
+    def owner(*arrays):
+        return device_module if any(isinstance(a, NoHostReads) for a in arrays) else numpy
+
+    monkeypatch.setattr(backend, "_cupy", types.SimpleNamespace(ndarray=NoHostReads, get_array_module=owner))
+    rng = numpy.random.default_rng(0)
+    p, t = device_module.asarray(rng.random((3, 4))), device_module.asarray(rng.random((3, 4)))
+    bce = nn.BinaryCrossEntropy()
+    bce(p, t), bce.backward(), bce.logits_grad(), bce(p, t, logits=device_module.asarray(rng.random((3, 4))))
+    q, labels = device_module.asarray(probs(rng, 3, 4)), device_module.asarray(numpy.array([0, 3, 1]))
+    ce = nn.CrossEntropy()
+    ce(q, labels), ce.backward(), ce.logits_grad()

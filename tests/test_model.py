@@ -135,3 +135,45 @@ def test_the_double_refuses_a_host_array_written_into_it():
     device[...] = 1.0  # a scalar is fine, as on CuPy
     with pytest.raises(HostWriteError):
         device[...] = numpy.ones(3)
+
+
+# -- construction, names, and input_grad through every path -------------------
+
+def test_a_list_of_layers_builds_the_same_model():
+    layers = [nn.Dense(3, 4), nn.ReLU(), nn.Dense(4, 2)]
+    model = nn.Sequential(layers)
+    assert model.layers == layers and len(model) == 3
+    assert len(nn.Sequential(nn.Dense(3, 4), nn.ReLU())) == 2
+
+
+def test_a_slice_and_a_nested_model_keep_their_names():
+    inner = nn.Sequential(nn.Dense(3, 2), nn.ReLU())
+    model = nn.Sequential(nn.Dense(4, 3), nn.ReLU(), inner)
+    assert inner.name == "Sequential(Dense(3, 2), ReLU())"
+    assert [layer.name for layer in model[1:]] == ["layer 1 ReLU()", inner.name]
+    assert model[0].name == "layer 0 Dense(4, 3)"
+
+
+def test_last_layer_is_the_last_working_layer():
+    model = nn.Sequential(nn.Dense(3, 4), nn.ReLU(), nn.Sequential(nn.Dense(4, 2), nn.Sigmoid()))
+    assert isinstance(model.last_layer(), nn.Sigmoid)
+
+
+def test_input_grad_reaches_the_first_layer_on_every_path(rng):
+    x = rng.standard_normal((3, 4)).astype(numpy.float32)
+    model = nn.Sequential(nn.Dense(4, 3, rng=0), nn.ReLU())  # ReLU then BCE: not a fused pair
+    y = model(x)
+    g = numpy.ones_like(y)
+    assert model.backward(g) is not None and model.backward(g, input_grad=False) is None
+    assert nn.model.backward_through(model.leaves(), g) is not None  # True by default
+    loss = nn.BinaryCrossEntropy()
+    loss(numpy.clip(y, 0.1, 0.9), numpy.full_like(y, 0.5))
+    assert model.backward_from_loss(loss).shape == x.shape
+    assert model.backward_from_loss(loss, input_grad=False) is None
+
+
+def test_load_state_dict_names_unexpected_keys():
+    model = nn.Sequential(nn.Dense(2, 2))
+    state = {**model.state_dict(), "9.W": numpy.zeros(1)}
+    with pytest.raises(ValueError, match=r"missing keys \[\], unexpected keys \['9\.W'\]$"):
+        model.load_state_dict(state)

@@ -372,3 +372,61 @@ def test_flush_happens_every_flush_every_steps():
         opt.step()
         flushed = opt.velocity[0][0] == 0
         assert flushed == (step % 3 == 0), step
+
+
+# -- bounds and messages of the hyper-parameters; what in_place chooses ---------
+
+def test_bounds_of_the_hyper_parameters_are_the_documented_ones():
+    p = [_param([1.0])]
+    nn.SGD(p, lr=0.1, momentum=0.0)
+    for bad in (1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=rf"^SGD: momentum must be in \[0, 1\), got {bad}$"):
+            nn.SGD(p, lr=0.1, momentum=bad)
+    nn.Adam(p, betas=(0.0, 0.0))  # 0 is allowed for both
+    for betas in ((0.9, 1.0), (0.9, 1.5), (1.0, 0.9)):
+        with pytest.raises(ValueError, match=r"^Adam: betas must be in \[0, 1\)"):
+            nn.Adam(p, betas=betas)
+    assert nn.AdamW(p, weight_decay=0.0).weight_decay == 0.0
+    with pytest.raises(ValueError, match=r"^AdamW: weight_decay must be >= 0, got -0\.1$"):
+        nn.AdamW(p, weight_decay=-0.1)
+    assert nn.AdamW(p).weight_decay == 0.01
+    assert nn.SGD(p, lr=0.1, flush_every=1).flush_every == 1
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=rf"^SGD: flush_every must be >= 1 or None, got {bad}$"):
+            nn.SGD(p, lr=0.1, flush_every=bad)
+    with pytest.raises(ValueError, match=r"^Adam: got no parameters$"):
+        nn.Adam([])
+
+
+def test_an_optimizer_built_on_the_base_class_flushes_every_100_steps_by_default():
+    class Plain(nn.Optimizer):
+        def update(self):
+            pass
+
+    assert Plain([_param([1.0])], lr=0.1).flush_every == 100
+
+
+def test_the_smallest_normal_number_itself_is_not_flushed():
+    opt = nn.Adam([_param([1.0, 1.0, 1.0])])
+    tiny = numpy.finfo(numpy.float32).tiny
+    opt.m[0][...] = numpy.array([tiny, tiny / 2, -tiny], numpy.float32)
+    opt.flush_subnormals()
+    assert to_numpy(opt.m[0]).tolist() == [tiny, 0.0, -tiny]
+
+
+def test_load_state_dict_names_the_missing_entries():
+    opt = nn.Adam([_param([1.0])])
+    state = opt.state_dict()
+    del state["v"], state["t"]
+    with pytest.raises(ValueError, match=r"^Adam\.load_state_dict: missing \['t', 'v'\]$"):
+        opt.load_state_dict(state)
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_in_place_chooses_which_form_of_adam_runs(monkeypatch, in_place):
+    calls = []
+    for name in ("adam_step", "adam_step_in_place"):
+        monkeypatch.setattr(nn.optim, name, lambda *a, name=name, **k: calls.append(name))
+    opt = nn.Adam([_param([1.0])], in_place=in_place)
+    opt.step()
+    assert calls == ["adam_step_in_place" if in_place else "adam_step"]

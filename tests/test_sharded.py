@@ -141,3 +141,42 @@ def test_parameters_of_two_dtypes_are_refused():
     b = nn.Parameter(np.zeros(2, np.float64))
     with pytest.raises(ValueError, match=r"one dtype.*\['float32', 'float64'\]"):
         run_threads(1, lambda r, comm: ShardedOptimizer(nn.SGD([a, b], lr=0.1), comm))
+
+
+def test_equal_shards_need_no_weight_and_a_rank_may_have_an_empty_shard():
+    # the default weight is 1/size; a batch of 2 on 3 ranks leaves rank 0 without examples
+    one_model, _, _ = _train(0, 1, None, batch=2)
+    for model, _, _ in run_threads(3, lambda r, comm: _train(r, 3, comm, batch=2)):
+        _assert_close(model, one_model)
+
+    def unweighted(rank, comm):
+        x, y = _data()
+        model, loss = _model(), nn.CrossEntropy()
+        step = ShardedOptimizer(nn.SGD(model.parameters(), lr=0.1), comm)
+        mine = slice(4 * rank, 4 * rank + 4)  # 2 ranks x 4 examples: a batch of 8
+        loss(model(x[mine]), y[mine])
+        model.backward_from_loss(loss, input_grad=False)
+        step.step()
+        return model
+
+    one_model, _, _ = _train(0, 1, None, steps=1, make=lambda ps: nn.SGD(ps, lr=0.1))
+    for model in run_threads(2, unweighted):
+        _assert_close(model, one_model)
+
+
+def test_one_parameter_is_sharded_too_and_the_range_is_named():
+    w = nn.Parameter(np.arange(5, dtype=np.float32), name="w")
+    w.grad = np.ones(5, np.float32)
+
+    def body(rank, comm):
+        p = nn.Parameter(w.data.copy(), name="w")
+        p.grad = w.grad.copy()
+        step = ShardedOptimizer(nn.SGD([p], lr=0.5), comm)
+        step.step()
+        return p.data.copy(), step.part.name, repr(step)
+
+    results = run_threads(2, body)
+    for rank, (data, name, text) in enumerate(results):
+        np.testing.assert_allclose(data, np.arange(5) - 0.5)
+        assert name == f"range {rank} of 2"
+        assert text == f"ShardedOptimizer(SGD, rank {rank} of 2: values {3 * rank}..{3 * rank + 2} of 5)"

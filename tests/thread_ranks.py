@@ -37,6 +37,11 @@ class _Hub:
         return everyone
 
 
+# The constants of the fake ``mpi4py.MPI``: ThreadComm checks it is given them (a collective
+# called without ``op=MPI.SUM`` or ``MPI.IN_PLACE`` would do something else under a real MPI).
+MPI = types.SimpleNamespace(IN_PLACE="MPI.IN_PLACE", SUM="MPI.SUM", COMM_TYPE_SHARED="MPI.COMM_TYPE_SHARED")
+
+
 class ThreadComm:
     """The mpi4py calls nanoae makes, for one rank of a ``_Hub``."""
 
@@ -50,6 +55,7 @@ class ThreadComm:
         return self.hub.size
 
     def Allreduce(self, sendbuf, recvbuf, op=None):  # only in place: recvbuf holds the input
+        assert sendbuf is MPI.IN_PLACE and op is MPI.SUM, (sendbuf, op)
         parts = self.hub.exchange(self.rank, recvbuf.copy())
         total = parts[0].copy()
         for part in parts[1:]:
@@ -60,6 +66,7 @@ class ThreadComm:
         buf[...] = self.hub.exchange(self.rank, buf.copy())[root]
 
     def Reduce_scatter_block(self, send, recv, op=None):
+        assert op is MPI.SUM, op
         parts = self.hub.exchange(self.rank, send.copy())
         c = recv.size
         total = parts[0][self.rank * c:(self.rank + 1) * c].copy()
@@ -68,6 +75,7 @@ class ThreadComm:
         recv[...] = total
 
     def Allgather(self, sendbuf, buf):  # only in place: rank r's part is already in buf
+        assert sendbuf is MPI.IN_PLACE, sendbuf
         c = buf.size // self.hub.size
         parts = self.hub.exchange(self.rank, buf[self.rank * c:(self.rank + 1) * c].copy())
         for r, part in enumerate(parts):
@@ -77,6 +85,7 @@ class ThreadComm:
         self.hub.exchange(self.rank, None)
 
     def Split_type(self, kind):  # every rank on one machine
+        assert kind is MPI.COMM_TYPE_SHARED, kind
         return self
 
     def Free(self):
@@ -91,9 +100,8 @@ class ThreadComm:
 
 def fake_mpi4py(monkeypatch):
     """An ``mpi4py`` whose MPI module has the few constants nanoae passes to ThreadComm."""
-    mpi = types.SimpleNamespace(IN_PLACE=None, SUM="sum", COMM_TYPE_SHARED="shared")
-    monkeypatch.setitem(sys.modules, "mpi4py", types.SimpleNamespace(MPI=mpi))
-    monkeypatch.setitem(sys.modules, "mpi4py.MPI", mpi)
+    monkeypatch.setitem(sys.modules, "mpi4py", types.SimpleNamespace(MPI=MPI))
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", MPI)
 
 
 def run_ranks(size, work, monkeypatch):
@@ -121,4 +129,4 @@ def run_ranks(size, work, monkeypatch):
     return results
 
 
-__all__ = ["run_ranks", "ThreadComm"]
+__all__ = ["run_ranks", "ThreadComm", "MPI"]
