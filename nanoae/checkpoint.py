@@ -148,6 +148,15 @@ def read_checkpoint_extra(path) -> dict:
 
 # -- helpers ------------------------------------------------------------------
 
+def _member(npz, name: str):
+    """``npz[name]``, which must be an array: NumPy hands back the raw bytes of a member that
+    is not a .npy file, and those would fail later with an unrelated error."""
+    value = npz[name]
+    if not isinstance(value, numpy.ndarray):
+        raise ValueError(f"member {name!r} is not a .npy array")
+    return value
+
+
 def _read(path: Path, *, with_arrays: bool):
     """Read and decode ``path`` fully into memory: (metadata dict, {name: array})."""
     if not path.exists():
@@ -171,12 +180,12 @@ def _read(path: Path, *, with_arrays: bool):
         with npz:
             if "meta" not in npz.files:
                 raise KeyError("no 'meta' entry")
-            raw = npz["meta"]
+            raw = _member(npz, "meta")
             if raw.dtype != numpy.uint8 or raw.ndim != 1:
                 raise ValueError(f"'meta' is {raw.dtype} of shape {raw.shape}, expected 1-D uint8")
             meta = json.loads(raw.tobytes().decode("utf-8"))
             if with_arrays:  # read every member now: a corrupt one fails here, before any write
-                arrays = {name: npz[name] for name in npz.files if name != "meta"}
+                arrays = {name: _member(npz, name) for name in npz.files if name != "meta"}
     except _CORRUPT as exc:
         raise CheckpointError(f"{path} is not a valid nanoae checkpoint (corrupt or truncated): "
                               f"{type(exc).__name__}: {exc}") from exc

@@ -470,3 +470,19 @@ def test_the_temporary_file_is_a_hidden_sibling_of_the_target(tmp_path, monkeypa
     assert os.path.dirname(tmp) == str(tmp_path / "sub")
     name = os.path.basename(tmp)
     assert name.startswith(".c.npz.") and name.endswith(".tmp") and len(name) > len(".c.npz..tmp")
+
+
+def test_a_member_that_is_not_an_array_is_named(saved, tmp_path):
+    """A zip member replaced by junk bytes: NumPy hands back bytes, not an array. The loader
+    says which member, instead of failing later on ``'bytes' object has no attribute``."""
+    import zipfile  # noqa: PLC0415
+
+    _, _, path = saved
+    target, target_opt = make(seed=8)
+    for member in ("param/0.W.npy", "meta.npy"):
+        junk = tmp_path / f"junk-{member.replace('/', '_')}.npz"
+        with zipfile.ZipFile(path) as src, zipfile.ZipFile(junk, "w") as dst:
+            for item in src.namelist():
+                dst.writestr(item, b"junk bytes" if item == member else src.read(item))
+        with pytest.raises(CheckpointError, match=f"member '{member[:-4]}' is not a .npy array"):
+            load_checkpoint(junk, target, target_opt)
