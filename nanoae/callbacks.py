@@ -146,9 +146,9 @@ class Checkpoint(Callback):
             run.state.resume(self.path, run.model, run.optimizer)
 
     def save(self, run):
-        run.gather_optimizer_state()  # data parallel: every rank's range, into the whole state
-        if run.comm.is_root:
-            run.state.save(self.path, run.model, run.optimizer, {**self.meta, "seed": run.seed})
+        with run.whole_optimizer_state():  # data parallel: every rank's range, gathered
+            if run.comm.is_root:
+                run.state.save(self.path, run.model, run.optimizer, {**self.meta, "seed": run.seed})
 
     on_epoch_end = on_train_end = on_interrupt = save
 

@@ -27,23 +27,29 @@ new values copied into ``flat`` and is given its view back, and an optimizer
 that rebinds the range's ``data`` instead of updating it in place has its
 result copied likewise. No rule to remember.
 
-The state. The user's optimizer (``optimizer``) keeps its hyper-parameters and
-its own whole-size state arrays; this class copies this rank's range of that
-state when it is created (a resumed run's state too), reads ``optimizer.lr`` at
-every step (schedules change it), and ``gather_state()`` writes the whole
-updated state back into ``optimizer`` (``t``, ``m``, ``v``, ...), in the format
-of a single process, so that a checkpoint saved from it resumes on any number
-of ranks. ``fit`` does this before each checkpoint and at the end of training.
+The state. The user's optimizer (``optimizer``) keeps its hyper-parameters;
+this class takes this rank's range of its state when it is created (a resumed
+run's state too) and lets go of the whole-size arrays, so that a rank holds
+1/N of the state, not 1/N more. Until ``gather_state()`` gives them back,
+``optimizer.m`` (and each other state name) is a ``SplitState`` that says where
+the state went. ``step`` reads ``optimizer.lr`` every time (schedules change it).
+``gather_state()`` writes the whole updated state back into ``optimizer`` (``t``,
+``m``, ``v``, ...), in the format of a single process, so that a checkpoint
+saved from it resumes on any number of ranks; ``with whole_state():`` does the
+same for a moment (a checkpoint), after which each rank holds its range alone
+again. ``fit`` saves checkpoints inside ``whole_state()`` and calls
+``gather_state()`` when training ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 from .backend import get_array_module
 from .parameter import Parameter
 
-__all__ = ["ShardedOptimizer", "range_of"]
+__all__ = ["ShardedOptimizer", "SplitState", "range_of"]
 
 
 def range_of(rank: int, size: int, total: int) -> slice:
@@ -93,6 +99,7 @@ class ShardedOptimizer:
             for a, piece in zip(getattr(optimizer, name), _pieces(self.params, whole)):
                 piece[...] = a
             setattr(self.inner, name, [whole[self.range].copy()])
+        self._let_go_of_whole_state()
 
     def __repr__(self) -> str:
         return (f"ShardedOptimizer({type(self.optimizer).__name__}, rank {self.comm.rank} of "
@@ -114,9 +121,9 @@ class ShardedOptimizer:
         if weight == 0.0:
             self.grads[...] = 0
         else:
+            xp, w = get_array_module(self.grads), self.grads.dtype.type(weight)
             for p, piece in zip(self.params, self.grad_pieces):
-                piece[...] = p.grad
-            self.grads *= self.grads.dtype.type(weight)
+                xp.multiply(p.grad, w, out=piece)  # piece <- weight * grad: copied and weighted in one pass
         engine.reduce_scatter_sum(self.grads, self.part.grad)
         self.inner.lr = self.optimizer.lr
         self.inner.step()
@@ -133,20 +140,62 @@ class ShardedOptimizer:
                 p.data = view
 
     def gather_state(self) -> None:
-        """Write the whole optimizer state into ``optimizer`` (every rank must call this)."""
+        """Write the whole optimizer state into ``optimizer`` (every rank must call this).
+
+        ``optimizer`` gets new whole-size arrays, one per parameter, as it had
+        before this class took them; its ``t`` is the steps taken.
+        """
         engine = self.comm.engine(self.flat)
+        xp = get_array_module(self.flat)
         for name in self.optimizer._state_names:
-            whole = get_array_module(self.flat).empty_like(self.flat)
+            whole = xp.empty_like(self.flat)
             whole[self.range] = getattr(self.inner, name)[0]
             engine.allgather(whole)
-            for a, piece in zip(getattr(self.optimizer, name), _pieces(self.params, whole)):
-                a[...] = piece
+            setattr(self.optimizer, name, [piece.copy() for piece in _pieces(self.params, whole)])
         self.optimizer.t = self.inner.t
 
+    @contextlib.contextmanager
+    def whole_state(self):
+        """Inside: ``optimizer`` holds the whole state (``gather_state``; every rank must
+        enter). Afterwards each rank holds only its range again."""
+        self.gather_state()
+        try:
+            yield self.optimizer
+        finally:
+            self._let_go_of_whole_state()
+
+    def _let_go_of_whole_state(self) -> None:
+        """Drop ``optimizer``'s whole-size state arrays: this rank steps only its range."""
+        for name in self.optimizer._state_names:
+            setattr(self.optimizer, name, SplitState(name, self))
+
     def state_bytes(self) -> int:
-        """Bytes of optimizer state this rank updates at each step (1/N of a single process's)."""
-        return sum(int(a.nbytes) for name in self.inner._state_names
-                   for a in getattr(self.inner, name))
+        """Bytes of optimizer state this rank holds: its range (1/N of a single process's),
+        plus the whole-size arrays, if ``optimizer`` holds them now (after ``gather_state``)."""
+        held = [a for name in self.inner._state_names for a in getattr(self.inner, name)]
+        for name in self.optimizer._state_names:
+            state = getattr(self.optimizer, name)
+            held += [] if isinstance(state, SplitState) else list(state)
+        return sum(int(a.nbytes) for a in held)
+
+
+class SplitState:
+    """What an optimizer's state name (``optimizer.m``) holds while a ``ShardedOptimizer``
+    steps it: each rank keeps its own range, so there is no whole array to read here."""
+
+    def __init__(self, name: str, owner: ShardedOptimizer):
+        self.name, self.owner = name, owner
+
+    def __repr__(self) -> str:
+        return f"SplitState({self.name!r}: split across the ranks by {self.owner!r})"
+
+    def _refuse(self, *args):
+        raise RuntimeError(
+            f"{type(self.owner.optimizer).__name__}.{self.name} is split across the ranks of a "
+            f"data-parallel run ({self.owner!r}); it is whole again when fit ends, or inside "
+            "`with sharded.whole_state():` (every rank must enter it)")
+
+    __iter__ = __len__ = __getitem__ = _refuse
 
 
 def _pieces(params, flat):

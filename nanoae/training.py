@@ -36,6 +36,7 @@ One training step (``train_step``) is the data flow of the whole package:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -282,7 +283,7 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
                 _call(callbacks, "on_epoch_end", run)
                 if run.stop_reason:
                     break
-            run.gather_optimizer_state()
+            run.end_sharding()
             _call(callbacks, "on_train_end", run)
     finally:
         loss.check = check_before
@@ -325,10 +326,20 @@ class Run:
         """What takes the steps: the sharded optimizer under data parallel, else ``optimizer``."""
         return self.optimizer if self.sharded is None else self.sharded
 
-    def gather_optimizer_state(self) -> None:
-        """Make ``optimizer`` hold the whole, current state (before saving it; every rank calls it)."""
+    def whole_optimizer_state(self):
+        """A context inside which ``optimizer`` holds the whole, current state (to save it).
+
+        Data parallel: gathered from every rank's range (every rank must enter),
+        and let go of again on leaving (``ShardedOptimizer.whole_state``).
+        """
+        return contextlib.nullcontext() if self.sharded is None else self.sharded.whole_state()
+
+    def end_sharding(self) -> None:
+        """Training is over (done or interrupted; every rank calls this at the same step):
+        ``optimizer`` gets the whole state back for good, and takes the steps again."""
         if self.sharded is not None:
             self.sharded.gather_state()
+            self.sharded = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -392,6 +403,7 @@ def _interrupt(run: Run, callbacks, step_losses, correct):
     """Ctrl-C between two steps: note where the run stands, let callbacks save, and stop."""
     state = run.state
     state.step, state.epoch, state.partial = run.step + 1, run.epoch, (step_losses, correct)
+    run.end_sharding()
     _call(callbacks, "on_interrupt", run)
     run.comm.barrier()  # no rank ends the job before rank 0 has written the checkpoint
     saved = _checkpoint_paths(callbacks)

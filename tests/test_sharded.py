@@ -12,7 +12,7 @@ from engine_checks import check_engine
 from fake_nccl import ThreadEngine, _Rendezvous, run_threads
 
 import nanoae as nn
-from nanoae.sharded import ShardedOptimizer, range_of
+from nanoae.sharded import ShardedOptimizer, SplitState, range_of
 
 FEATURES, HIDDEN, CLASSES, N = 12, 16, 5, 64  # 12*16 + 16 + 16*5 + 5 = 293 values: odd
 
@@ -29,8 +29,9 @@ def _data():
             rng.integers(0, CLASSES, size=N).astype(np.int64))
 
 
-def _train(rank, size, comm, *, steps=20, batch=8, make=nn.Adam, rebind_at=None):
-    """``steps`` steps on this rank's shard of each batch; sharded when comm is given."""
+def _train(rank, size, comm, *, steps=20, batch=8, make=nn.Adam, rebind_at=None, gather=True):
+    """``steps`` steps on this rank's shard of each batch; sharded when comm is given
+    (then the whole state is gathered into the optimizer at the end, if ``gather``)."""
     x, y = _data()
     model, loss = _model(), nn.CrossEntropy()
     optimizer = make(model.parameters())
@@ -49,7 +50,7 @@ def _train(rank, size, comm, *, steps=20, batch=8, make=nn.Adam, rebind_at=None)
             optimizer.step()
         else:
             step.step(weight=len(mine) / batch)
-    if step is not None:
+    if step is not None and gather:
         step.gather_state()
     return model, optimizer, step
 
@@ -75,12 +76,15 @@ def test_n_ranks_equal_one_process_after_20_steps_and_the_state_is_gathered(size
 
 @pytest.mark.parametrize("size", [2, 3, 4, 7])
 def test_each_rank_keeps_its_range_of_the_state(size):
-    results = run_threads(size, lambda r, comm: _train(r, size, comm, steps=1))
+    results = run_threads(size, lambda r, comm: _train(r, size, comm, steps=1, gather=False))
     total = 293
     part = -(-total // size)
-    for rank, (_, _, step) in enumerate(results):
+    for rank, (_, optimizer, step) in enumerate(results):
         assert step.range == range_of(rank, size, total) == slice(rank * part, (rank + 1) * part)
-        assert step.state_bytes() == 2 * part * 4  # Adam's m and v in float32
+        assert step.state_bytes() == 2 * part * 4  # Adam's m and v in float32, this range only
+        assert isinstance(optimizer.m, SplitState) and isinstance(optimizer.v, SplitState)
+        with pytest.raises(RuntimeError, match=r"Adam.m is split across the ranks .* whole again when fit ends"):
+            optimizer.state_dict()
     ranges = [results[r][2].range for r in range(size)]
     assert ranges[-1].stop >= total and ranges[-1].stop - total < size  # padding: fewer than N
 
@@ -180,3 +184,49 @@ def test_one_parameter_is_sharded_too_and_the_range_is_named():
         np.testing.assert_allclose(data, np.arange(5) - 0.5)
         assert name == f"range {rank} of 2"
         assert text == f"ShardedOptimizer(SGD, rank {rank} of 2: values {3 * rank}..{3 * rank + 2} of 5)"
+
+
+def test_a_rank_holds_one_nth_of_the_state_and_gets_it_whole_back_for_a_moment():
+    """Memory, measured: the user's whole-size m and v are let go of (tracemalloc sees NumPy's
+    allocations), held again inside ``whole_state()``, let go of after, and kept by gather_state."""
+    import tracemalloc
+
+    size = 4
+    model_of = lambda: nn.Sequential(nn.Dense(256, 128, rng=np.random.default_rng(0)), nn.ReLU(),  # noqa: E731
+                                     nn.Dense(128, 5, rng=np.random.default_rng(1)))
+    total = 256 * 128 + 128 + 128 * 5 + 5  # 33,541 values: Python's own objects are small beside them
+    part = -(-total // size)
+    whole = 2 * 4 * total  # Adam's m and v of every parameter, float32
+
+    def run(rank, comm):
+        model = model_of()
+        optimizer = nn.Adam(model.parameters())
+        model(np.ones((2, 256), np.float32))
+        model.backward(np.ones((2, 5), np.float32), input_grad=False)
+        optimizer.step()  # the state of every parameter exists
+        for other in range(size):  # one rank at a time, while the others wait and allocate nothing
+            if other == rank:
+                before = tracemalloc.get_traced_memory()[0]
+                step = ShardedOptimizer(optimizer, comm)
+                held = tracemalloc.get_traced_memory()[0] - before
+            comm.engine(None).barrier()
+        assert step.state_bytes() == 2 * 4 * part
+        with step.whole_state() as gathered:
+            assert gathered is optimizer and step.state_bytes() == 2 * 4 * part + whole
+            state = optimizer.state_dict()
+        assert isinstance(optimizer.m, SplitState) and step.state_bytes() == 2 * 4 * part
+        step.gather_state()
+        assert [a.shape for a in optimizer.m] == [p.data.shape for p in model.parameters()]
+        return held, state
+
+    tracemalloc.start()
+    try:
+        results = run_threads(size, run)
+    finally:
+        tracemalloc.stop()
+    for held, state in results:
+        # new: flat and grads (4 B x total each), this range's gradient, m and v; freed: the
+        # parameters' own arrays (now views of flat) and the whole m and v
+        expected = 4 * total + 4 * total + 3 * 4 * part - 4 * total - whole
+        assert abs(held - expected) < 8192, (held, expected)
+        assert state["m"].shape == (total,) and state["t"] == 1
