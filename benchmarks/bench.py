@@ -3,7 +3,8 @@
     python benchmarks/bench.py [--repeats N] [--epochs-per-run E] [--only NAMES] [--batch B]
                                [--json PATH] [--quick] [--device cpu|cuda] [--unset-openblas-env]
                                [--threads N[,M...]]
-    python benchmarks/bench.py --workers N [--repeats N] [--epochs-per-run E] [--batch B] [--json PATH] [--quick]
+    python benchmarks/bench.py --workers N [--recipe reference|default] [--repeats N] [--epochs-per-run E]
+                               [--batch B] [--json PATH] [--quick]
                                (data-parallel scaling over MPI instead: see data_parallel.py)
 
 Two workloads, both float32, Adam (lr 1e-3), batch 256 (``--batch``), a fresh shuffle
@@ -217,6 +218,8 @@ def main(argv=None) -> int:
                    "each contender with, e.g. 1,2 (default: as inherited, normally all cores)")
     p.add_argument("--workers", type=int, help="instead: the data-parallel benchmark, N MPI ranks x "
                    "(cores/N) BLAS threads against 1 rank x all cores (data_parallel.py)")
+    p.add_argument("--recipe", choices=("reference", "default"), default="reference",
+                   help="with --workers: the autoencoder recipe (data_parallel.py)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=FULL_N, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -228,7 +231,7 @@ def main(argv=None) -> int:
         import data_parallel  # noqa: PLC0415  (beside this file)
 
         forward = ["--workers", str(args.workers), "--epochs-per-run", str(args.epochs_per_run),
-                   "--batch", str(args.batch)]
+                   "--batch", str(args.batch), "--recipe", args.recipe]
         forward += (["--repeats", str(args.repeats)] if args.repeats else []) + (["--quick"] if args.quick else [])
         return data_parallel.main(forward + (["--json", str(args.json)] if args.json else []))
     if args.repeats is None:

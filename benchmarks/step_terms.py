@@ -24,8 +24,9 @@ T BLAS threads (default 1: one rank per core), for the reference autoencoder
 * ``adam``     the plain ``Adam`` step over ceil(P/N) values (one flat range, as
                ``ShardedOptimizer`` hands it), subnormal flushes included.
 
-Each figure is the median over 7 rounds of the mean time of many calls (enough
-calls for about 0.1 s per round). Then, per model, the least-squares lines
+Each figure is the fastest of 9 rounds of the mean time of many calls (enough
+calls for about 0.1 s per round): on a shared machine other work only ever adds
+time, and ``ew`` is a difference of two such figures. Then, per model, the least-squares lines
 
     t_gemm(b) = g0 + c_mm * b        t_ew(b) = e0 + c_ew * b        t_adam(p) = c_adam * p
 
@@ -38,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -50,8 +50,8 @@ RANKS = (1, 2, 4, 8)
 MASK = 0.1  # the default train-ae recipe's masking probability
 
 
-def timed(fn, rounds: int = 7, budget: float = 0.1) -> float:
-    """Median over ``rounds`` of the mean seconds of one call of ``fn`` (after a warm-up)."""
+def timed(fn, rounds: int = 9, budget: float = 0.1) -> float:
+    """The fastest of ``rounds`` rounds' mean seconds per call of ``fn`` (after a warm-up)."""
     fn()
     t0 = time.perf_counter()
     fn()
@@ -63,7 +63,7 @@ def timed(fn, rounds: int = 7, budget: float = 0.1) -> float:
         for _ in range(calls):
             fn()
         means.append((time.perf_counter() - t0) / calls)
-    return statistics.median(means)
+    return min(means)
 
 
 class _AloneComm:
