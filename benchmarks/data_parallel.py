@@ -192,33 +192,30 @@ def _mpiexec() -> str | None:
 
 def spawn(what: str, ranks: int, threads: int, args) -> dict:
     """One run: a plain process (ranks == 1) or an mpiexec job; its rank 0's result."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(threads)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", what, "--n", str(args.n),
                "--epochs-per-run", str(args.epochs_per_run), "--batch", str(args.batch)]
     command += (["--quick"] if args.quick else []) + ["--recipe", args.recipe]
     if ranks > 1:
         command = [_mpiexec(), "-n", str(ranks)] + command
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
-    tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-    raise RuntimeError(f"{' '.join(command)} failed (exit {proc.returncode}):\n{tail}")
+    return _marked_result(command, threads, MARK)
 
 
 def spawn_torch(threads: int, args) -> dict:
     """One run of bench.py's ``torch-tuned`` contender on the same workload and threads."""
+    command = [sys.executable, str(HERE / "bench.py"), "--child", "ae:torch-tuned", "--n", str(args.n),
+               "--epochs-per-run", str(args.epochs_per_run), "--device", "cpu", "--batch", str(args.batch)]
+    return _marked_result(command, threads, "BENCH-RESULT ")
+
+
+def _marked_result(command: list, threads: int, mark: str) -> dict:
+    """Run ``command`` with ``threads`` BLAS/OpenMP threads; the JSON of its line starting with ``mark``."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
-    command = [sys.executable, str(HERE / "bench.py"), "--child", "ae:torch-tuned", "--n", str(args.n),
-               "--epochs-per-run", str(args.epochs_per_run), "--device", "cpu", "--batch", str(args.batch)]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
     for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("BENCH-RESULT "):
-            return json.loads(line[len("BENCH-RESULT "):])
+        if line.startswith(mark):
+            return json.loads(line[len(mark):])
     tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
     raise RuntimeError(f"{' '.join(command)} failed (exit {proc.returncode}):\n{tail}")
 
