@@ -85,7 +85,7 @@ class _AloneComm:
         pass
 
 
-def measure_model(widths, batch: int, x) -> dict:
+def measure_model(widths, batch: int, x, timed=timed) -> dict:
     import numpy  # noqa: PLC0415
 
     import nanoae  # noqa: PLC0415
@@ -196,13 +196,10 @@ def main(argv=None) -> int:
     from bench import cpu_model  # noqa: PLC0415
     from contenders import load_data  # noqa: PLC0415
 
-    if args.quick:
-        global timed
-        plain = timed
-        timed = lambda fn: plain(fn, rounds=3, budget=0.01)  # noqa: E731
+    timer = (lambda fn: timed(fn, rounds=3, budget=0.01)) if args.quick else timed
     x, _ = load_data("ae", 2048 if args.quick else 60000)
     results = {"cpu": cpu_model(), "threads": args.threads, "batch": args.batch,
-               "models": {name: measure_model(w, args.batch, x) for name, w in MODELS.items()}}
+               "models": {name: measure_model(w, args.batch, x, timer) for name, w in MODELS.items()}}
     print(f"CPU: {results['cpu']}")
     report(results, args)
     if args.json:

@@ -142,8 +142,9 @@ class ShardedOptimizer:
     def gather_state(self) -> None:
         """Write the whole optimizer state into ``optimizer`` (every rank must call this).
 
-        ``optimizer`` gets new whole-size arrays, one per parameter, as it had
-        before this class took them; its ``t`` is the steps taken.
+        ``optimizer`` gets new whole-size arrays, one per parameter (pieces of one
+        new buffer per state name), as it had before this class took them; its
+        ``t`` is the steps taken.
         """
         engine = self.comm.engine(self.flat)
         xp = get_array_module(self.flat)
@@ -151,7 +152,7 @@ class ShardedOptimizer:
             whole = xp.empty_like(self.flat)
             whole[self.range] = getattr(self.inner, name)[0]
             engine.allgather(whole)
-            setattr(self.optimizer, name, [piece.copy() for piece in _pieces(self.params, whole)])
+            setattr(self.optimizer, name, _pieces(self.params, whole))  # a new buffer per call: no sharing
         self.optimizer.t = self.inner.t
 
     @contextlib.contextmanager
