@@ -66,8 +66,17 @@ import sys
 import time
 from pathlib import Path
 
-from contenders import BATCH, LR, RUNNERS, Skip, blas_info, child_info, gemm_flops, gpu_memory, load_data
-
+from contenders import (
+    BATCH,
+    LR,
+    RUNNERS,
+    Skip,
+    blas_info,
+    child_info,
+    gemm_flops,
+    gpu_memory,
+    load_data,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 WORKLOADS = {

@@ -128,8 +128,8 @@ def load_data(workload: str, n: int):
     if workload == "head":
         rng = numpy.random.default_rng(0)
         return rng.standard_normal((n, 32), dtype=numpy.float32), rng.integers(0, 10, n)
-    from nanoae.data import load_fashion_mnist
     from nanoae.errors import DatasetError
+    from nanoae.fashion.data import load_fashion_mnist
     try:
         images, _ = load_fashion_mnist("train", download=False, progress=False)
     except DatasetError as e:
@@ -149,9 +149,9 @@ def run_nanoae(workload, x, y, epochs, device, batch, raw=False, plain=False, wa
     ``fit`` with ``watch.Watch`` recording its default diagnostics, to price them)."""
     import nanoae
     from nanoae import backend
-    from nanoae.models import Autoencoder, Classifier
-    from nanoae.callbacks import Progress
-    from nanoae.training import as_batch, fit, loss_value
+    from nanoae.fashion.models import Autoencoder, Classifier
+    from nanoae.train.callbacks import Progress
+    from nanoae.train.loop import as_batch, fit, loss_value
     try:
         backend.set_backend("cupy" if device == "cuda" else "numpy")
     except RuntimeError as e:
@@ -164,7 +164,7 @@ def run_nanoae(workload, x, y, epochs, device, batch, raw=False, plain=False, wa
         loss = nanoae.CrossEntropy(check=False)
     opt = nanoae.Adam(model.parameters(), lr=LR)
     if not raw:  # fit's own per-epoch seconds; it syncs once per epoch to read the losses
-        from nanoae.watch import Watch  # noqa: PLC0415
+        from nanoae.train.watch import Watch  # noqa: PLC0415
         extra = [Watch(model)] if watch else []
         hist = fit(model, loss, opt, x, y, epochs=epochs, batch_size=batch, seed=0,
                    callbacks=[Progress(bar=False, verbose=False), *extra])

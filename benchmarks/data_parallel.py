@@ -20,7 +20,7 @@ The configurations:
 * ``1 rank``: one plain process (no MPI) with every core's BLAS thread;
 * ``N ranks``: ``mpiexec -n N``, each rank with cores/N BLAS threads
   (OMP/OPENBLAS/MKL_NUM_THREADS), each computing on batch/N examples; fit's
-  sharded optimizer (ZeRO-1, nanoae/sharded.py) reduce-scatters the gradients,
+  sharded optimizer (ZeRO-1, nanoae/parallel/zero.py) reduce-scatters the gradients,
   runs Adam over this rank's 1/N of the weights and all-gathers them;
 * ``torch-tuned``: PyTorch on the same workload with every core's thread
   (bench.py's ``torch-tuned`` contender: logits + BCEWithLogitsLoss, fused Adam),
@@ -71,11 +71,11 @@ def child_train(args) -> dict:
     from contenders import load_data  # noqa: PLC0415
 
     import nanoae  # noqa: PLC0415
-    from nanoae.distributed import Communicator, world  # noqa: PLC0415
-    from nanoae.models import Autoencoder  # noqa: PLC0415
-    from nanoae.augment import Augmentation  # noqa: PLC0415
-    from nanoae.callbacks import Callback, LearningRateSchedule, Progress  # noqa: PLC0415
-    from nanoae.training import cosine_schedule, fit  # noqa: PLC0415
+    from nanoae.fashion.models import Autoencoder  # noqa: PLC0415
+    from nanoae.parallel.communicator import Communicator, world  # noqa: PLC0415
+    from nanoae.train.augment import Augmentation  # noqa: PLC0415
+    from nanoae.train.callbacks import Callback, LearningRateSchedule, Progress  # noqa: PLC0415
+    from nanoae.train.loop import cosine_schedule, fit  # noqa: PLC0415
 
     class TimedCommunicator(Communicator):
         """The world communicator, with a stopwatch around each collective of the step."""
@@ -137,7 +137,7 @@ def child_train(args) -> dict:
             "allreduce_ms_per_step": 1e3 * comm.seconds / max(1, comm.steps),
             "allreduce_s_per_epoch": comm.seconds / max(1, comm.steps) * steps,
             "buffer_bytes": comm.nbytes, "steps_per_epoch": steps, "parameters": values,
-            # Adam's m and v that this rank holds while training (sharded.py), and the
+            # Adam's m and v that this rank holds while training (parallel/zero.py), and the
             # arithmetic: 2 x 4 B x ceil(P / N)
             "adam_state_bytes_per_rank": state_bytes.held,
             "adam_state_bytes_computed": 2 * 4 * -(-values // comm.size),
@@ -171,7 +171,7 @@ def child_alpha_beta(args) -> dict:
 
 
 def child(args) -> int:
-    from nanoae.distributed import world  # noqa: PLC0415
+    from nanoae.parallel.communicator import world  # noqa: PLC0415
 
     comm = world()
     result = child_train(args) if args.child == "train" else child_alpha_beta(args)

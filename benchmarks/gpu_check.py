@@ -80,8 +80,8 @@ def _warm_kernel_cache() -> None:
 
     import nanoae as nn
     from nanoae import backend
-    from nanoae.models import Autoencoder, Classifier
-    from nanoae.training import fit
+    from nanoae.fashion.models import Autoencoder, Classifier
+    from nanoae.train.loop import fit
 
     backend.set_backend("cupy")
     rng = numpy.random.default_rng(0)
@@ -113,10 +113,10 @@ def _cuda_version(number: int) -> str:
 
 
 def versions() -> int:
-    import numpy
     from importlib import metadata
 
     import cupy
+    import numpy
     rt = cupy.cuda.runtime
     props = rt.getDeviceProperties(0)
     print(f"GPU 0 of {rt.getDeviceCount()}: {props['name'].decode()} (compute capability "

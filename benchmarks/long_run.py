@@ -50,12 +50,12 @@ def subnormals(arrays) -> int:
 def child(recipe: str, flush_every, epochs: int, n: int) -> dict:
     sys.path.insert(0, str(REPO))
     import nanoae as nn
-    from nanoae.data import load_fashion_mnist
-    from nanoae.models import Autoencoder
-    from nanoae.pipeline import REFERENCE_AE, Settings
-    from nanoae.augment import Augmentation
-    from nanoae.callbacks import LearningRateSchedule, Progress
-    from nanoae.training import cosine_schedule, fit
+    from nanoae.fashion.data import load_fashion_mnist
+    from nanoae.fashion.models import Autoencoder
+    from nanoae.fashion.pipeline import REFERENCE_AE, Settings
+    from nanoae.train.augment import Augmentation
+    from nanoae.train.callbacks import LearningRateSchedule, Progress
+    from nanoae.train.loop import cosine_schedule, fit
 
     x, _ = load_fashion_mnist("train", download=False, progress=False)
     x = x[:n].reshape(min(n, len(x)), -1)

@@ -89,10 +89,10 @@ def measure_model(widths, batch: int, x, timed=timed) -> dict:
     import numpy  # noqa: PLC0415
 
     import nanoae  # noqa: PLC0415
-    from nanoae.augment import mask_bits, mask_inputs  # noqa: PLC0415
-    from nanoae.models import Autoencoder  # noqa: PLC0415
-    from nanoae.sharded import ShardedOptimizer  # noqa: PLC0415
-    from nanoae.training import as_batch  # noqa: PLC0415
+    from nanoae.fashion.models import Autoencoder  # noqa: PLC0415
+    from nanoae.parallel.zero import ShardedOptimizer  # noqa: PLC0415
+    from nanoae.train.augment import mask_bits, mask_inputs  # noqa: PLC0415
+    from nanoae.train.loop import as_batch  # noqa: PLC0415
 
     rng = numpy.random.default_rng(0)
     full = tuple(widths) + tuple(reversed(widths[:-1]))

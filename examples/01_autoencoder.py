@@ -15,8 +15,8 @@ from _knobs import epochs, load, out_dir
 
 import nanoae as nn
 from nanoae.backend import to_device, to_numpy
-from nanoae.data import CLASS_NAMES
-from nanoae.plots import plot_reconstructions
+from nanoae.fashion.data import CLASS_NAMES
+from nanoae.fashion.plots import plot_reconstructions
 
 EPOCHS, BATCH = epochs(5), 256
 

@@ -1,6 +1,6 @@
 """03 - Classify clothes from the autoencoder's 32-number codes.
 
-What it teaches: nanoae.training.fit (the loop of 01, plus shuffling, validation,
+What it teaches: nanoae.train.loop.fit (the loop of 01, plus shuffling, validation,
 schedules and best-epoch restore), then a small softmax head trained on the
 frozen, standardised codes: how much class information the code kept without
 ever seeing a label.
@@ -16,12 +16,12 @@ from _knobs import epochs, load, out_dir
 
 from nanoae import Adam, BinaryCrossEntropy, CrossEntropy, Sequential
 from nanoae.backend import to_device, to_numpy
-from nanoae.callbacks import KeepBest, LearningRateSchedule, Progress
-from nanoae.data import CLASS_NAMES
-from nanoae.models import Autoencoder, Classifier, Standardize
-from nanoae.metrics import confusion_matrix
-from nanoae.plots import plot_confusion, plot_curves
-from nanoae.training import cosine_schedule, evaluate, fit, predict, split_validation
+from nanoae.fashion.data import CLASS_NAMES
+from nanoae.fashion.metrics import confusion_matrix
+from nanoae.fashion.models import Autoencoder, Classifier, Standardize
+from nanoae.fashion.plots import plot_confusion, plot_curves
+from nanoae.train.callbacks import KeepBest, LearningRateSchedule, Progress
+from nanoae.train.loop import cosine_schedule, evaluate, fit, predict, split_validation
 
 AE_EPOCHS = epochs(5)
 HEAD_EPOCHS = 4 * AE_EPOCHS  # the head sees 32 numbers per image, not 784: epochs are cheap

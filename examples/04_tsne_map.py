@@ -1,6 +1,6 @@
 """04 - A t-SNE map of the codes: do similar clothes get similar codes?
 
-What it teaches: the ready-made steps of nanoae.pipeline (Settings,
+What it teaches: the ready-made steps of nanoae.fashion.pipeline (Settings,
 train_autoencoder, tsne_map) that ``nanoae demo`` runs, with the demo's default
 autoencoder (784-256-128-32, linear code, denoising), and how to read a t-SNE map without
 over-reading it: trustworthiness says whether the map's neighbours were
@@ -15,10 +15,10 @@ Writes examples/out/tsne.png.
 from _knobs import epochs, load, out_dir
 
 from nanoae.backend import to_device
-from nanoae.data import CLASS_NAMES
-from nanoae.pipeline import Settings, train_autoencoder, tsne_map
-from nanoae.plots import plot_tsne
-from nanoae.training import predict
+from nanoae.fashion.data import CLASS_NAMES
+from nanoae.fashion.pipeline import Settings, train_autoencoder, tsne_map
+from nanoae.fashion.plots import plot_tsne
+from nanoae.train.loop import predict
 
 # t-SNE costs O(n log n) per iteration with a large constant: all 10000 test images take
 # several times as long as 2000, and the picture barely changes.

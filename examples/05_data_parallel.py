@@ -18,7 +18,7 @@ from _knobs import epochs, load
 import nanoae as nn
 from nanoae import backend
 from nanoae.backend import to_device
-from nanoae.distributed import world
+from nanoae.parallel.communicator import world
 
 EPOCHS, BATCH = epochs(2), 256  # BATCH is the *global* batch: the ranks share it
 

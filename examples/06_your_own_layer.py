@@ -5,7 +5,7 @@ my_layers.py, takes a dozen lines: forward keeps what backward needs, backward
 returns dL/dx. nanoae.gradcheck passes it; a planted mistake (the slope
 forgotten in backward) fails, naming the element. Then the reference
 autoencoder (784-128-64-32-64-128-784, ReLU code) trains twice, with ReLU and
-with LeakyReLU(0.1), watched by nanoae.watch.Watch, and the code units that
+with LeakyReLU(0.1), watched by nanoae.train.watch.Watch, and the code units that
 were <= 0 on every training image of an epoch are printed and plotted per
 epoch for both. For ReLU such a unit is dead: it outputs 0 and passes no
 gradient, so its incoming weights stop learning. A LeakyReLU unit below 0 on
@@ -30,9 +30,9 @@ from my_layers import LeakyReLU, LeakyReLUForgotSlope
 
 import nanoae as nn
 from nanoae.backend import to_device, to_numpy
-from nanoae.callbacks import Progress
-from nanoae.training import fit, predict
-from nanoae.watch import Watch
+from nanoae.train.callbacks import Progress
+from nanoae.train.loop import fit, predict
+from nanoae.train.watch import Watch
 
 EPOCHS, BATCH = epochs(5), 256
 
@@ -58,7 +58,7 @@ print(f"data: {len(x_train)} training images, {len(x_test)} test images")
 def reference_autoencoder(activation):
     """784-128-64-32-64-128-784, ``activation`` after every layer but the last (the 32-unit
     code included, as in the reference), a sigmoid out; Glorot-uniform weights, as
-    nanoae.pipeline.REFERENCE_AE. The same seed gives both runs the same weights."""
+    nanoae.fashion.pipeline.REFERENCE_AE. The same seed gives both runs the same weights."""
     rng = np.random.default_rng(0)
     widths = (784, 128, 64, 32, 64, 128, 784)
     layers = []

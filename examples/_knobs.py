@@ -4,7 +4,7 @@
     NANOAE_EXAMPLE_LIMIT=N       use only the first N training and N test images
     NANOAE_EXAMPLE_NO_VERIFY=1   skip the official checksums (for your own or fake files)
     NANOAE_EXAMPLE_OUT=DIR       write figures into DIR instead of examples/out/
-    NANOAE_DATA_DIR=DIR          where Fashion-MNIST is (read by nanoae.data itself)
+    NANOAE_DATA_DIR=DIR          where Fashion-MNIST is (read by nanoae.fashion.data itself)
 """
 
 import os
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nanoae.data import load_fashion_mnist
+from nanoae.fashion.data import load_fashion_mnist
 
 LIMIT = int(os.environ.get("NANOAE_EXAMPLE_LIMIT") or 0) or None  # None: every image
 VERIFY = os.environ.get("NANOAE_EXAMPLE_NO_VERIFY", "") not in ("1", "true", "yes")

@@ -25,7 +25,7 @@ class LeakyReLU(Layer):
     def forward(self, x):
         xp = get_array_module(x)  # NumPy or CuPy: whichever x lives in
         # Keep the output, as ReLU does: y > 0 exactly where x > 0 (for a positive slope),
-        # which is all backward needs; nanoae.watch.Watch also reads a layer's output from _y.
+        # which is all backward needs; nanoae.train.watch.Watch also reads a layer's output from _y.
         self._y = xp.where(x > 0, x, self.slope * x)
         return self._y
 

@@ -1,25 +1,50 @@
 """nanoae: a dense autoencoder and classifier written from scratch on NumPy or CuPy.
 
-The numerical core, re-exported here:
+The core sits flat in this folder, the files to read first:
 
-    Parameter, Dense, ReLU, Sigmoid, Softmax, Sequential,
-    BinaryCrossEntropy, CrossEntropy, Adam, AdamW, SGD, gradcheck
+    backend.py     NumPy or CuPy: choose one, find the module of an array, move arrays
+    parameter.py   Parameter: data and grad
+    layers.py      the Layer protocol, Dense, ReLU, Sigmoid, Softmax
+    losses.py      BinaryCrossEntropy, CrossEntropy, and their fused pairs
+    optim.py       Adam, AdamW, SGD
+    sequential.py  Sequential: forward, backward, parameters
+    gradcheck.py   analytic gradients against central finite differences
+    errors.py      every exception nanoae raises on purpose
 
-and the backend switch, ``nanoae.backend`` (``set_backend("numpy" | "cupy" | "auto")``).
-Fashion-MNIST, models, training and plots live in ``nanoae.data``,
-``nanoae.models``, ``nanoae.training`` and ``nanoae.plots``.
+Around it, one subpackage per wing; arrows point one way (tests/test_layering.py):
+
+    train/      fit, evaluate, predict, callbacks, Watch, augment, checkpoint  (core, parallel)
+    parallel/   data parallel over MPI ranks: communicator, engines, ZeRO-1    (core)
+    fashion/    Fashion-MNIST: data, the composed models, metrics, the demo     (core, train)
+    cli/        the ``nanoae`` command                                         (everything)
+
+Re-exported here: the core, the backend switch ``nanoae.backend``
+(``set_backend("numpy" | "cupy" | "auto")``), and what a training script
+types: ``fit``, ``evaluate``, ``predict``, ``train_step``, ``Watch`` and the callbacks.
 """
 
-from . import backend
-from .errors import CheckpointError, DatasetError, NanoaeError, TrainingError
-from .gradcheck import GradcheckError, GradcheckResult, gradcheck
-from .layers import Dense, Layer, ReLU, Sigmoid, Softmax
-from .losses import BinaryCrossEntropy, CrossEntropy, Loss
-from .model import Sequential
-from .optim import SGD, Adam, AdamW, Optimizer
-from .parameter import Parameter
+__version__ = "0.1.0"  # first: modules imported below may read it
 
-__version__ = "0.1.0"
+from nanoae import backend
+from nanoae.errors import CheckpointError, DatasetError, NanoaeError, TrainingError
+from nanoae.gradcheck import GradcheckError, GradcheckResult, gradcheck
+from nanoae.layers import Dense, Layer, ReLU, Sigmoid, Softmax
+from nanoae.losses import BinaryCrossEntropy, CrossEntropy, Loss
+from nanoae.optim import SGD, Adam, AdamW, Optimizer
+from nanoae.parameter import Parameter
+from nanoae.sequential import Sequential
+from nanoae.train import (
+                          Callback,
+                          Checkpoint,
+                          KeepBest,
+                          LearningRateSchedule,
+                          Progress,
+                          Watch,
+                          evaluate,
+                          fit,
+                          predict,
+                          train_step,
+)
 
 __all__ = [
     "backend",
@@ -38,6 +63,16 @@ __all__ = [
     "AdamW",
     "SGD",
     "gradcheck",
+    "fit",
+    "train_step",
+    "evaluate",
+    "predict",
+    "Watch",
+    "Callback",
+    "LearningRateSchedule",
+    "KeepBest",
+    "Checkpoint",
+    "Progress",
     "GradcheckResult",
     "GradcheckError",
     "NanoaeError",

@@ -45,10 +45,10 @@ from dataclasses import dataclass, field
 
 import numpy
 
-from .backend import get_array_module, to_numpy
-from .errors import NanoaeError
-from .layers import Layer
-from .losses import Loss
+from nanoae.backend import get_array_module, to_numpy
+from nanoae.errors import NanoaeError
+from nanoae.layers import Layer
+from nanoae.losses import Loss
 
 __all__ = ["gradcheck", "GradcheckResult", "ArrayCheck", "GradcheckError"]
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy
 
-from .backend import get_array_module, to_device
-from .parameter import Parameter
+from nanoae.backend import get_array_module, to_device
+from nanoae.parameter import Parameter
 
 __all__ = ["Layer", "Dense", "ReLU", "Sigmoid", "Softmax"]
 

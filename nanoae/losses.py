@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import numpy
 
-from .backend import get_array_module
-from .layers import Sigmoid, Softmax
+from nanoae.backend import get_array_module
+from nanoae.layers import Sigmoid, Softmax
 
 __all__ = ["Loss", "BinaryCrossEntropy", "CrossEntropy"]
 

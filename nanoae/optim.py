@@ -27,8 +27,8 @@ import math
 
 import numpy
 
-from . import backend
-from .backend import get_array_module, to_numpy
+from nanoae import backend
+from nanoae.backend import get_array_module, to_numpy
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "adam_step", "adam_step_in_place"]
 

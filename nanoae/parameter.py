@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .backend import get_array_module
+from nanoae.backend import get_array_module
 
 __all__ = ["Parameter"]
 

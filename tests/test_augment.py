@@ -3,9 +3,15 @@
 import numpy
 import pytest
 
-from nanoae.augment import (Augmentation, flip_some, mask_bits, mask_inputs, mirror_images,
-                            shift_images)
 from nanoae.backend import to_numpy
+from nanoae.train.augment import (
+    Augmentation,
+    flip_some,
+    mask_bits,
+    mask_inputs,
+    mirror_images,
+    shift_images,
+)
 
 
 def test_flip_some_mirrors_the_chosen_images_and_never_the_callers_data(xp):

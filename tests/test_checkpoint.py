@@ -13,10 +13,15 @@ import numpy
 import pytest
 
 import nanoae as nn
-from nanoae import checkpoint as ckpt
 from nanoae.backend import to_numpy
-from nanoae.checkpoint import FORMAT_VERSION, load_checkpoint, read_checkpoint_meta, save_checkpoint
 from nanoae.errors import CheckpointError
+from nanoae.train import checkpoint as ckpt
+from nanoae.train.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+)
 
 
 def make(seed=0, lr=1e-2, hidden=4, opt_cls=nn.Adam):
@@ -332,7 +337,7 @@ def test_failed_save_leaves_previous_checkpoint_and_no_temp_file(saved, monkeypa
 WRITER = textwrap.dedent("""
     import sys
     import nanoae as nn
-    from nanoae.checkpoint import save_checkpoint
+    from nanoae.train.checkpoint import save_checkpoint
     model = nn.Sequential(nn.Dense(1000, 2000, rng=0))  # 2M parameters: an 8 MB file
     i = int(sys.argv[2])
     while True:

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.idx_helpers import make_fake_fashion
 
-from idx_helpers import make_fake_fashion
 from nanoae.cli import main
 
 REAL_DATA = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
@@ -72,10 +72,10 @@ def test_unavailable_cupy_exits_2(capsys):
 
 
 def test_missing_data_is_one_clear_error(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("nanoae.data.SYSTEM_DIR", str(tmp_path / "none"))
+    monkeypatch.setattr("nanoae.fashion.data.SYSTEM_DIR", str(tmp_path / "none"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("NANOAE_DATA_DIR", raising=False)
-    monkeypatch.setattr("nanoae.data._urlopen", _no_network)
+    monkeypatch.setattr("nanoae.fashion.data._urlopen", _no_network)
     code = main(["train-ae", "--out", str(tmp_path / "a.npz")])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("nanoae: error:") and "Traceback" not in err
@@ -85,8 +85,8 @@ def test_missing_data_is_one_clear_error(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("how", ["--data-dir", "NANOAE_DATA_DIR"])
 def test_a_data_dir_that_is_not_there_is_an_error_naming_it(tmp_path, capsys, monkeypatch, how):
     make_fake_fashion(tmp_path / "system")  # a copy the old search silently fell back to
-    monkeypatch.setattr("nanoae.data.SYSTEM_DIR", str(tmp_path / "system"))
-    monkeypatch.setattr("nanoae.data._urlopen", _no_network)
+    monkeypatch.setattr("nanoae.fashion.data.SYSTEM_DIR", str(tmp_path / "system"))
+    monkeypatch.setattr("nanoae.fashion.data._urlopen", _no_network)
     typo = tmp_path / "typo"
     args = ["train-ae", "--out", str(tmp_path / "a.npz"), "--no-verify"]
     if how == "--data-dir":
@@ -126,7 +126,7 @@ def test_demo_quick_on_small_data_writes_everything(tmp_path, fake_data, capsys,
         assert key in metrics, key
     assert metrics["settings"]["ae_epochs"] == 1 and metrics["settings"]["batch_size"] == 64
     assert metrics["backend"] == backend_name
-    from nanoae.checkpoint import read_checkpoint_meta
+    from nanoae.train.checkpoint import read_checkpoint_meta
 
     for name in ("autoencoder.npz", "classifier.npz", "finetuned.npz"):
         meta = read_checkpoint_meta(out / name)  # seed, settings and versions travel along
@@ -153,7 +153,7 @@ def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys, backend
     assert set(first) == {"checkpoint", *AE_KEYS}  # the names of demo's metrics.json and evaluate
     assert main(["train-ae", "--epochs", "2", "--out", ae, "--widths", "24", "16", "--resume", *common]) == 0
     capsys.readouterr()
-    from nanoae.checkpoint import read_checkpoint_meta
+    from nanoae.train.checkpoint import read_checkpoint_meta
 
     assert read_checkpoint_meta(ae)["user"]["model"]["widths"] == [784, 24, 16]  # --widths, pixels first
     assert main(["train-classifier", "--ae", ae, "--out", clf, "--epochs", "2", "--hidden", "8",
@@ -225,7 +225,7 @@ def test_ctrl_c_during_train_ae_saves_and_says_how_to_resume(tmp_path, backend_n
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err
-    from nanoae.checkpoint import read_checkpoint_meta
+    from nanoae.train.checkpoint import read_checkpoint_meta
 
     saved = read_checkpoint_meta(ckpt)["user"]
     assert saved["epoch"] >= 1 and 0 <= saved["step"] <= 94
@@ -274,7 +274,7 @@ def test_a_checkpoint_of_the_wrong_kind_is_refused_saying_both(trained, capsys):
 
 def test_a_classifier_given_another_autoencoder_is_refused_naming_both(trained, capsys):
     paths, data = trained
-    from nanoae.checkpoint import read_checkpoint_meta
+    from nanoae.train.checkpoint import read_checkpoint_meta
 
     made_by = read_checkpoint_meta(paths["clf"])["user"]["autoencoder"]
     assert made_by["widths"] == [784, 24, 16] and len(made_by["sha256"]) == 64
@@ -370,8 +370,8 @@ def test_evaluate_has_no_seed_and_the_quick_demo_promises_no_duration(capsys):
 def test_demo_figures_say_which_autoencoder_and_which_loss(tmp_path, fake_data, monkeypatch):
     """reconstructions.png names its autoencoder, codes.png shows the reference one (where its
     dead units are), curves.png names each stage's loss."""
-    from nanoae import plots
-    from nanoae.pipeline import Settings, run_demo
+    from nanoae.fashion import plots
+    from nanoae.fashion.pipeline import Settings, run_demo
 
     calls = {}
     for name in ("plot_reconstructions", "plot_codes_activity", "plot_curves"):

@@ -1,4 +1,4 @@
-"""Tests of nanoae.data: IDX parsing, the search order, verification and downloads.
+"""Tests of nanoae.fashion.data: IDX parsing, the search order, verification and downloads.
 
 No test touches the network: an autouse fixture replaces the module's URL opener with one
 that fails the test, and points the user cache and the system directory into tmp_path.
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.idx_helpers import FAKE_NAMES, idx_bytes, make_fake_fashion, write_idx
 
-from idx_helpers import FAKE_NAMES, idx_bytes, make_fake_fashion, write_idx
-from nanoae import data
 from nanoae.errors import DatasetError
+from nanoae.fashion import data
 
 REAL_DIR = Path("/usr/share/datasets/fashion-mnist")
 

@@ -1,8 +1,8 @@
-"""Every engine (``nanoae.engines``) through the same interface tests (tests/engine_checks.py).
+"""Every engine (``nanoae.parallel.engines``) through the same interface tests (tests/helpers/engine_checks.py).
 
 MpiEngine runs them under ``mpiexec`` on 2 and 3 ranks; NcclEngine runs them
 on threads over a fake ``cupy.cuda.nccl`` that reads and writes the memory at
-the pointers it is given (tests/fake_nccl.py; no GPU here).
+the pointers it is given (tests/helpers/fake_nccl.py; no GPU here).
 """
 
 from __future__ import annotations
@@ -11,17 +11,24 @@ import re
 
 import numpy as np
 import pytest
-from engine_checks import check_engine
-from fake_nccl import run_ranks
-from test_distributed import _ok, needs_mpi, run_worker
+from helpers.engine_checks import check_engine
+from helpers.fake_nccl import run_ranks
+from helpers.mpi_jobs import needs_mpi, ok, run_worker
 
-from nanoae.engines import ENGINES, NCCL_MISSING, Engine, MpiEngine, NcclEngine, engine_for
+from nanoae.parallel.engines import (
+    ENGINES,
+    NCCL_MISSING,
+    Engine,
+    MpiEngine,
+    NcclEngine,
+    engine_for,
+)
 
 
 @needs_mpi
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_mpi_engine_passes_the_interface_tests(tmp_path, ranks):
-    _ok(run_worker(tmp_path, "engines", ranks=ranks))
+    ok(run_worker(tmp_path, "engines", ranks=ranks))
     assert (tmp_path / "engines.ok").read_text() == f"MpiEngine {ranks}"
 
 
@@ -66,7 +73,7 @@ def test_nccl_engine_names_two_ranks_on_one_gpu(monkeypatch):
                   bus_ids=["0000:01:00.0", "0000:01:00.0"])
     assert str(caught.value).startswith("NCCL: ranks [0, 1] all use GPU 0000:01:00.0 on ")
     assert str(caught.value).endswith(
-        "; each rank needs its own GPU: call nanoae.distributed.world() (or comm.use_gpu()) before "
+        "; each rank needs its own GPU: call nanoae.parallel.communicator.world() (or comm.use_gpu()) before "
         "creating any array, and start at most one rank per GPU")
 
 
@@ -92,8 +99,8 @@ def test_engines_are_chosen_by_array_module_and_share_one_interface():
 
 @pytest.mark.parametrize("ranks", [1, 2, 3])
 def test_mpi_engine_passes_the_interface_tests_on_thread_ranks(monkeypatch, ranks):
-    # in this process (tests/thread_ranks.py), so that coverage and mutation tools see it
-    from thread_ranks import run_ranks as run_thread_ranks  # noqa: PLC0415
+    # in this process (tests/helpers/thread_ranks.py), so that coverage and mutation tools see it
+    from helpers.thread_ranks import run_ranks as run_thread_ranks  # noqa: PLC0415
 
     def work(comm):
         engine = comm.engine(np.zeros(1))

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from idx_helpers import make_fake_fashion
+from helpers.idx_helpers import make_fake_fashion
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -150,7 +150,7 @@ def test_outputs_are_git_ignored():
 
 def test_05_data_parallel_runs_alone_as_one_rank(fake_data, tmp_path):
     # Without mpiexec the same loop runs on one process (size 1, no MPI needed);
-    # tests/test_distributed.py runs it under mpiexec -n 2.
+    # tests/test_communicator.py runs it under mpiexec -n 2.
     stdout, _ = run_example("05_data_parallel.py", fake_data, tmp_path, NANOAE_EXAMPLE_LIMIT="200")
     assert "1 rank(s), 200 training images, global batch 256 = 1 x 256 per rank" in stdout
     assert "epoch 1/1: train BCE" in stdout

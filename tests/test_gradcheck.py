@@ -389,8 +389,8 @@ def test_a_failed_pair_names_the_model_and_the_loss():
 def test_host_input_target_and_upstream_gradient_go_to_the_parameters_device(monkeypatch):
     """With the weights on a device, gradcheck hands the layer device arrays only.
 
-    The device: tests/device_double.py's arrays, owned by a cupy stand-in as nanoae.backend sees it."""
-    from device_double import NoHostReads, device_module  # noqa: PLC0415
+    The device: tests/helpers/device_double.py's arrays, owned by a cupy stand-in as nanoae.backend sees it."""
+    from helpers.device_double import NoHostReads, device_module  # noqa: PLC0415
 
     from nanoae import backend  # noqa: PLC0415
 

@@ -275,9 +275,9 @@ def test_a_non_finite_loss_from_finite_inputs_is_reported():
 def test_on_a_device_the_value_checks_are_off_by_default(monkeypatch):
     """With device (CuPy) arrays, check=None runs no value check: each would wait for the device.
 
-    The stand-in: tests/device_double.py's arrays, which fail on any read back to the host,
+    The stand-in: tests/helpers/device_double.py's arrays, which fail on any read back to the host,
     owned by a cupy stand-in as nanoae.backend sees it."""
-    from device_double import NoHostReads, device_module  # noqa: PLC0415
+    from helpers.device_double import NoHostReads, device_module  # noqa: PLC0415
 
     from nanoae import backend  # noqa: PLC0415
 

@@ -3,7 +3,7 @@
 import numpy
 import pytest
 
-from nanoae import metrics
+from nanoae.fashion import metrics
 
 
 def codes_and_map(n=3000, seed=0):

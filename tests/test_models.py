@@ -5,10 +5,17 @@ import pytest
 
 import nanoae as nn
 from nanoae.backend import to_numpy
-from nanoae.metrics import dead_units
-from nanoae.models import Autoencoder, Classifier, FineTuned, Standardize, build_model, encoder_fingerprint
-from nanoae.callbacks import Progress
-from nanoae.training import fit
+from nanoae.fashion.metrics import dead_units
+from nanoae.fashion.models import (
+    Autoencoder,
+    Classifier,
+    FineTuned,
+    Standardize,
+    build_model,
+    encoder_fingerprint,
+)
+from nanoae.train.callbacks import Progress
+from nanoae.train.loop import fit
 
 F64 = numpy.float64
 

@@ -4,16 +4,16 @@ import math
 
 import numpy
 import pytest
+from helpers.device_double import use_double
 
 import nanoae as nn
-from device_double import use_double
 from nanoae.backend import to_numpy
 from nanoae.parameter import Parameter
 
 
 @pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu), "double"])
 def xp(request, use_backend, monkeypatch):
-    """Each backend, and the CPU double of a device array (tests/device_double.py), which
+    """Each backend, and the CPU double of a device array (tests/helpers/device_double.py), which
     refuses host arrays written into it as CuPy does."""
     return use_double(monkeypatch) if request.param == "double" else use_backend(request.param)
 

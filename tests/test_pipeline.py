@@ -6,11 +6,22 @@ import numpy
 import pytest
 
 import nanoae as nn
-import nanoae.training
-from nanoae.models import ImageClassifier
-from nanoae.metrics import autoencoder_metrics, confusion_matrix, score_classifier
-from nanoae.pipeline import (REFERENCE_AE, Settings, Splits, fine_tune, train_autoencoder, train_head,
-                             tsne_map)
+import nanoae.train.loop
+from nanoae.fashion.metrics import (
+    autoencoder_metrics,
+    confusion_matrix,
+    score_classifier,
+)
+from nanoae.fashion.models import Autoencoder, ImageClassifier
+from nanoae.fashion.pipeline import (
+    REFERENCE_AE,
+    Settings,
+    Splits,
+    fine_tune,
+    train_autoencoder,
+    train_head,
+    tsne_map,
+)
 
 
 def left_vs_right():
@@ -64,7 +75,7 @@ def test_autoencoder_validation_loss_is_on_the_clean_held_out_images():
     settings = Settings(ae_widths=(784, 16, 8), ae_epochs=2, ae_mask=0.5, batch_size=32, progress=False)
     model, history = train_autoencoder(x, settings, validation=x_val)
     assert len(history["val_loss"]) == 2
-    clean = nn.training.evaluate(model, nn.BinaryCrossEntropy(), x_val)["loss"]
+    clean = nn.evaluate(model, nn.BinaryCrossEntropy(), x_val)["loss"]
     assert history["val_loss"][-1] == pytest.approx(clean, rel=1e-6)
     metrics = autoencoder_metrics(model, x_val, prefix="ae")
     assert set(metrics) == {"ae_test_bce", "ae_test_mse", "ae_dead_code_units"}
@@ -109,7 +120,7 @@ def test_each_stages_cosine_schedule_spans_the_steps_of_its_run():
 
     ae, history = train_autoencoder(x, settings)
     assert_spans(history, settings.ae_lr)
-    codes, codes_val = (nn.training.predict(ae.encoder, images) for images in (x, x_val))
+    codes, codes_val = (nn.predict(ae.encoder, images) for images in (x, x_val))
     scaler, head, history = train_head(codes, y, codes_val, y_val, settings)
     assert_spans(history, settings.head_lr)
     splits = Splits(x, y, x_val, y_val, x_val, y_val, x)
@@ -120,7 +131,7 @@ def test_each_stages_cosine_schedule_spans_the_steps_of_its_run():
 def test_autoencoder_mse_is_the_mean_squared_error_per_pixel():
     rng = numpy.random.default_rng(3)
     images = rng.integers(0, 256, (13, 784), dtype=numpy.uint8)
-    model = nn.models.Autoencoder((784, 16, 4), code_activation="linear", seed=0)
+    model = Autoencoder((784, 16, 4), code_activation="linear", seed=0)
     pixels = images.astype(numpy.float32) / 255
     expected = float(((model(pixels) - pixels) ** 2).mean())
     for batch_size in (5, 2048):  # several batches (the last one partial), and one

@@ -1,4 +1,4 @@
-"""Tests of nanoae.plots: every figure is written as a valid, reasonably sized PNG."""
+"""Tests of nanoae.fashion.plots: every figure is written as a valid, reasonably sized PNG."""
 
 import warnings
 
@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from nanoae import plots
+from nanoae.fashion import plots
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

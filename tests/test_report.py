@@ -4,8 +4,8 @@ import json
 
 import numpy
 
-from nanoae.pipeline import Settings
-from nanoae.report import readme_table, results_table
+from nanoae.fashion.pipeline import Settings
+from nanoae.fashion.report import readme_table, results_table
 
 # The figures of the README's table before this change (a default run, 2026-11-25).
 README_RUN = {
@@ -41,7 +41,7 @@ def test_a_quick_runs_table_says_its_targets_are_the_full_runs():
 
 
 def test_the_report_shows_the_diagnostics_with_their_computed_sentences(tmp_path):
-    from nanoae.report import write_report  # noqa: PLC0415
+    from nanoae.fashion.report import write_report  # noqa: PLC0415
 
     metrics = json.loads(json.dumps(README_RUN))
     metrics.update(backend="numpy", seed=0, total_seconds=1.0, versions={"numpy": "2"},

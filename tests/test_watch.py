@@ -7,10 +7,10 @@ import pytest
 
 import nanoae as nn
 from nanoae.backend import to_numpy
-from nanoae.callbacks import Progress
-from nanoae.plots import plot_diagnostics
-from nanoae.training import fit
-from nanoae.watch import Watch, summarize
+from nanoae.fashion.plots import plot_diagnostics
+from nanoae.train.callbacks import Progress
+from nanoae.train.loop import fit
+from nanoae.train.watch import Watch, summarize
 
 
 def std(a):
@@ -153,7 +153,7 @@ def test_a_learners_rectifier_is_watched_when_named():
 
 def test_a_resumed_run_continues_the_records_it_saved(tmp_path):
     """Stopped after epoch 2 of 4 and resumed: the same records as an uninterrupted run."""
-    from nanoae.callbacks import Checkpoint  # noqa: PLC0415
+    from nanoae.train.callbacks import Checkpoint  # noqa: PLC0415
 
     x = numpy.random.default_rng(0).integers(0, 256, size=(60, 16), dtype=numpy.uint8)
 
