@@ -113,7 +113,7 @@ def child_train(args) -> dict:
 
         def on_epoch_end(self, run):
             held = run.sharded.state_bytes() if run.sharded else sum(
-                int(a.nbytes) for name in run.optimizer._state_names for a in getattr(run.optimizer, name))
+                int(a.nbytes) for name in run.optimizer.state_names for a in getattr(run.optimizer, name))
             self.held = max(self.held, held)
 
     comm = TimedCommunicator(world().mpi_comm)

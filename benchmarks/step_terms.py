@@ -74,6 +74,7 @@ class _AloneComm:
 
     def __init__(self, size):
         self.size = size
+        self.share = 1.0 / size  # equal shards: what ShardedOptimizer.step weighs the gradients by
 
     def engine(self, array):
         return self

@@ -1,18 +1,22 @@
 """Layers: Dense, ReLU, Sigmoid, Softmax, each with a forward and a backward pass.
 
-The protocol every layer follows:
+The protocol every layer follows (the whole of it; a learner's layer needs nothing more):
 
-* ``forward(x)`` (also ``layer(x)``) computes the output and keeps what the
-  backward pass will need. It never modifies ``x``.
-* ``backward(grad_out, *, input_grad=True)`` takes dL/dy, the gradient of the
-  loss with respect to the layer's output (same shape as y), and returns
-  dL/dx, the gradient with respect to its input. Layers with parameters also
-  *set* (replace, never accumulate) each ``Parameter.grad``. With
-  ``input_grad=False`` the caller says it has no use for dL/dx (the layer is
-  the first of a network: nobody needs the gradient with respect to the data);
-  a layer may then skip computing it and return None (``Dense`` does: that
-  product is its largest).
+* ``forward(x)`` computes the output and keeps what the backward pass will
+  need, under any name it likes. It never modifies ``x``. Call a layer as
+  ``layer(x)``: that runs ``forward`` and then the layer's forward hooks
+  (``register_forward_hook``: how ``Watch`` sees what each layer returned).
+* ``backward(grad)`` takes dL/dy, the gradient of the loss with respect to the
+  layer's output (same shape as y), and returns dL/dx, the gradient with
+  respect to its input. Layers with parameters also *set* (replace, never
+  accumulate) each ``Parameter.grad``.
 * ``parameters()`` lists the layer's Parameters (an empty list for activations).
+
+One opt-in: a layer whose class sets ``skips_input_grad = True`` accepts
+``backward(grad, input_grad=False)``, said of the first layer of a network,
+where nobody needs the gradient with respect to the data; it may then skip
+computing dL/dx and return None. ``Dense`` does: that product is its largest.
+A container passes the keyword only to a layer that declares it.
 
 Shapes: inputs are batches ``(N, features)``; N is the batch size.
 All math goes through ``xp``, the array module of the input (NumPy or CuPy),
@@ -26,25 +30,43 @@ import numpy
 from nanoae.backend import get_array_module, to_device
 from nanoae.parameter import Parameter
 
-__all__ = ["Layer", "Dense", "ReLU", "Sigmoid", "Softmax"]
+__all__ = ["Layer", "HookHandle", "Dense", "ReLU", "Sigmoid", "Softmax"]
 
 
 class Layer:
-    """Base class: the protocol above, plus a ``name`` used in error messages."""
+    """Base class: the protocol above, a ``name`` for messages, and forward hooks.
 
-    def __init__(self):
-        # repr(self) runs here, so a subclass whose __repr__ reads its fields (Dense(784, 128))
-        # sets them *before* calling super().__init__(); the name is fixed from then on
-        # (Sequential and Autoencoder prefix the position: "encoder layer 0 Dense(784, 128)").
-        self.name = repr(self)
+    Nothing here needs ``super().__init__()``: a layer may set its fields in any order.
+    """
+
+    skips_input_grad = False  # True: backward(grad, input_grad=False) may skip dL/dx (see above)
+    place = ""  # where the layer sits in a model, e.g. "encoder layer 0"; given by Sequential
+    forward_hooks = ()  # functions hook(layer, x, y) called after each layer(x); a tuple, never shared
+
+    @property
+    def name(self) -> str:
+        """How messages call the layer: its place in a model, then what it is,
+        e.g. ``"layer 0 Dense(784, 128)"`` (just ``"Dense(784, 128)"`` on its own)."""
+        return f"{self.place} {self!r}" if self.place else repr(self)
 
     def __call__(self, x):
-        return self.forward(x)
+        y = self.forward(x)
+        for hook in self.forward_hooks:
+            hook(self, x, y)
+        return y
+
+    def register_forward_hook(self, hook) -> "HookHandle":
+        """Call ``hook(layer, x, y)`` after every ``layer(x)``, with what the layer returned.
+
+        Returns a handle whose ``remove()`` detaches the hook again (as in PyTorch).
+        """
+        self.forward_hooks = (*self.forward_hooks, hook)  # a new tuple: no list shared by layers
+        return HookHandle(self, hook)
 
     def forward(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def backward(self, grad_out, *, input_grad: bool = True):  # pragma: no cover - abstract
+    def backward(self, grad_out):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def parameters(self) -> list[Parameter]:
@@ -74,6 +96,16 @@ class Layer:
         if grad_out.dtype != dtype:
             raise TypeError(f"{self.name}: backward expected grad_out of dtype {dtype}, "
                             f"got {grad_out.dtype}")
+
+
+class HookHandle:
+    """What ``register_forward_hook`` returns: ``remove()`` takes the hook off its layer."""
+
+    def __init__(self, layer: Layer, hook):
+        self.layer, self.hook = layer, hook
+
+    def remove(self) -> None:
+        self.layer.forward_hooks = tuple(h for h in self.layer.forward_hooks if h is not self.hook)
 
 
 def _check_float(layer, x):
@@ -134,7 +166,6 @@ class Dense(Layer):
         self.dtype = numpy.dtype(dtype)
         if self.dtype.kind != "f":
             raise TypeError(f"Dense: dtype must be floating point, got {self.dtype}")
-        super().__init__()
         w = init_weights(numpy.random.default_rng(rng), self.in_features, self.out_features, init)
         self.W = Parameter(to_device(w.astype(self.dtype)), name="W")
         self.b = Parameter(to_device(numpy.zeros(out_features, dtype=self.dtype)), name="b")
@@ -150,6 +181,8 @@ class Dense(Layer):
         self._check_input(x)
         self._x = x
         return x @ self.W.data + self.b.data  # (N, in) @ (in, out) -> (N, out)
+
+    skips_input_grad = True  # the first layer of a network need not compute g @ W^T
 
     def backward(self, grad_out, *, input_grad: bool = True):
         """Set W.grad and b.grad; return dL/dx (None when ``input_grad`` is False).
@@ -193,7 +226,6 @@ class ReLU(Layer):
     """
 
     def __init__(self):
-        super().__init__()
         self._y = None
 
     def forward(self, x):
@@ -202,7 +234,7 @@ class ReLU(Layer):
         self._y = xp.maximum(x, 0)
         return self._y
 
-    def backward(self, grad_out, *, input_grad: bool = True):
+    def backward(self, grad_out):
         self._check_grad(grad_out, self._y)
         return grad_out * (self._y > 0)
 
@@ -223,7 +255,6 @@ class Sigmoid(Layer):
     """
 
     def __init__(self):
-        super().__init__()
         self._y = None
         self.logits = None
 
@@ -235,7 +266,7 @@ class Sigmoid(Layer):
         self._y = 1 / (1 + xp.exp(-xp.clip(x, -bound, bound)))
         return self._y
 
-    def backward(self, grad_out, *, input_grad: bool = True):
+    def backward(self, grad_out):
         self._check_grad(grad_out, self._y)
         y = self._y
         return grad_out * y * (1 - y)
@@ -257,7 +288,6 @@ class Softmax(Layer):
     """
 
     def __init__(self):
-        super().__init__()
         self._y = None
 
     def forward(self, x):
@@ -267,7 +297,7 @@ class Softmax(Layer):
         self._y = e / e.sum(axis=-1, keepdims=True)
         return self._y
 
-    def backward(self, grad_out, *, input_grad: bool = True):
+    def backward(self, grad_out):
         self._check_grad(grad_out, self._y)
         y = self._y
         return y * (grad_out - (grad_out * y).sum(axis=-1, keepdims=True))

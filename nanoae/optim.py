@@ -36,12 +36,14 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "adam_step", "adam_step_in_place
 class Optimizer:
     """Common part: the parameters, per-parameter state, ``zero_grad`` and the state dict.
 
-    Subclasses name their per-parameter state arrays in ``_state_names``; each
-    is a list of arrays aligned with ``self.params`` (``self.m[i]`` belongs to
-    ``self.params[i]``).
+    Subclasses declare their per-parameter state in ``state_names`` (Adam:
+    ``("m", "v")``) and create each in their ``__init__`` with ``zeros_like_params()``:
+    a list of arrays aligned with ``self.params`` (``self.m[i]`` belongs to
+    ``self.params[i]``). Checkpoints and the data-parallel optimizer
+    (``nanoae.parallel.zero``) find the state by those names.
     """
 
-    _state_names: tuple[str, ...] = ()
+    state_names: tuple[str, ...] = ()  # the attributes that hold per-parameter state
 
     def __init__(self, params, lr: float, *, flush_every: int | None = 100):
         name = type(self).__name__
@@ -57,8 +59,10 @@ class Optimizer:
         self.lr = float(lr)
         self.flush_every = None if flush_every is None else int(flush_every)
         self.t = 0  # steps taken
-        for state in self._state_names:  # zeros beside each parameter, on its device
-            setattr(self, state, [get_array_module(p.data).zeros_like(p.data) for p in self.params])
+
+    def zeros_like_params(self) -> list:
+        """One array of zeros per parameter, of its shape and dtype, on its device."""
+        return [get_array_module(p.data).zeros_like(p.data) for p in self.params]
 
     def step(self) -> None:
         """One update of every parameter from its current ``grad``."""
@@ -76,7 +80,7 @@ class Optimizer:
 
     def flush_subnormals(self) -> None:
         """Set to 0 every state value with magnitude below its dtype's smallest normal number."""
-        for state in self._state_names:
+        for state in self.state_names:
             for a in getattr(self, state):
                 xp = get_array_module(a)
                 a *= xp.abs(a) >= numpy.finfo(a.dtype).tiny  # multiply by a bool mask: no host sync
@@ -89,7 +93,7 @@ class Optimizer:
         flattened and concatenated in parameter order.
         """
         state = {"t": self.t, "lr": self.lr, **self.settings()}
-        for name in self._state_names:
+        for name in self.state_names:
             arrays = [to_numpy(a).ravel() for a in getattr(self, name)]
             state[name] = numpy.concatenate(arrays)
         return state
@@ -97,7 +101,7 @@ class Optimizer:
     def load_state_dict(self, state: dict) -> None:
         """Restore ``state_dict()`` output; everything is checked before anything is written."""
         name = type(self).__name__
-        missing = [k for k in ("t", "lr", *self._state_names) if k not in state]
+        missing = [k for k in ("t", "lr", *self.state_names) if k not in state]
         if missing:
             raise ValueError(f"{name}.load_state_dict: missing {missing}")
         total = sum(int(p.data.size) for p in self.params)
@@ -105,12 +109,12 @@ class Optimizer:
         # parameters'. nanoae's models build every layer with one dtype; over parameters of
         # mixed dtypes, state_dict would promote them to one and this check would refuse it.
         dtype = self.params[0].data.dtype
-        for key in self._state_names:
+        for key in self.state_names:
             value = state[key]
             if tuple(value.shape) != (total,) or value.dtype != dtype:
                 raise ValueError(f"{name}.load_state_dict: {key} expected shape ({total},) dtype "
                                  f"{dtype}, got {tuple(value.shape)} {value.dtype}")
-        for key in self._state_names:
+        for key in self.state_names:
             offset = 0
             for a in getattr(self, key):
                 a[...] = backend.as_array_like(state[key][offset:offset + a.size].reshape(a.shape), a)
@@ -135,13 +139,14 @@ class SGD(Optimizer):
     With momentum 0 this is ``w <- w - lr * g``. (The convention of torch.optim.SGD.)
     """
 
-    _state_names = ("velocity",)
+    state_names = ("velocity",)
 
     def __init__(self, params, lr: float, momentum: float = 0.0, *, flush_every: int | None = 100):
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
         super().__init__(params, lr, flush_every=flush_every)
         self.momentum = float(momentum)
+        self.velocity = self.zeros_like_params()
 
     def settings(self) -> dict:
         return {"momentum": self.momentum}
@@ -178,7 +183,7 @@ class Adam(Optimizer):
     1 s epoch. ``in_place=False`` runs the plain form.
     """
 
-    _state_names = ("m", "v")
+    state_names = ("m", "v")
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, *,
                  flush_every: int | None = 100, in_place: bool = True):
@@ -189,6 +194,8 @@ class Adam(Optimizer):
             raise ValueError(f"{type(self).__name__}: eps must be > 0, got {eps}")
         super().__init__(params, lr, flush_every=flush_every)
         self.betas, self.eps, self.in_place = (b1, b2), float(eps), bool(in_place)
+        self.m = self.zeros_like_params()  # first moments, one per parameter
+        self.v = self.zeros_like_params()  # second moments
 
     def settings(self) -> dict:
         return {"beta1": self.betas[0], "beta2": self.betas[1], "eps": self.eps}

@@ -8,7 +8,7 @@ its output into the gradient with respect to its input, and sets the gradients
 of its own parameters on the way.
 
 (This is the container; the networks of the Fashion-MNIST story built from it,
-Autoencoder and Classifier, are in ``models.py``.)
+Autoencoder and Classifier, are in ``nanoae/fashion/models.py``.)
 """
 
 from __future__ import annotations
@@ -26,21 +26,30 @@ class Sequential(Layer):
 
     Supports ``len(model)``, ``model[i]`` (a layer; a slice gives a new
     Sequential sharing the same layer objects), iteration and ``model.layers``.
+
+    label: a word put before each layer's position in its ``place`` (and so in
+        its ``name``): ``Sequential(Dense(784, 128), label="encoder")[0].name`` is
+        ``"encoder layer 0 Dense(784, 128)"``.
+
+    Names are given here, once: each layer that has no ``place`` yet gets its
+    position in this chain. A slice, or a container built around this one,
+    shares the layers and leaves their places as they are.
     """
 
-    def __init__(self, *layers: Layer):
+    skips_input_grad = True  # it passes input_grad=False on to its first layer, if that one skips
+
+    def __init__(self, *layers: Layer, label: str = ""):
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Layer")
         self.layers = list(layers)
-        super().__init__()
-        # Name each layer by its position so an error deep inside says where it is
-        # (only once: a slice model[2:] shares the layers and must not rename them).
+        self.output = None  # what the latest forward returned (loss_value checks its pred is it)
+        prefix = f"{label} " if label else ""
         for i, layer in enumerate(self.layers):
-            if not isinstance(layer, Sequential) and layer.name == repr(layer):
-                layer.name = f"layer {i} {layer!r}"
+            if not isinstance(layer, Sequential) and not layer.place:
+                layer.place = f"{prefix}layer {i}"
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in getattr(self, "layers", []))
@@ -71,7 +80,8 @@ class Sequential(Layer):
 
     def forward(self, x):
         for layer in self.layers:
-            x = layer.forward(x)
+            x = layer(x)  # layer(x), not layer.forward(x): its forward hooks see the output
+        self.output = x
         return x
 
     def backward(self, grad_out, *, input_grad: bool = True):
@@ -89,9 +99,15 @@ class Sequential(Layer):
         fused pair hands over what its activation kept: the loss gets the last
         layer (``loss.after``) and reads from it what it can use, e.g.
         BinaryCrossEntropy the Sigmoid's logits, exact where p rounded to 0 or 1.
-        ``pred`` must be that latest output (an average of two forward passes
-        is not: call ``loss(pred, target)`` on it).
+        ``pred`` must be that latest output, and anything else is refused
+        rather than combined with the logits of another pass (for an average
+        of two passes, say, call ``loss(pred, target)``).
         """
+        if pred is not self.output:
+            raise ValueError(
+                f"loss_value: pred is not what {self!r} returned from its latest forward, so the "
+                "loss cannot use what that pass kept (the logits); call loss(pred, target) for "
+                "any other prediction")
         return loss.after(self.last_layer(), pred, target)
 
     def backward_from_loss(self, loss, *, input_grad: bool = True):
@@ -148,9 +164,15 @@ class Sequential(Layer):
 def backward_through(layers, grad, input_grad: bool = True):
     """The chain rule over ``layers``, last to first: g <- layer.backward(g); returns the last g.
 
-    Only the first layer is told ``input_grad`` (every later layer's dL/dx is
-    the gradient its predecessor needs).
+    ``input_grad=False`` is passed to the first layer alone, and only if it declares
+    ``skips_input_grad`` (every later layer's dL/dx is the gradient its predecessor
+    needs; a layer that does not declare it computes dL/dx anyway).
     """
-    for i in range(len(layers) - 1, -1, -1):
-        grad = layers[i].backward(grad, input_grad=input_grad or i > 0)
-    return grad
+    if not layers:  # a fused pair was the whole model: the loss gave dL/dx itself
+        return grad
+    for layer in reversed(layers[1:]):
+        grad = layer.backward(grad)
+    first = layers[0]
+    if not input_grad and first.skips_input_grad:
+        return first.backward(grad, input_grad=False)
+    return first.backward(grad)

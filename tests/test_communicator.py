@@ -454,7 +454,7 @@ def test_train_step_of_one_process_still_refuses_an_empty_batch():
     optimizer = nn.Adam(model.parameters())
     with pytest.raises(ValueError, match="empty batch"):
         train_step(model, nn.CrossEntropy(), optimizer, np.zeros((0, 3), np.float32),
-                   np.zeros(0, np.int64), comm=Communicator())
+                   np.zeros(0, np.int64))
 
 
 # --- two ranks as two threads of this process (tests/helpers/thread_ranks.py): no MPI needed ------------

@@ -224,7 +224,7 @@ def test_no_subnormals_in_optimizer_state_of_dead_units(xp, optimizer):
     p.grad[...] = 0.0  # dead from now on
     for _ in range(2000):
         opt.step()
-    for name in opt._state_names:
+    for name in opt.state_names:
         assert all(_subnormals(a) == 0 for a in getattr(opt, name)), name
     assert float(abs(opt.m[0] if optimizer == "Adam" else opt.velocity[0]).max()) == 0.0
     # the same run with the flush switched off keeps subnormals: the test can fail

@@ -39,7 +39,9 @@ def _train(rank, size, comm, *, steps=20, batch=8, make=nn.Adam, rebind_at=None,
     for i in range(steps):
         start = (i * batch) % N
         batch_idx = np.arange(start, start + batch)
-        mine = batch_idx[rank * batch // size:(rank + 1) * batch // size]
+        # this rank's shard; comm.shard also records its share of the batch, the weight that
+        # ShardedOptimizer.step gives its gradients
+        mine = batch_idx if comm is None else batch_idx[comm.shard(batch)]
         if i == rebind_at:  # a user rebinds every weight array: harmless
             for p in model.parameters():
                 p.data = p.data.copy()
@@ -49,7 +51,7 @@ def _train(rank, size, comm, *, steps=20, batch=8, make=nn.Adam, rebind_at=None,
         if step is None:
             optimizer.step()
         else:
-            step.step(weight=len(mine) / batch)
+            step.step()
     if step is not None and gather:
         step.gather_state()
     return model, optimizer, step
@@ -148,7 +150,8 @@ def test_parameters_of_two_dtypes_are_refused():
 
 
 def test_equal_shards_need_no_weight_and_a_rank_may_have_an_empty_shard():
-    # the default weight is 1/size; a batch of 2 on 3 ranks leaves rank 0 without examples
+    # the weight before any comm.shard is 1/size; a batch of 2 on 3 ranks leaves rank 0 without
+    # examples
     one_model, _, _ = _train(0, 1, None, batch=2)
     for model, _, _ in run_threads(3, lambda r, comm: _train(r, 3, comm, batch=2)):
         _assert_close(model, one_model)

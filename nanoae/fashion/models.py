@@ -65,12 +65,10 @@ class Autoencoder(Sequential):
             raise ValueError(f"Autoencoder: need at least (input, code) widths, got {widths}")
         rng = numpy.random.default_rng(seed)
         code = [ReLU()] if code_activation == "relu" else []
-        self.encoder = Sequential(*_mlp(widths, dtype, rng, init=init), *code)
-        self.decoder = Sequential(*_mlp(widths[::-1], dtype, rng, Sigmoid(), init=init))
+        # labelled, so that errors and diagnostics say where: "encoder layer 0 Dense(784, 128)"
+        self.encoder = Sequential(*_mlp(widths, dtype, rng, init=init), *code, label="encoder")
+        self.decoder = Sequential(*_mlp(widths[::-1], dtype, rng, Sigmoid(), init=init), label="decoder")
         super().__init__(self.encoder, self.decoder)
-        for part, seq in (("encoder", self.encoder), ("decoder", self.decoder)):
-            for i, layer in enumerate(seq.layers):
-                layer.name = f"{part} layer {i} {layer!r}"  # errors then say where they happened
         self.config = {"kind": "autoencoder", "widths": list(widths),
                        "code_activation": code_activation, "dtype": numpy.dtype(dtype).name,
                        "init": init}
@@ -139,7 +137,7 @@ class Standardize(Layer):
         y *= self.inv_std
         return y
 
-    def backward(self, grad_out, *, input_grad: bool = True):
+    def backward(self, grad_out):
         return grad_out * self.inv_std
 
     @property

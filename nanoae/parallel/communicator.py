@@ -5,9 +5,13 @@ global mini-batch. One training step is the usual one plus one line:
 
     comm.broadcast_parameters(params)          # once: every rank starts from rank 0's weights
     for each global batch B:
-        forward + backward on this rank's shard b_r      # fills p.grad = dL_r/dp
-        comm.average_gradients(params, weight=b_r / B)   # the one collective of the step
+        mine = B[comm.shard(len(B))]                     # this rank's shard b_r (comm.share = b_r / B)
+        forward + backward on mine                       # fills p.grad = dL_r/dp
+        comm.average_gradients(params)                   # the one collective of the step
         optimizer.step()                                 # identical on every rank
+
+(``nanoae.parallel.zero.ShardedOptimizer`` folds the last two lines into its
+``step()``, and each rank then updates only its 1/N of the weights.)
 
 Why the weight. The loss of a shard is its mean, L_r = (1/b_r) sum_{i in r} l_i,
 and the loss of the global batch is L = (1/B) sum_i l_i = sum_r (b_r/B) L_r, so
@@ -134,6 +138,9 @@ class Communicator:
         self._buffer = None  # the float32 gradient buffer, reused step after step
         self._engines = {}  # array module name -> its engine, created on first use
         self.device = None  # the GPU this rank is bound to (use_gpu), None until then
+        # this rank's part of the latest batch it sharded, b_r / B (see shard): the weight of
+        # its gradients in average_gradients and ShardedOptimizer.step when none is given
+        self.share = 1.0 / self.size
         self.local_rank, self.local_size = self._local_rank()
 
     @property
@@ -161,8 +168,9 @@ class Communicator:
     def average_gradients(self, params, weight: float | None = None) -> None:
         """Replace each ``p.grad`` by ``sum over ranks of weight_r * grad_r``, on every rank.
 
-        weight: this rank's share of the global batch, b_r / B (default 1/size,
-        for equal shards); the weights of all ranks must add up to 1. A rank
+        weight: this rank's share of the global batch, b_r / B (default
+        ``self.share``: that of the latest ``shard``, 1/size before any); the
+        weights of all ranks must add up to 1. A rank
         whose shard is empty passes 0 and needs no gradient (``p.grad`` is not
         read). Every rank must call this at every step, with the same params.
 
@@ -171,7 +179,7 @@ class Communicator:
         result is written back into it.
         """
         params = list(params)
-        weight = 1.0 / self.size if weight is None else float(weight)
+        weight = self.share if weight is None else float(weight)
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"average_gradients: weight must be this rank's share of the "
                              f"global batch, in [0, 1], got {weight}")
@@ -242,8 +250,15 @@ class Communicator:
                              "same model, data and settings")
 
     def shard(self, n: int) -> slice:
-        """This rank's contiguous part of a batch of n examples (sizes differ by at most 1)."""
-        return slice(self.rank * n // self.size, (self.rank + 1) * n // self.size)
+        """This rank's contiguous part of a batch of n examples (sizes differ by at most 1).
+
+        Also sets ``self.share`` to that part's size over n, b_r / B: the weight of this
+        rank's gradients in the next ``average_gradients`` or ``ShardedOptimizer.step``.
+        """
+        part = slice(self.rank * n // self.size, (self.rank + 1) * n // self.size)
+        if n > 0:
+            self.share = (part.stop - part.start) / n
+        return part
 
     def use_gpu(self, device_count: int | None = None) -> int:
         """Bind this rank to its own GPU and return its number (the same on every call).

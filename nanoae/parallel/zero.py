@@ -28,11 +28,16 @@ that rebinds the range's ``data`` instead of updating it in place has its
 result copied likewise. No rule to remember.
 
 The state. The user's optimizer (``optimizer``) keeps its hyper-parameters;
-this class takes this rank's range of its state when it is created (a resumed
-run's state too) and lets go of the whole-size arrays, so that a rank holds
-1/N of the state, not 1/N more. Until ``gather_state()`` gives them back,
-``optimizer.m`` (and each other state name) is a ``SplitState`` that says where
-the state went. ``step`` reads ``optimizer.lr`` every time (schedules change it).
+this class takes this rank's range of its state (the arrays its class names in
+``state_names``) when it is created (a resumed run's state too) and lets go of
+the whole-size arrays, so that a rank holds 1/N of the state, not 1/N more.
+Until ``gather_state()`` gives them back, ``optimizer.m`` (and each other state
+name) is a ``SplitState`` that says where the state went. Before every step
+every hyper-parameter of ``optimizer`` (``lr``, ``betas``, ``eps``,
+``weight_decay``, ``momentum``, ...: all it holds but its parameters, state and
+step count) is copied onto the optimizer that steps the range, as PyTorch's
+ZeroRedundancyOptimizer syncs its param groups: a callback that changes any of
+them mid-run changes the run under MPI exactly as in one process.
 ``gather_state()`` writes the whole updated state back into ``optimizer`` (``t``,
 ``m``, ``v``, ...), in the format of a single process, so that a checkpoint
 saved from it resumes on any number of ranks; ``with whole_state():`` does the
@@ -60,10 +65,13 @@ def range_of(rank: int, size: int, total: int) -> slice:
 
 
 class ShardedOptimizer:
-    """ZeRO-1 over ``comm``: ``step(weight)`` replaces ``average_gradients`` + ``optimizer.step()``.
+    """ZeRO-1 over ``comm``: its ``step()`` replaces ``average_gradients`` + ``optimizer.step()``.
+
+    It is stepped like any optimizer, ``step()``; this rank's gradients weigh
+    ``comm.share`` in the sum (b_r / B, set by ``comm.shard`` when the batch was split).
 
     optimizer: an ``optim.Optimizer`` (Adam, AdamW, SGD, or a learner's own
-        subclass that names its state in ``_state_names``) over the model's
+        subclass that names its state in ``state_names``) over the model's
         parameters, identical on every rank; all parameters of one dtype.
     comm: the ``communicator.Communicator`` of the job; its engine moves the buffers.
     Every rank must create it at the same point, after the weights agree
@@ -94,7 +102,7 @@ class ShardedOptimizer:
         # the same optimizer (class, hyper-parameters, t) over this rank's range and its state
         self.inner = copy.copy(optimizer)
         self.inner.params = [self.part]
-        for name in optimizer._state_names:
+        for name in optimizer.state_names:
             whole = xp.zeros(part * comm.size, dtype=dtype)
             for a, piece in zip(getattr(optimizer, name), _pieces(self.params, whole)):
                 piece[...] = a
@@ -109,13 +117,13 @@ class ShardedOptimizer:
     def t(self) -> int:
         return self.inner.t
 
-    def step(self, weight: float | None = None) -> None:
+    def step(self) -> None:
         """One step: the weighted sum of every rank's gradients, then the update of every weight.
 
-        weight: this rank's share of the global batch, b_r / B (default 1/size);
+        This rank's weight is ``comm.share``, its part of the global batch, b_r / B;
         0 for an empty shard, whose gradients are then not read.
         """
-        weight = 1.0 / self.comm.size if weight is None else float(weight)
+        weight = self.comm.share
         engine = self.comm.engine(self.flat)
         self._adopt_rebound_parameters()
         if weight == 0.0:
@@ -125,12 +133,17 @@ class ShardedOptimizer:
             for p, piece in zip(self.params, self.grad_pieces):
                 xp.multiply(p.grad, w, out=piece)  # piece <- weight * grad: copied and weighted in one pass
         engine.reduce_scatter_sum(self.grads, self.part.grad)
-        self.inner.lr = self.optimizer.lr
+        vars(self.inner).update(self.hyperparameters())  # the user's settings, as they are now
         self.inner.step()
         if self.part.data is not self._part_view:  # an optimizer that rebinds instead of updating
             self._part_view[...] = self.part.data
             self.part.data = self._part_view
         engine.allgather(self.flat)
+
+    def hyperparameters(self) -> dict:
+        """Everything ``optimizer`` holds but its parameters, its state and its step count."""
+        own = {"params", "t", *self.optimizer.state_names}
+        return {name: value for name, value in vars(self.optimizer).items() if name not in own}
 
     def _adopt_rebound_parameters(self) -> None:
         """A parameter given a new ``data`` array: its values go into ``flat``, its view comes back."""
@@ -148,7 +161,7 @@ class ShardedOptimizer:
         """
         engine = self.comm.engine(self.flat)
         xp = get_array_module(self.flat)
-        for name in self.optimizer._state_names:
+        for name in self.optimizer.state_names:
             whole = xp.empty_like(self.flat)
             whole[self.range] = getattr(self.inner, name)[0]
             engine.allgather(whole)
@@ -167,14 +180,14 @@ class ShardedOptimizer:
 
     def _let_go_of_whole_state(self) -> None:
         """Drop ``optimizer``'s whole-size state arrays: this rank steps only its range."""
-        for name in self.optimizer._state_names:
+        for name in self.optimizer.state_names:
             setattr(self.optimizer, name, SplitState(name, self))
 
     def state_bytes(self) -> int:
         """Bytes of optimizer state this rank holds: its range (1/N of a single process's),
         plus the whole-size arrays, if ``optimizer`` holds them now (after ``gather_state``)."""
-        held = [a for name in self.inner._state_names for a in getattr(self.inner, name)]
-        for name in self.optimizer._state_names:
+        held = [a for name in self.inner.state_names for a in getattr(self.inner, name)]
+        for name in self.optimizer.state_names:
             state = getattr(self.optimizer, name)
             held += [] if isinstance(state, SplitState) else list(state)
         return sum(int(a.nbytes) for a in held)

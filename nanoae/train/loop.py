@@ -169,31 +169,25 @@ def loss_value(model, loss, pred, target):
     return loss.after(model, pred, target)
 
 
-def train_step(model, loss, optimizer, xb, target, *, comm=None, weight: float = 1.0):
+def train_step(model, loss, optimizer, xb, target):
     """One step of gradient descent on the batch ``xb``; returns (loss value, prediction).
+
+        pred = model(xb); value = loss(pred, target); backward; optimizer.step()
 
     The loss value stays on the device (reading it would make the host wait for
     the GPU). ``input_grad=False``: nobody needs the gradient with respect to the data.
 
-    Data parallel (``parallel/communicator.py``): ``xb`` is this rank's shard of the global
-    batch and ``weight`` its share of it (shard size / batch size); between
-    backward and step the gradients become the weighted sum over the ranks, the
-    gradient of the global batch's mean loss. A ``zero.ShardedOptimizer``
-    does that sum itself (reduce-scatter, its range, all-gather); a plain
-    optimizer gets it from ``comm.average_gradients`` (one all-reduce). An
-    empty shard (weight 0) only joins that sum, and (None, None) is returned.
+    Data parallel is the optimizer's business: ``xb`` is then this rank's shard
+    of the global batch, and a ``ShardedOptimizer`` (``nanoae.parallel.zero``)
+    sums the ranks' gradients, weighted by their shares, inside its ``step()``.
+    An empty shard computes nothing but still takes that step with the other
+    ranks, and (None, None) is returned.
     """
-    parallel = comm is not None and comm.size > 1
     value = pred = None
-    if len(xb) or not parallel:  # (one process's empty batch is an error the model reports)
-        pred = model(xb)
+    if len(xb) or not isinstance(optimizer, ShardedOptimizer):  # one process: an empty batch
+        pred = model(xb)                                       # is an error the model reports
         value = loss_value(model, loss, pred, target)
         model.backward_from_loss(loss, input_grad=False)
-    if isinstance(optimizer, ShardedOptimizer):
-        optimizer.step(weight=weight)
-        return value, pred
-    if parallel:
-        comm.average_gradients(optimizer.params, weight=weight)
     optimizer.step()
     return value, pred
 
@@ -370,8 +364,7 @@ def _train_epoch(run: Run, callbacks, stop):
         idx = batch[rows]  # this rank's part of the global batch (all of it in one process)
         inputs, clean = draws.apply(as_batch(x[idx]), idx)
         target = clean if y is None else y[idx]
-        value, pred = train_step(run.model, run.loss, run.stepper, inputs, target, comm=comm,
-                                 weight=len(idx) / len(batch))
+        value, pred = train_step(run.model, run.loss, run.stepper, inputs, target)
         losses.append(value * len(idx) if len(idx) else xp.zeros((), dtype=numpy.float32))
         if len(idx) and "train_accuracy" in run.state.history:
             correct += (pred.argmax(axis=1) == target).sum()

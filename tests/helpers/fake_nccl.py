@@ -168,6 +168,7 @@ def run_ranks(monkeypatch, size, fn, *, bus_ids=None):
 
 # --- a third engine, for tests: ranks as threads over NumPy arrays ------------------------
 
+from nanoae.parallel.communicator import Communicator  # noqa: E402
 from nanoae.parallel.engines import Engine  # noqa: E402
 
 
@@ -209,10 +210,13 @@ class ThreadEngine(Engine):
 
 
 class ThreadComm:
-    """What the sharded optimizer asks of a Communicator: rank, size and the engine."""
+    """What the sharded optimizer asks of a Communicator: rank, size, share and the engine."""
 
     def __init__(self, engine):
         self.rank, self.size, self._engine = engine.rank, engine.size, engine
+        self.share = 1.0 / self.size
+
+    shard = Communicator.shard  # the real one, which also sets share
 
     def engine(self, array):
         return self._engine
