@@ -911,3 +911,33 @@ def test_a_rank_with_an_empty_shard_needs_no_gradient_attribute(monkeypatch):
 
     for grad in run_ranks(2, work, monkeypatch):
         assert grad.tolist() == [1.0, 2.0]
+
+
+# --- every hyper-parameter in force on every rank, and a learner's layer, under data parallel -----
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw", "sgd"])
+def test_thread_ranks_honour_every_hyperparameter_a_callback_changes(monkeypatch, kind):
+    """betas and eps (Adam, AdamW), weight_decay (AdamW), momentum (SGD) changed from epoch 2
+    on: two ranks end within 1e-5 of one process, and the change does change the run."""
+    from helpers.learner_run import settings_run  # noqa: PLC0415
+
+    (one,) = run_ranks(1, lambda comm: settings_run(comm, kind), monkeypatch)
+    two = run_ranks(2, lambda comm: settings_run(comm, kind), monkeypatch)
+    for a, b in zip(two[0][0], one[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    (unchanged,) = run_ranks(1, lambda comm: settings_run(comm, kind, change=False), monkeypatch)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(one[0], unchanged[0])) > 1e-3
+
+
+@needs_mpi
+@pytest.mark.parametrize("kind", ["adam", "adamw", "sgd"])
+def test_mpiexec_honours_every_hyperparameter_and_trains_and_watches_a_learners_tanh(tmp_path, kind):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    ok(run_worker(tmp_path / "one", "settings", "--optimizer", kind, ranks=None))
+    ok(run_worker(tmp_path / "two", "settings", "--optimizer", kind))
+    for a, b in zip(_params(tmp_path / "two/params.npz"), _params(tmp_path / "one/params.npz")):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    watched = json.loads((tmp_path / "two/watch.json").read_text())["layers"]["layer 1 Tanh()"]
+    assert len(watched["mean"]) == len(watched["std"]) > 0  # rank 0 watched the learner's layer

@@ -4,6 +4,7 @@ import types
 
 import numpy
 import pytest
+from helpers.learner_run import Tanh
 
 import nanoae as nn
 from nanoae.backend import as_array_like
@@ -422,3 +423,11 @@ def test_host_input_target_and_upstream_gradient_go_to_the_parameters_device(mon
     loss.forward = lambda pred, target, f=loss.forward: seen_loss.append(type(target)) or f(pred, target)
     assert nn.gradcheck((model, loss), x, numpy.full((2, 2), 0.5)).ok
     assert set(seen_loss) == {NoHostReads}
+
+
+def test_the_pytorch_style_tanh_passes_the_gradient_check():
+    x = numpy.random.default_rng(1).normal(size=(4, 5))
+    assert nn.gradcheck(Tanh(), x).ok
+    model = nn.Sequential(nn.Dense(5, 4, dtype=numpy.float64, rng=0), Tanh(),
+                          nn.Dense(4, 3, dtype=numpy.float64, rng=1), nn.Softmax())
+    assert nn.gradcheck((model, nn.CrossEntropy()), x, numpy.array([0, 2, 1, 1])).ok

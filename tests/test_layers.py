@@ -4,6 +4,7 @@ import re
 
 import numpy
 import pytest
+from helpers.learner_run import Tanh, data
 
 import nanoae as nn
 from nanoae.backend import to_numpy
@@ -259,3 +260,16 @@ def test_a_parameter_names_itself_with_its_shape_and_dtype():
     assert repr(Parameter(numpy.zeros((2, 3)))) == "Parameter(?, shape=(2, 3), dtype=float64)"
     assert repr(Parameter(numpy.zeros(2, numpy.float32), name="W")) == "Parameter(W, shape=(2,), dtype=float32)"
     assert Parameter(numpy.zeros(2)).name == ""
+
+
+def test_a_forward_hook_sees_what_the_layer_returned_until_it_is_removed():
+    calls = []
+    tanh = Tanh()
+    model = nn.Sequential(nn.Dense(6, 5, rng=0), tanh)
+    handle = tanh.register_forward_hook(lambda layer, x, y: calls.append((layer, x.shape, y)))
+    out = model(data()[0][:4])
+    assert len(calls) == 1 and calls[0][0] is tanh and calls[0][1] == (4, 5) and calls[0][2] is out
+    assert Tanh().forward_hooks == ()  # hooks are the layer's own, never shared with another
+    handle.remove()
+    model(data()[0][:4])
+    assert len(calls) == 1 and tanh.forward_hooks == ()

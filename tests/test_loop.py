@@ -5,6 +5,7 @@ import signal
 import numpy
 import pytest
 from helpers.device_double import HostReadError, NoHostReads
+from helpers.learner_run import data, tanh_classifier
 
 import nanoae as nn
 from nanoae.backend import to_numpy
@@ -848,3 +849,20 @@ def test_train_step_alone_returns_the_loss_and_prediction_and_takes_one_step():
     numpy.testing.assert_allclose(to_numpy(pred), expected, rtol=1e-6)
     assert float(value) == pytest.approx(float(nn.BinaryCrossEntropy()(expected, x)), rel=1e-5)
     assert all((w0 != w1).any() for w0, w1 in zip(before, weights(model)))
+
+
+def test_the_pytorch_style_tanh_trains_under_fit_and_in_a_loop_of_ones_own():
+    x, y = data()
+    model = tanh_classifier()
+    history = nn.fit(model, nn.CrossEntropy(), nn.Adam(model.parameters(), lr=1e-2), x, y, epochs=5,
+                     batch_size=8, callbacks=[nn.Progress(bar=False, verbose=False)])
+    assert history["train_loss"][-1] < 0.9 * history["train_loss"][0]
+    model, loss = tanh_classifier(), nn.CrossEntropy()
+    optimizer = nn.Adam(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        value = loss(model(x), y)
+        model.backward_from_loss(loss, input_grad=False)  # Dense first: it may skip dL/dx
+        optimizer.step()
+        first = float(value) if first is None else first
+    assert float(value) < 0.9 * first

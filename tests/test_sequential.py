@@ -3,10 +3,13 @@
 import numpy
 import pytest
 from helpers.device_double import use_double
+from helpers.learner_run import data, tanh_classifier
 
 import nanoae as nn
 from nanoae import sequential
 from nanoae.backend import to_numpy
+from nanoae.fashion.models import Autoencoder
+from nanoae.sequential import backward_through
 
 F64 = numpy.float64
 
@@ -178,3 +181,74 @@ def test_load_state_dict_names_unexpected_keys():
     state = {**model.state_dict(), "9.W": numpy.zeros(1)}
     with pytest.raises(ValueError, match=r"missing keys \[\], unexpected keys \['9\.W'\]$"):
         model.load_state_dict(state)
+
+
+def test_input_grad_false_reaches_only_a_layer_that_declares_it():
+    seen = []
+
+    class Records(nn.Layer):  # no keyword in its backward: it must never be given one
+        def forward(self, x):
+            return x
+
+        def backward(self, grad):
+            seen.append("plain")
+            return grad
+
+    class Skips(Records):
+        skips_input_grad = True
+
+        def backward(self, grad, *, input_grad=True):
+            seen.append(input_grad)
+            return grad if input_grad else None
+
+    g = numpy.ones((2, 3), numpy.float32)
+    assert backward_through([Records(), Records()], g, input_grad=False) is g
+    assert seen == ["plain", "plain"]
+    seen.clear()
+    assert backward_through([Skips(), Records()], g, input_grad=False) is None
+    assert seen == ["plain", False]
+    seen.clear()
+    assert backward_through([Skips(), Skips()], g) is g  # only the first is ever told False
+    assert seen == [True, True]
+    assert nn.Dense.skips_input_grad and nn.Sequential.skips_input_grad and not nn.ReLU.skips_input_grad
+
+
+def test_loss_value_refuses_a_prediction_that_is_not_the_latest_output():
+    x, y = data(n=4)
+    model = tanh_classifier()
+    loss = nn.CrossEntropy()
+    pred = model(x)
+    assert model.loss_value(loss, pred, y) == pytest.approx(float(loss(pred, y)))
+    other = model(x[::-1].copy())
+    with pytest.raises(ValueError, match="not what Sequential.*returned from its latest forward"):
+        model.loss_value(loss, pred, y)  # pred is from the pass before
+    with pytest.raises(ValueError, match="call loss\\(pred, target\\)"):
+        model.loss_value(loss, 0.5 * (pred + other), y)
+
+
+def test_names_come_from_one_place_and_fields_may_follow_the_base_init():
+    class Scaled(nn.Layer):
+        def __init__(self, factor):
+            super().__init__()
+            self.factor = factor  # set after the base's __init__: the name still shows it
+
+        def __repr__(self):
+            return f"Scaled({self.factor})"
+
+        def forward(self, x):
+            return self.factor * x
+
+        def backward(self, grad):
+            return self.factor * grad
+
+    layer = Scaled(2.0)
+    assert layer.name == "Scaled(2.0)"
+    model = nn.Sequential(nn.Dense(2, 2), layer, label="head")
+    assert layer.name == "head layer 1 Scaled(2.0)" and model[0].name == "head layer 0 Dense(2, 2)"
+    outer = nn.Sequential(model, nn.Sigmoid())  # a container around it keeps the names as given
+    assert layer.name == "head layer 1 Scaled(2.0)" and outer[1].name == "layer 1 Sigmoid()"
+    ae = Autoencoder((8, 4, 2))
+    assert [leaf.name for leaf in ae.leaves()][:2] == ["encoder layer 0 Dense(8, 4)", "encoder layer 1 ReLU()"]
+    assert ae.leaves()[-1].name == "decoder layer 3 Sigmoid()"
+    with pytest.raises(ValueError, match=r"^head layer 0 Dense\(2, 2\): expected input"):
+        model(numpy.zeros((1, 3), numpy.float32))

@@ -4,6 +4,7 @@ import json
 
 import numpy
 import pytest
+from helpers.learner_run import data, tanh_classifier
 
 import nanoae as nn
 from nanoae.backend import to_numpy
@@ -183,3 +184,35 @@ def test_summarize_states_what_the_records_show():
     assert "hidden ReLU" not in text
     assert "from 1.5e-03 (dec 2 Dense) to 4.0e-03 (enc 0 Dense)" in text
     assert "out Sigmoid 25.0 %" in text
+
+
+def test_a_learners_layer_is_watched_from_what_it_returns():
+    x, y = data()
+    model = tanh_classifier()
+    watch = nn.Watch(model, every=1)
+    nn.fit(model, nn.CrossEntropy(), nn.Adam(model.parameters()), x, y, epochs=2, batch_size=8,
+           callbacks=[watch, nn.Progress(bar=False, verbose=False)])
+    records = watch.records["layers"]["layer 1 Tanh()"]
+    assert records["kind"] == "Tanh" and len(records["mean"]) == len(records["std"]) == 8
+    assert all(-1 < m < 1 for m in records["mean"]) and all(0 < s < 1 for s in records["std"])
+    counts = watch.records["histograms"]["last"]["output"]["layer 1 Tanh()"]["counts"]
+    assert sum(counts) == 8 * 5  # the last batch's outputs, each value in a bin
+    assert model[1].forward_hooks == ()  # fit took the hooks off when it ended
+
+
+def test_a_learners_rectifier_without_any_attribute_has_its_dead_units_counted():
+    class Rectifier(nn.Layer):
+        def forward(self, x):
+            self.mask = x > 0
+            return x * self.mask
+
+        def backward(self, grad):
+            return grad * self.mask
+
+    model = nn.Sequential(nn.Dense(3, 2, rng=0), Rectifier())
+    model[0].b.data[...] = [5.0, -5.0]  # unit 1 is negative for any input in [0, 1)
+    watch = nn.Watch(model, every=1, rectifiers=(Rectifier,))
+    model(numpy.random.default_rng(0).random((4, 3), dtype=numpy.float32))
+    watch.step()
+    watch.end_epoch()
+    assert watch.dead_units() == {"layer 1 Rectifier()": [1]}

@@ -13,6 +13,8 @@ Every scenario writes its results as JSON/NPZ into the folder given by --out
     disagree  ranks that load different data
     sizeone   which modules a single process imported
     engines   the engines' interface tests (tests/helpers/engine_checks.py) on MpiEngine
+    settings  a learner's Tanh in a classifier, its optimizer's settings changed mid-run
+              (tests/helpers/learner_run.py); --optimizer adam|adamw|sgd; saves the weights
 """
 
 from __future__ import annotations
@@ -188,10 +190,20 @@ def engines(comm, args):
         (Path(args.out) / "engines.ok").write_text(f"MpiEngine {comm.size}")
 
 
+def settings(comm, args):
+    from helpers.learner_run import settings_run  # noqa: PLC0415
+
+    params, records = settings_run(comm, args.optimizer)
+    if comm.is_root:
+        np.savez(Path(args.out) / "params.npz", *params)
+        (Path(args.out) / "watch.json").write_text(json.dumps(records))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("scenario", choices=("loop", "fit_run", "evaluate", "threads", "disagree",
-                                             "sizeone", "engines"))
+                                             "sizeone", "engines", "settings"))
+    parser.add_argument("--optimizer", default="adam", choices=("adam", "adamw", "sgd"))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--autoencoder", action="store_true")
     parser.add_argument("--resume", action="store_true")
