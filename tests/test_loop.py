@@ -866,3 +866,26 @@ def test_the_pytorch_style_tanh_trains_under_fit_and_in_a_loop_of_ones_own():
         optimizer.step()
         first = float(value) if first is None else first
     assert float(value) < 0.9 * first
+
+
+def test_keepbest_must_run_before_checkpoint_and_fit_says_so(tmp_path):
+    from nanoae.train.callbacks import ORDER, in_run_order  # noqa: PLC0415
+
+    keep, save = KeepBest(), Checkpoint(tmp_path / "c.npz")
+    assert [type(cb) for cb in in_run_order([save, keep])][:2] == [KeepBest, Checkpoint]
+    assert ORDER["KeepBest"] < ORDER["Checkpoint"]
+
+    class LateKeepBest(KeepBest):
+        order = ORDER["Checkpoint"] + 1
+
+    with pytest.raises(ValueError, match="KeepBest must run before Checkpoint"):
+        in_run_order([LateKeepBest(), save])
+
+
+def test_fit_leaves_the_callers_loss_as_it_was():
+    x = numpy.random.default_rng(0).random((16, 4), dtype=numpy.float32)
+    model = nn.Sequential(nn.Dense(4, 4, rng=0), nn.Sigmoid())
+    loss = nn.BinaryCrossEntropy()
+    fit(model, loss, nn.Adam(model.parameters()), x, epochs=1, batch_size=8,
+        callbacks=[Progress(bar=False, verbose=False)])
+    assert loss.check is None  # fit turned the per-step checks off on a copy of its own

@@ -97,15 +97,29 @@ def test_ce_finite_with_zero_true_probability(xp, dtype):
 
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
 def test_fused_pairs_at_extreme_logits(xp, dtype):
-    z = xp.asarray(numpy.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 3.0]], dtype=dtype))
+    """Logits of +-1e4: the values and the fused gradients are the exact ones, computed here
+    by hand in float64 (not merely finite: an all-zero gradient must fail)."""
+    zs = numpy.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 3.0]])
+    z = xp.asarray(zs.astype(dtype))
+    ts = numpy.array([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
     sig, bce = nn.Sigmoid(), nn.BinaryCrossEntropy()
-    t = xp.asarray(numpy.array([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]], dtype=dtype))
-    assert numpy.isfinite(float(bce(sig(z), t)))
-    assert numpy.isfinite(to_numpy(bce.logits_grad())).all()
+    value = bce.after(sig, sig(z), xp.asarray(ts.astype(dtype)))
+    # BCE from the logits: max(z, 0) - z t + log(1 + e^-|z|); 1e4 wrong by a logit of 1e4 costs 1e4
+    expected = numpy.mean(numpy.maximum(zs, 0) - zs * ts + numpy.log1p(numpy.exp(-numpy.abs(zs))))
+    assert float(value) == pytest.approx(expected, rel=1e-6)  # (log 2 + 2e4 + 3 + log1p(e^-3)) / 6
+    sigmoid = 0.5 * numpy.tanh(0.5 * zs) + 0.5
+    g = to_numpy(bce.logits_grad())
+    assert g.dtype == dtype
+    numpy.testing.assert_allclose(g, (sigmoid - ts) / zs.size, rtol=1e-6, atol=1e-30)
     soft, ce = nn.Softmax(), nn.CrossEntropy()
-    assert numpy.isfinite(float(ce(soft(z), xp.asarray([0, 0]))))
+    labels = xp.asarray([0, 0])
+    value = ce.after(soft, soft(z), labels)
+    # true-class probabilities 1 and 0: the log of the second is floored (losses._safe_log)
+    floor = max(numpy.exp(-100.0), float(numpy.finfo(dtype).tiny))
+    assert float(value) == pytest.approx(-numpy.log(floor) / 2, rel=1e-6)
     g = to_numpy(ce.logits_grad())
-    assert numpy.isfinite(g).all() and g.dtype == dtype
+    assert g.dtype == dtype
+    numpy.testing.assert_allclose(g, [[0.0, 0.0, 0.0], [-0.5, 0.5, 0.0]], atol=1e-30)
 
 
 def test_loss_dtypes(xp, rng):

@@ -72,7 +72,7 @@ def test_reconstructions_missing_class_and_bad_lengths(tmp_path, images):
     assert not (tmp_path / "x.png").exists()
 
 
-def test_curves_handles_missing_and_empty_keys(tmp_path):
+def test_curves_handles_missing_and_empty_keys(tmp_path, monkeypatch):
     histories = {
         "autoencoder": {"train_loss": [0.05, 0.03, 0.02], "val_loss": []},
         "classifier (frozen codes)": {"train_loss": [1.0, 0.6], "val_loss": [1.1, 0.7],
@@ -83,6 +83,21 @@ def test_curves_handles_missing_and_empty_keys(tmp_path):
     out = plots.plot_curves(histories, tmp_path / "curves.png", title="Curves")
     img = check_png(out)
     assert img.shape[1] > img.shape[0]  # panels side by side
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    plots.plot_curves(histories, "unused.png", title="Curves")
+    # what each panel draws: the losses given (an empty val_loss draws no line), then the
+    # accuracies in percent on panels of their own (fractions scaled, percents kept)
+    drawn = [(ax.get_title(), ax.get_ylabel(), [(line.get_label(), [float(v) for v in line.get_ydata()])
+                                               for line in ax.get_lines()]) for ax in figs[0].axes]
+    assert drawn == [
+        ("autoencoder", "loss", [("train loss", [0.05, 0.03, 0.02])]),
+        ("classifier (frozen codes)", "loss", [("train loss", [1.0, 0.6]), ("validation loss", [1.1, 0.7])]),
+        ("fine-tune", "loss", []),
+        ("not run", "loss", []),
+        ("", "accuracy (%)", [("train accuracy", [70.0, 80.0]), ("validation accuracy", [68.0, 79.0])]),
+        ("", "accuracy (%)", [("validation accuracy", [88.0, 89.5])]),
+    ]
     with pytest.raises(ValueError):
         plots.plot_curves({}, tmp_path / "empty.png")
 

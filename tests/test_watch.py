@@ -109,6 +109,38 @@ def test_watch_in_fit_goes_into_the_history_as_json_and_plots(tmp_path):
     counts = records["histograms"]["last"]["output"]["layer 3 Sigmoid()"]["counts"]
     assert sum(counts) == 10 * 16  # one batch of outputs, every value in some bin
     assert plot_diagnostics(records, tmp_path / "diagnostics.png").stat().st_size > 10_000
+    check_figure_draws_the_records(records)
+
+
+def check_figure_draws_the_records(records):
+    """The diagnostics figure draws the records' own numbers, panel by panel."""
+    from nanoae.fashion import plots  # noqa: PLC0415
+
+    figs = []
+    real_save = plots._save
+    plots._save = lambda fig, path: figs.append(fig)
+    try:
+        plots.plot_diagnostics(records, "unused.png")
+    finally:
+        plots._save = real_save
+    axes = {ax.get_title(): ax for ax in figs[0].axes}
+    layers = records["layers"]
+    dense = [n for n, r in layers.items() if "update_ratio" in r]
+    ratio = axes["update-to-data ratio per Dense layer"]
+    lines = ratio.get_lines()
+    assert [list(line.get_ydata()) for line in lines[:-1]] == [layers[n]["update_ratio"] for n in dense]
+    assert list(lines[0].get_xdata()) == records["step"]
+    assert lines[-1].get_label() == "1e-3 guide" and list(lines[-1].get_ydata()) == [1e-3, 1e-3]
+    grads = axes["weight-gradient std per Dense layer"].get_lines()
+    assert [list(line.get_ydata()) for line in grads] == [layers[n]["grad_std"] for n in dense]
+    dead = axes["dead units per epoch (rectifiers)"].get_lines()
+    assert [list(line.get_ydata()) for line in dead] == [
+        r["dead_per_epoch"] for r in layers.values() if "dead_per_epoch" in r]
+    for name, h in records["histograms"]["last"]["output"].items():  # a panel per output layer
+        panel = next(ax for title, ax in axes.items() if name.endswith(title) or title in name)
+        stairs = [p for p in panel.patches]
+        shares = stairs[-1].get_data().values  # the last epoch's, as shares of its outputs
+        numpy.testing.assert_allclose(shares, numpy.asarray(h["counts"]) / sum(h["counts"]))
 
 
 @pytest.mark.parametrize("depth", [1, 4])
@@ -130,6 +162,7 @@ def test_the_figure_renders_for_few_and_many_layers(tmp_path, depth):
     assert len(watch.records["layers"]) == 2 * depth
     path = plot_diagnostics(watch.records, tmp_path / "d.png", title=f"{depth} Dense layers")
     assert path.stat().st_size > 10_000
+    check_figure_draws_the_records(watch.records)
 
 
 def test_a_learners_rectifier_is_watched_when_named():

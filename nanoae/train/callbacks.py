@@ -29,10 +29,8 @@ The hooks, in the order ``fit`` calls them::
 ``run.steps_per_epoch`` and ``run.epochs``.
 
 Callbacks run in a fixed order, by their class's ``order``, whatever order the
-list gives them in: a schedule sets the rate before anything else, the best
-epoch is kept (and restored) before a checkpoint saves, and progress prints
-last, when every other callback has had its say. A callback of your own gets
-``order = 50`` unless it sets another.
+list gives them in; the numbers are decided in one table, ``ORDER``, below, which
+says why. A callback of your own gets ``ORDER["yours"]`` (50) unless it sets another.
 """
 
 from __future__ import annotations
@@ -40,13 +38,24 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-__all__ = ["Callback", "LearningRateSchedule", "KeepBest", "Checkpoint", "Progress"]
+__all__ = ["Callback", "LearningRateSchedule", "KeepBest", "Checkpoint", "Progress", "ORDER"]
+
+# When each kind of callback runs in every hook, lower first: decided here, in one place.
+# * the schedule sets the learning rate before anything else reads it;
+# * KeepBest runs before Checkpoint (in_run_order refuses the other way): KeepBest tells the
+#   run state what it monitors before a Checkpoint resumes it at the start, and notes the
+#   epoch's score before the Checkpoint saves it at an epoch's end, so that a resumed run
+#   goes on with the same best epoch, patience and weights to restore;
+# * Watch records after KeepBest and before the save, so a checkpoint carries its records;
+# * Progress prints the epoch line once the others are done with the epoch.
+ORDER = {"LearningRateSchedule": 0, "KeepBest": 10, "Watch": 20, "Checkpoint": 30, "Progress": 40,
+         "yours": 50}
 
 
 class Callback:
     """Base class: every hook does nothing. Override the ones you need (see the module docstring)."""
 
-    order = 50
+    order = ORDER["yours"]
 
     def on_train_begin(self, run): pass
     def on_epoch_begin(self, run): pass
@@ -68,7 +77,7 @@ class LearningRateSchedule(Callback):
     schedule: a function step -> learning rate, e.g. ``loop.cosine_schedule(lr, total_steps)``.
     """
 
-    order = 0
+    order = ORDER["LearningRateSchedule"]
 
     def __init__(self, schedule):
         if not callable(schedule):
@@ -92,7 +101,7 @@ class KeepBest(Callback):
     checkpoint carries them and a resumed run restores the same epoch.
     """
 
-    order = 10
+    order = ORDER["KeepBest"]
 
     def __init__(self, monitor: str = "val_loss", patience: int | None = None):
         if monitor not in ("val_loss", "val_accuracy"):
@@ -133,7 +142,7 @@ class Checkpoint(Callback):
     resume, on any number of ranks.
     """
 
-    order = 30
+    order = ORDER["Checkpoint"]
 
     def __init__(self, path, *, resume: bool = False, meta: dict | None = None):
         self.path, self.resume, self.meta = Path(path), bool(resume), dict(meta or {})
@@ -162,7 +171,7 @@ class Progress(Callback):
     Only rank 0 of a data-parallel job shows anything.
     """
 
-    order = 40
+    order = ORDER["Progress"]
 
     def __init__(self, desc: str = "train", *, bar: bool | None = None, verbose: bool = True):
         self.desc, self.bar, self.verbose = desc, bar, verbose
@@ -219,5 +228,13 @@ def in_run_order(callbacks) -> list:
                             f"{type(cb).__name__}")
     if not any(isinstance(cb, Progress) for cb in callbacks):
         callbacks.append(Progress())
-    return sorted(callbacks, key=lambda cb: cb.order)
+    ordered = sorted(callbacks, key=lambda cb: cb.order)
+    kinds = [type(cb) for cb in ordered]
+    if any(issubclass(k, Checkpoint) for k in kinds) and any(issubclass(k, KeepBest) for k in kinds):
+        last_keep = max(i for i, k in enumerate(kinds) if issubclass(k, KeepBest))
+        first_save = min(i for i, k in enumerate(kinds) if issubclass(k, Checkpoint))
+        if first_save < last_keep:
+            raise ValueError("fit: KeepBest must run before Checkpoint (ORDER in "
+                             "nanoae/train/callbacks.py says why); give KeepBest the lower order")
+    return ordered
 

@@ -37,6 +37,7 @@ One training step (``train_step``) is the data flow of the whole package:
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import signal
 import threading
@@ -260,16 +261,20 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
     if validation is not None:  # placed on the device once, like the training data
         validation = tuple(None if v is None else backend.to_device(v) for v in validation)
     _validate_data(model, loss, x, y)
-    run = Run(model, loss, optimizer, x, y, validation, int(epochs), int(batch_size), seed, augment,
-              comm, TrainState(classify=isinstance(loss, CrossEntropy)))
-    check_before, loss.check = loss.check, False  # validated above; per-step checks cost syncs
+    # fit's own copy of the loss, with the per-step value checks off (the data was checked
+    # once, above, and each check would cost a device sync): the caller's loss is left as it is
+    run_loss = copy.copy(loss)
+    run_loss.check = False
+    run = Run(model, run_loss, optimizer, x, y, validation, int(epochs), int(batch_size), seed,
+              augment, comm, TrainState(classify=isinstance(loss, CrossEntropy)))
     try:
         with _StopFlag() as stop:
             _call(callbacks, "on_train_begin", run)  # a Checkpoint may resume here
             comm.broadcast_parameters(model.parameters())  # every rank starts from rank 0's weights
             if comm.size > 1:  # each rank updates its 1/N of the weights (ZeRO-1, parallel/zero.py)
                 run.sharded = ShardedOptimizer(optimizer, comm)
-            for run.epoch in range(run.state.epoch, run.epochs):
+            for epoch in range(run.state.epoch, run.epochs):
+                run.epoch = epoch
                 t0 = time.perf_counter()
                 _call(callbacks, "on_epoch_begin", run)
                 loss_sum, correct = _train_epoch(run, callbacks, stop)
@@ -280,7 +285,6 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
             run.end_sharding()
             _call(callbacks, "on_train_end", run)
     finally:
-        loss.check = check_before
         _call(callbacks, "close", run)
     return run.state.history
 
@@ -347,55 +351,96 @@ class Run:
 
 def _train_epoch(run: Run, callbacks, stop):
     """The steps of one epoch; returns its (loss sum, correct count), read once at the end."""
-    x, y, batch_size, comm, epoch = run.x, run.y, run.batch_size, run.comm, run.epoch
-    xp, n, steps = backend.get_array_module(x), len(x), run.steps_per_epoch
-    perm = xp.asarray(numpy.random.default_rng([run.seed, epoch]).permutation(n))
-    first = run.state.step  # 0 unless resumed mid-epoch
-    # masks keyed by (seed, epoch, position): this rank draws its own examples, from step `first`
-    draws = run.augment.for_epoch(xp, run.seed, epoch, n, features=math.prod(x.shape[1:]),
-                                  batch_size=batch_size, shard=comm.shard, first_step=first)
-    losses = []  # per-step loss sums, left on the device until the end of the epoch
-    correct = xp.zeros((), dtype=numpy.int64)
-    carried_losses, carried_correct = run.state.partial if first else ([], 0)
-    for run.step in range(first, steps):
+    batches = _EpochBatches(run)
+    sums = _EpochSums(run)
+    for step in range(run.state.step, run.steps_per_epoch):  # from 0 unless resumed mid-epoch
+        run.step = step
         _call(callbacks, "on_step_begin", run)
-        batch = perm[run.step * batch_size:(run.step + 1) * batch_size]
-        rows = comm.shard(len(batch))
-        idx = batch[rows]  # this rank's part of the global batch (all of it in one process)
-        inputs, clean = draws.apply(as_batch(x[idx]), idx)
-        target = clean if y is None else y[idx]
+        inputs, target, shard_size = batches.get(step)
         value, pred = train_step(run.model, run.loss, run.stepper, inputs, target)
-        losses.append(value * len(idx) if len(idx) else xp.zeros((), dtype=numpy.float32))
-        if len(idx) and "train_accuracy" in run.state.history:
-            correct += (pred.argmax(axis=1) == target).sum()
+        sums.add(value, pred, target, shard_size)
         _call(callbacks, "on_step_end", run)
-        if comm.any(stop.requested):  # every rank, the same answer (one tiny host all-reduce)
-            done = backend.to_numpy(xp.stack(losses))
-            if comm.size > 1:  # the steps' sums over the ranks: those of the global batches
-                reduced = comm.allreduce_sum(numpy.append(done, int(correct)))
-                done, correct = reduced[:-1].astype(numpy.float32), int(round(reduced[-1]))
-            _interrupt(run, callbacks, carried_losses + done.tolist(), carried_correct + int(correct))
-    host_losses = backend.to_numpy(xp.stack(losses))  # the one sync of the epoch
-    correct = int(correct)
-    if comm.size > 1:  # every rank's step sums and count, added up: those of the global batches
-        reduced = comm.allreduce_sum(numpy.append(host_losses, correct))
-        host_losses, correct = reduced[:-1].astype(numpy.float32), int(round(reduced[-1]))
-    if not numpy.isfinite(host_losses).all():
-        bad = int(numpy.flatnonzero(~numpy.isfinite(host_losses))[0])
-        saved = _checkpoint_paths(callbacks)
-        kept = (f"the last good checkpoint (end of epoch {epoch}) is {saved[0]}"
-                if saved and epoch > 0 else "no checkpoint was written")
-        raise TrainingError(f"the loss became {host_losses[bad]} at epoch {epoch + 1}, step "
-                            f"{first + bad + 1} of {steps}; {kept}. "
-                            f"Try a lower learning rate (now {run.optimizer.lr:g}).")
-    every_step = numpy.concatenate([numpy.asarray(carried_losses, dtype=numpy.float32), host_losses])
-    return float(every_step.sum()), carried_correct + correct
+        if run.comm.any(stop.requested):  # every rank, the same answer (one tiny host all-reduce)
+            _interrupt(run, callbacks, *sums.read())
+    step_losses, correct = sums.read()  # the one sync of the epoch
+    _check_finite(run, callbacks, step_losses)
+    return float(step_losses.sum()), correct
+
+
+class _EpochBatches:
+    """This rank's part of each batch of an epoch: the seeded order, the shard, the augmentation.
+
+    The order is a permutation drawn from ``(seed, epoch)`` alone and the masks are
+    keyed by (seed, epoch, position), so a resumed run sees exactly the batches an
+    uninterrupted one would; each rank draws for its own examples only.
+    """
+
+    def __init__(self, run: Run):
+        x, n = run.x, len(run.x)
+        self.run, self.xp = run, backend.get_array_module(x)
+        self.order = self.xp.asarray(numpy.random.default_rng([run.seed, run.epoch]).permutation(n))
+        self.draws = run.augment.for_epoch(self.xp, run.seed, run.epoch, n,
+                                           features=math.prod(x.shape[1:]), batch_size=run.batch_size,
+                                           shard=run.comm.shard, first_step=run.state.step)
+
+    def get(self, step: int):
+        """(inputs, target, examples on this rank) of batch ``step``."""
+        run, size = self.run, self.run.batch_size
+        batch = self.order[step * size:(step + 1) * size]
+        idx = batch[run.comm.shard(len(batch))]  # this rank's part (all of it in one process)
+        inputs, clean = self.draws.apply(as_batch(run.x[idx]), idx)
+        return inputs, clean if run.y is None else run.y[idx], len(idx)
+
+
+class _EpochSums:
+    """Each step's loss sum and the correct count, kept on the device until ``read``.
+
+    A run resumed mid-epoch starts from the sums its checkpoint kept of the steps already done.
+    """
+
+    def __init__(self, run: Run):
+        self.run, self.xp = run, backend.get_array_module(run.x)
+        self.losses = []  # per-step loss sums, on the device
+        self.correct = self.xp.zeros((), dtype=numpy.int64)
+        self.carried_losses, self.carried_correct = run.state.partial if run.state.step else ([], 0)
+
+    def add(self, value, pred, target, shard_size: int) -> None:
+        """Note a step: its mean loss times the examples of this rank, and, for a classifier,
+        how many it got right (an empty shard adds nothing)."""
+        self.losses.append(value * shard_size if shard_size else self.xp.zeros((), dtype=numpy.float32))
+        if shard_size and "train_accuracy" in self.run.state.history:
+            self.correct += (pred.argmax(axis=1) == target).sum()
+
+    def read(self):
+        """(every step's loss sum as a float32 host array, correct count): those of the global
+        batches, summed over the ranks, after the steps carried from before a resume."""
+        losses = backend.to_numpy(self.xp.stack(self.losses))  # a device sync
+        correct = int(self.correct)
+        if self.run.comm.size > 1:
+            reduced = self.run.comm.allreduce_sum(numpy.append(losses, correct))
+            losses, correct = reduced[:-1].astype(numpy.float32), int(round(reduced[-1]))
+        carried = numpy.asarray(self.carried_losses, dtype=numpy.float32)
+        return numpy.concatenate([carried, losses]), self.carried_correct + correct
+
+
+def _check_finite(run: Run, callbacks, step_losses) -> None:
+    """Stop with a TrainingError naming the first step whose loss is NaN or infinite."""
+    bad = numpy.flatnonzero(~numpy.isfinite(step_losses))
+    if not len(bad):
+        return
+    epoch, step = run.epoch, int(bad[0])
+    saved = _checkpoint_paths(callbacks)
+    kept = (f"the last good checkpoint (end of epoch {epoch}) is {saved[0]}"
+            if saved and epoch > 0 else "no checkpoint was written")
+    raise TrainingError(f"the loss became {step_losses[step]} at epoch {epoch + 1}, step "
+                        f"{step + 1} of {run.steps_per_epoch}; {kept}. "
+                        f"Try a lower learning rate (now {run.optimizer.lr:g}).")
 
 
 def _interrupt(run: Run, callbacks, step_losses, correct):
     """Ctrl-C between two steps: note where the run stands, let callbacks save, and stop."""
     state = run.state
-    state.step, state.epoch, state.partial = run.step + 1, run.epoch, (step_losses, correct)
+    state.step, state.epoch, state.partial = run.step + 1, run.epoch, (step_losses.tolist(), correct)
     run.end_sharding()
     _call(callbacks, "on_interrupt", run)
     run.comm.barrier()  # no rank ends the job before rank 0 has written the checkpoint

@@ -55,7 +55,7 @@ import numpy
 
 from nanoae.backend import get_array_module, to_numpy
 from nanoae.layers import Dense, ReLU, Sigmoid, Softmax
-from nanoae.train.callbacks import Callback
+from nanoae.train.callbacks import ORDER, Callback
 
 __all__ = ["Watch", "RECORDS_PER_EPOCH", "summarize"]
 
@@ -138,7 +138,7 @@ class Watch(Callback):
     (and again when a ``fit`` starts, if removed); ``remove()`` takes them off.
     """
 
-    order = 20
+    order = ORDER["Watch"]
 
     def __init__(self, model, *, every: int | None = None, rectifiers=(), active: bool = True):
         if every is not None and int(every) < 1:
