@@ -37,7 +37,7 @@ from nanoae.sequential import Sequential
 from nanoae.workbook.generate import EXERCISES, STUB_MARK, Exercise, exercises
 
 __all__ = ["WorkbookError", "Row", "load_workbook", "check_exercise", "check_all", "format_table",
-           "compare_training", "TRAIN_TOLERANCE"]
+           "compare_training", "describe_raised", "TRAIN_TOLERANCE"]
 
 F64, F32 = numpy.float64, numpy.float32
 REDRAWS = 5  # inputs tried when ReLU's input lands within h of its kink
@@ -126,13 +126,23 @@ def _learner_frame(exc: BaseException, directory: Path) -> str | None:
 # -- one exercise -------------------------------------------------------------------------
 
 def _normal(seed, shape, scale=1.0):
-    return scale * numpy.random.default_rng(seed).standard_normal(shape)
+    # a stream of its own: gradcheck draws the upstream gradient from default_rng(seed), and
+    # an input equal to it would make x^T @ g symmetric, hiding a transposed dL/dW
+    return scale * _rng(seed).standard_normal(shape)
 
 
-def _layer_inputs(cls, dtype, seed):
-    """(layer, x): the learner's layer built in ``dtype`` and a batch for it."""
-    if "in_features" in inspect.signature(cls).parameters:  # Dense: small sizes, seeded weights
-        layer = cls(5, 3, dtype=dtype, rng=seed)
+def _rng(seed):
+    return numpy.random.default_rng((seed, 1))
+
+
+def _layer_inputs(cls, dtype, seed, square):
+    """(layer, x): the learner's layer built in ``dtype`` and a batch for it.
+
+    A Dense is checked square (5 -> 5), where a product with W where W^T belongs
+    still fits and gives wrong numbers, and screened 5 -> 3, where shapes tell.
+    """
+    if "in_features" in inspect.signature(cls).parameters:  # Dense, small, its weights seeded
+        layer = cls(5, 5 if square else 3, dtype=dtype, rng=seed)
         x = _normal(seed, (4, 5))
     else:
         layer = cls()
@@ -143,7 +153,7 @@ def _layer_inputs(cls, dtype, seed):
 def _loss_inputs(exercise, mods, dtype, seed):
     """(obj, x, target) for gradcheck: a loss alone, or (Sequential(activation), loss) when fused."""
     loss = getattr(mods["losses"], exercise.owner)()
-    rng = numpy.random.default_rng(seed)
+    rng = _rng(seed)
     activation = loss.fused_layer
     if activation.__name__ == "Sigmoid":  # values and targets of one shape, targets in [0, 1]
         target = rng.random((4, 5))
@@ -197,20 +207,25 @@ def _same(what, found, like, expected):
 
 
 def _gradient_row(exercise, mods, seed):
-    """The numbers of a backward exercise: screened in float32, then ``gradcheck`` in float64."""
-    def build(dtype, s):
+    """The numbers of a backward exercise: ``gradcheck`` in float64, then a float32 screen.
+
+    The float32 run finds what float64 hides: a dtype that does not follow the
+    input (an int mask or a float64 constant turns float32 gradients into float64).
+    """
+    def build(dtype, s, square=True):
         if exercise.module == "layers":
-            layer, x = _layer_inputs(getattr(mods["layers"], exercise.owner), dtype, s)
+            layer, x = _layer_inputs(getattr(mods["layers"], exercise.owner), dtype, s, square)
             return layer, x, None
         return _loss_inputs(exercise, mods, dtype, s)
 
-    _screen(exercise, *build(F32, seed))
     for draw in range(REDRAWS):  # a ReLU input within h of 0 is redrawn, as nanoae gradcheck does
         obj, x, target = build(F64, seed + draw)
-        _screen(exercise, obj, x, target)
+        _screen(exercise, obj, x, target)  # shapes first: gradcheck needs them right
         result = gradcheck(obj, x, target, seed=seed, raise_on_failure=False)
         if not result.kinks:
             break
+    if result.ok:
+        _screen(exercise, *build(F32, seed, square=False))
     return result
 
 
@@ -234,16 +249,16 @@ def check_exercise(exercise: Exercise, mods: dict, directory, seed: int = 0) -> 
         if str(exc).startswith(STUB_MARK):
             row.status = "todo"
         else:
-            row.status, row.details = "fails", [_raised(exc, directory)]
+            row.status, row.details = "fails", [describe_raised(exc, directory)]
     except Mistake as exc:
         row.status, row.details = "fails", [str(exc)]
     except Exception as exc:  # noqa: BLE001 - the learner's code: report it, do not crash
-        row.status, row.details = "fails", [_raised(exc, directory)]
+        row.status, row.details = "fails", [describe_raised(exc, directory)]
     row.seconds = time.perf_counter() - start
     return row
 
 
-def _raised(exc, directory) -> str:
+def describe_raised(exc, directory) -> str:
     where = _learner_frame(exc, Path(directory))
     return f"raised {type(exc).__name__}: {exc}" + (f" at {where}" if where else "")
 
@@ -252,7 +267,7 @@ def _raised(exc, directory) -> str:
 
 def _adam_states(seed):
     """Two runs of three steps: from zero state at t = 1, and from a random state at t = 1000."""
-    rng = numpy.random.default_rng(seed)
+    rng = _rng(seed)
     shape = (4, 5)
     grads = [rng.standard_normal(shape) for _ in range(3)]
     zero = {"w": rng.standard_normal(shape), "m": numpy.zeros(shape), "v": numpy.zeros(shape)}
@@ -372,7 +387,9 @@ def compare_training(mods, x_train, x_test, *, seed: int = 0, batch: int = 256) 
     recipe, seeded) and see the batches in the same order. nanoae's Adam runs its
     plain form (``in_place=False``), the one the learner writes, so a correct
     workbook gives the same losses to the last bit, not only to 1e-5.
-    Returns both test losses, the step losses, and the first step where they part.
+    They agree when the test losses and every step's loss are within TRAIN_TOLERANCE.
+    Returns both test losses, the step losses, and the first step where they part
+    (off by more than the tolerance, or else the first that differs at all).
     """
     from nanoae.fashion.models import Autoencoder  # noqa: PLC0415
     from nanoae.fashion.pipeline import REFERENCE_AE  # noqa: PLC0415
@@ -391,10 +408,14 @@ def compare_training(mods, x_train, x_test, *, seed: int = 0, batch: int = 256) 
             optimizer = core_optim.Adam(model.parameters(), lr=REFERENCE_AE["lr"], in_place=False)
         steps = _train(model, loss, optimizer, x_train, order, batch)
         runs[who] = {"steps": steps, "test": _test_loss(model, loss, x_test)}
-    parted = next((i for i, (a, b) in enumerate(zip(runs["yours"]["steps"], runs["nanoae"]["steps"]))
-                   if abs(a - b) > TRAIN_TOLERANCE), None)
-    return {"yours": runs["yours"]["test"], "nanoae": runs["nanoae"]["test"],
-            "steps": len(runs["nanoae"]["steps"]), "parted_at": parted,
+    pairs = list(zip(runs["yours"]["steps"], runs["nanoae"]["steps"]))
+    far = next((i for i, (a, b) in enumerate(pairs) if abs(a - b) > TRAIN_TOLERANCE), None)
+    agree = far is None and abs(runs["yours"]["test"] - runs["nanoae"]["test"]) <= TRAIN_TOLERANCE
+    # where they part: the first step off by more than the tolerance, else the first that differs
+    parted = None if agree else far if far is not None else next(
+        (i for i, (a, b) in enumerate(pairs) if a != b), None)
+    return {"yours": runs["yours"]["test"], "nanoae": runs["nanoae"]["test"], "agree": agree,
+            "steps": len(pairs), "parted_at": parted,
             "step_losses": (runs["yours"]["steps"], runs["nanoae"]["steps"])}
 
 
@@ -405,7 +426,7 @@ def training_lines(result: dict, images: int, test_images: int) -> list[str]:
              f"images ({result['steps']} steps), same seed, test BCE on {test_images} test images:",
              f"    with your classes   {result['yours']:.8f}",
              f"    with nanoae's       {result['nanoae']:.8f}"]
-    if diff <= TRAIN_TOLERANCE and result["parted_at"] is None:
+    if result["agree"]:
         lines.append(f"    |difference| {diff:.2g} <= {TRAIN_TOLERANCE:g}: they agree")
     else:
         k = result["parted_at"]
