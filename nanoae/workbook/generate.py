@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["EXERCISES", "ALIASES", "Exercise", "exercises", "module_source", "write_workbook",
-           "STUB_MARK"]
+           "fill_in", "STUB_MARK"]
 
 # module -> {top-level name: the methods to write (None: the name is a function to write;
 # an empty tuple: a class copied whole, with nothing to write, e.g. Adam, which calls adam_step)}
@@ -317,6 +317,27 @@ def _host_docstring(function: str, lines) -> list[str]:
                 isinstance(n, ast.Name) and n.id == function for n in ast.walk(node)):
             return _docstring_lines(node)
     return []
+
+
+def fill_in(directory, label: str, code: str) -> Path:
+    """Write ``code`` as the body of exercise ``label`` ("ReLU.backward") in the workbook in
+    ``directory``, as a learner does in an editor; the docstring stays. Returns the file."""
+    exercise = next((e for e in exercises() if e.label == label), None)
+    if exercise is None:
+        raise ValueError(f"no exercise {label!r}; the exercises: "
+                         f"{', '.join(e.label for e in exercises())}")
+    path = Path(directory) / exercise.file
+    source = path.read_text()
+    scope = ast.parse(source).body
+    if exercise.owner:
+        scope = next(n for n in scope if getattr(n, "name", None) == exercise.owner).body
+    func = next(n for n in scope if isinstance(n, ast.FunctionDef) and n.name == exercise.name)
+    first, last = _body_span(func)
+    indent = " " * func.body[-1].col_offset
+    body = "".join(indent + line + "\n" for line in textwrap.dedent(code).strip("\n").splitlines())
+    lines = source.splitlines(keepends=True)
+    path.write_text("".join(lines[:first - 1]) + body + "".join(lines[last:]))
+    return path
 
 
 README = """# Your workbook: write nanoae's core yourself
