@@ -260,7 +260,7 @@ def check_exercise(exercise: Exercise, mods: dict, directory, seed: int = 0) -> 
 
 def describe_raised(exc, directory) -> str:
     where = _learner_frame(exc, Path(directory))
-    return f"raised {type(exc).__name__}: {exc}" + (f" at {where}" if where else "")
+    return f"raised {type(exc).__name__}: {str(exc).strip()}" + (f" at {where}" if where else "")
 
 
 # -- Adam -------------------------------------------------------------------------------------
@@ -279,6 +279,7 @@ def _adam_states(seed):
 def _adam_row(row, mods, seed):
     """The learner's adam_step against nanoae's, array by array, step by step."""
     settings = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    row.shapes = "w, m, v 4x5; t = 1..3 and 1000..1002"
     compared, worst = 0, (0.0, 0.0)
     for dtype in (F32, F64):  # float32 first: in place, each array keeps its dtype
         for t0, state, grads in _adam_states(seed):
@@ -293,7 +294,6 @@ def _adam_row(row, mods, seed):
                     if dtype == F64:
                         compared += mine[name].size
                         worst = _compare(name, t, mine[name], ref[name], worst)
-    row.shapes = "w, m, v 4x5; t = 1..3 and 1000..1002"
     row.elements, (row.max_abs, row.max_rel) = compared, worst
 
 
