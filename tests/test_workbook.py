@@ -263,3 +263,15 @@ def test_every_exercise_has_a_row():
     assert [e.label for e in generate.exercises()][:4] == ["Dense.backward", "ReLU.backward",
                                                           "Sigmoid.backward", "Softmax.backward"]
     assert grade.TRAIN_TOLERANCE == 1e-5
+
+
+def test_the_generator_reads_names_not_lines():
+    # the core's text may change (a new line in a body, another signature): the stubs follow
+    source = generate.module_source("layers").replace(
+        "class ReLU(Layer):", "class ReLU(Layer):\n    note = 'a new line'  # moved everything down")
+    text = generate.learner_module("layers", source=source)
+    assert "note = 'a new line'" in text and text.count("raise NotImplementedError(") == 4
+    tree = ast.parse(text)
+    relu = next(n for n in tree.body if getattr(n, "name", None) == "ReLU")
+    backward = next(f for f in relu.body if getattr(f, "name", None) == "backward")
+    assert isinstance(backward.body[-1], ast.Raise)

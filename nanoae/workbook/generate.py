@@ -285,8 +285,7 @@ def _class_or_function(node, module, lines, solved) -> str:
         first, last = _body_span(func)
         label = f"{owner.name}.{func.name}" if owner else func.name
         kind = _kind(module, node.name)
-        args = [a.arg for a in func.args.args if a.arg != "self"]
-        what = what_to_return(kind, func.name, params, args[:0] if owner else _in_place_args(func))
+        what = what_to_return(kind, func.name, params, [] if owner else _in_place_args(func))
         formulas = formula_lines(owner_doc, _docstring_lines(func), func.name if owner else None)
         indent = " " * func.body[-1].col_offset
         stub = _stub(label, what, formulas, kept_by_forward if owner else [], indent)

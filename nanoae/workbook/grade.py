@@ -83,6 +83,9 @@ def load_workbook(directory) -> dict:
                             f"one with: nanoae workbook {directory}")
     saved = {m: sys.modules.pop(m) for m in EXERCISES if m in sys.modules}
     sys.path.insert(0, str(directory.resolve()))
+    # no __pycache__ in the learner's folder: a cached file is trusted by its time stamp in
+    # whole seconds and its size, so an edit of the same length within a second could go unseen
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         modules = {}
         for name in EXERCISES:
@@ -93,6 +96,7 @@ def load_workbook(directory) -> dict:
                                     "again") from exc
         return modules
     finally:
+        sys.dont_write_bytecode = writes_bytecode
         sys.path.remove(str(directory.resolve()))
         for name in EXERCISES:
             sys.modules.pop(name, None)
