@@ -154,3 +154,12 @@ def test_05_data_parallel_runs_alone_as_one_rank(fake_data, tmp_path):
     stdout, _ = run_example("05_data_parallel.py", fake_data, tmp_path, NANOAE_EXAMPLE_LIMIT="200")
     assert "1 rank(s), 200 training images, global batch 256 = 1 x 256 per rank" in stdout
     assert "epoch 1/1: train BCE" in stdout
+
+
+def test_07_workbook(fake_data, tmp_path):
+    stdout, out = run_example("07_workbook.py", fake_data, tmp_path)
+    relu = next(line for line in stdout.splitlines() if line.startswith("ReLU.backward"))
+    assert relu.split()[-2] == "passes" and "1 of 9 exercises pass, 0 fail, 8 to do" in stdout
+    assert "all 9 exercises pass" in stdout and "they agree" in stdout
+    assert "one epoch on 300 training images" in stdout
+    assert (out / "my-core" / "layers.py").is_file()

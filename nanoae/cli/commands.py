@@ -304,5 +304,16 @@ def tsne(args):
     return {"figure": str(figure), **metrics}
 
 
+def workbook(args):
+    """Write a learner's workbook into ``args.dir``, or check one (``--check``)."""
+    from nanoae import workbook as wb  # noqa: PLC0415
+
+    if args.check:
+        return wb.check(args.dir, data_dir=args.data_dir, verify=args.verify, seed=args.seed,
+                        images=args.images)
+    return wb.write(args.dir, solved=args.solved, force=args.force)
+
+
 COMMANDS = {"demo": demo, "train-ae": train_ae, "train-classifier": train_classifier,
-            "evaluate": evaluate_checkpoints, "tsne": tsne, "gradcheck": gradcheck}
+            "evaluate": evaluate_checkpoints, "tsne": tsne, "gradcheck": gradcheck,
+            "workbook": workbook}

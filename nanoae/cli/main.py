@@ -7,9 +7,10 @@
     nanoae tsne --ae CKPT --out PNG|DIR      the t-SNE map of the test codes
     nanoae gradcheck [FILE.py:CLASS]         backward() against finite differences: every
                                              built-in piece, or your own layer
+    nanoae workbook DIR [--check]            write the core's backward passes yourself; check them
 
 Exit status: 0 success, 1 a data/checkpoint/training problem (one line saying
-what and what to do) or a failed gradient check, 2 bad arguments (including a
+what and what to do), a failed gradient check or a workbook exercise not passing, 2 bad arguments (including a
 file that is not a checkpoint or a checkpoint of the wrong kind, a classifier
 given another autoencoder, an output that would overwrite a trained model,
 options that do not go together, a --data-dir without the data, a layer
@@ -32,6 +33,8 @@ EPILOG = """examples:
   nanoae evaluate --ae runs/ae.npz --classifier runs/clf.npz
   nanoae gradcheck                     # every built-in layer, loss and model, checked
   nanoae gradcheck my_layers.py:LeakyReLU --args 'slope=0.1'   # your own layer
+  nanoae workbook my-core              # the core with its backward passes to write
+  nanoae workbook --check my-core      # your answers, checked
 
 data: Fashion-MNIST is read from --data-dir (else $NANOAE_DATA_DIR) alone when one
 is given; otherwise it is looked up in the user cache (~/.cache/nanoae),
@@ -246,6 +249,23 @@ def _add_gradcheck(sub) -> None:
                    help="array backend (default: %(default)s)")
 
 
+def _add_workbook(sub) -> None:
+    """nanoae workbook"""
+    p = sub.add_parser("workbook", help="write the core's backward passes yourself, and check them",
+                       description="Write into DIR a copy of nanoae's layers, losses and Adam, "
+                       "generated from its source, with each backward pass (and Adam's update) "
+                       "left for you to write. --check DIR checks them exercise by exercise "
+                       "(exit 0 only when all pass) and then trains the reference autoencoder "
+                       "for one epoch with your classes and with nanoae's.")
+    p.add_argument("dir", type=Path, metavar="DIR", help="the workbook's folder")
+    p.add_argument("--check", action="store_true", help="check the workbook in DIR")
+    p.add_argument("--solved", action="store_true", help="write the answers (for teachers)")
+    p.add_argument("--force", action="store_true", help="replace a workbook already in DIR")
+    p.add_argument("--images", type=_positive_int, default=10000,
+                   help="--check: training images of the epoch (default: %(default)s)")
+    _common(p, training=False, seed="--check: seed of the inputs and the training run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nanoae", description="A dense autoencoder and classifier on Fashion-MNIST, "
@@ -256,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nanoae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_demo, _add_train_ae, _add_train_classifier, _add_evaluate, _add_tsne,
-                _add_gradcheck):
+                _add_gradcheck, _add_workbook):
         add(sub)
     return parser
 

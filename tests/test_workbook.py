@@ -1,0 +1,277 @@
+"""The workbook: generated from the core's source, and its checker, on fresh, solved and broken copies.
+
+A broken copy is a solved one with one body rewritten (``rewrite``: found with ``ast`` by
+class and method name, as the generator finds them, so no test depends on the core's line text).
+The training part runs on small fake IDX files.
+"""
+
+import ast
+import re
+import shutil
+
+import pytest
+from helpers.idx_helpers import make_fake_fashion
+
+from nanoae.cli import main
+from nanoae.workbook import generate, grade
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("fake-fashion")
+    make_fake_fashion(directory, n_train=300, n_test=100)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def solved(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("solved") / "core"
+    generate.write_workbook(directory, solved=True)
+    return directory
+
+
+@pytest.fixture
+def broken(solved, tmp_path):
+    """A copy of the solved workbook, to plant one mistake in."""
+    return shutil.copytree(solved, tmp_path / "broken")
+
+
+def check(directory, capsys, fake_data, *extra):
+    code = main(["workbook", "--check", str(directory), "--data-dir", str(fake_data),
+                 "--no-verify", *extra])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def row(out, label):
+    """The table's line of an exercise, and the lines under it."""
+    lines = out.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.split()[:1] == [label])
+    under = []
+    for line in lines[i + 1:]:
+        if not line.startswith("    "):
+            break
+        under.append(line.strip())
+    return lines[i], under
+
+
+def rewrite(path, qualname, body):
+    """Replace the body (after its docstring) of ``Class.method`` or ``function`` in ``path``."""
+    source = path.read_text()
+    tree = ast.parse(source)
+    owner, _, name = qualname.rpartition(".")
+    scope = next(n for n in tree.body if getattr(n, "name", None) == owner).body if owner else tree.body
+    func = next(n for n in scope if isinstance(n, ast.FunctionDef) and n.name == name)
+    first = func.body[1 if ast.get_docstring(func) is not None else 0].lineno
+    lines = source.splitlines(keepends=True)
+    indent = " " * func.body[-1].col_offset
+    new = "".join(indent + line + "\n" for line in body.strip("\n").splitlines())
+    path.write_text("".join(lines[:first - 1]) + new + "".join(lines[func.end_lineno:]))
+
+
+def test_the_workbook_is_the_core_with_its_bodies_taken_out(tmp_path):
+    generate.write_workbook(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "layers.py", "losses.py",
+                                                          "optim.py"]
+    for module, names in generate.EXERCISES.items():
+        core = ast.parse(generate.module_source(module))
+        mine = ast.parse((tmp_path / f"{module}.py").read_text())
+        for cls_name, methods in names.items():
+            theirs = next(n for n in core.body if getattr(n, "name", None) == cls_name)
+            ours = next(n for n in mine.body if getattr(n, "name", None) == cls_name)
+            assert ast.get_docstring(ours) == ast.get_docstring(theirs)
+            if methods is None:  # a function to write: its signature kept, its body a stub
+                assert ast.dump(ours.args) == ast.dump(theirs.args)
+                continue
+            core_methods = {f.name: f for f in theirs.body if isinstance(f, ast.FunctionDef)}
+            for f in (f for f in ours.body if isinstance(f, ast.FunctionDef)):
+                kept = ast.dump(f) == ast.dump(core_methods[f.name])
+                assert kept is (f.name not in methods), f"{cls_name}.{f.name}"
+                assert ast.dump(f.args) == ast.dump(core_methods[f.name].args)  # signatures kept
+                assert ast.get_docstring(f) == ast.get_docstring(core_methods[f.name])
+    text = (tmp_path / "layers.py").read_text()
+    # the stub names what to return, its shape and the formula from the docstring
+    assert "TODO Dense.backward: set self.W.grad (dL/dW, shaped like self.W.data)" in text
+    assert "dL/dx = g @ W^T" in text and "forward kept: self._x" in text
+    assert "from nanoae.layers import Layer" in text
+    assert "from layers import Sigmoid, Softmax" in (tmp_path / "losses.py").read_text()
+    assert "v_hat = v / (1 - b2^t)" in (tmp_path / "optim.py").read_text()
+    assert "nanoae workbook --check" in (tmp_path / "README.md").read_text()
+
+
+def test_a_fresh_workbook_is_all_todo(tmp_path, capsys, fake_data):
+    assert main(["workbook", str(tmp_path / "core")]) == 0
+    assert "nanoae workbook --check" in capsys.readouterr().out
+    code, out, err = check(tmp_path / "core", capsys, fake_data)
+    assert code == 1
+    for exercise in generate.exercises():
+        line, under = row(out, exercise.label)
+        assert line.split()[-2] == "todo" and under == []
+    assert "0 of 9 exercises pass, 0 fail, 9 to do" in out
+    assert "training" not in out and err.count("\n") == 1 and "9 of 9 exercises not passing" in err
+
+
+def test_the_solved_workbook_passes_and_trains_as_nanoae_does(solved, capsys, fake_data):
+    code, out, _ = check(solved, capsys, fake_data)
+    assert code == 0, out
+    for exercise in generate.exercises():
+        assert row(out, exercise.label)[0].split()[-2] == "passes"
+    yours = re.search(r"with your classes\s+(\S+)", out).group(1)
+    theirs = re.search(r"with nanoae's\s+(\S+)", out).group(1)
+    assert yours == theirs and "they agree" in out
+    assert "one epoch on 300 training images (2 steps)" in out
+
+
+@pytest.mark.parametrize("qualname, body, label, element", [
+    # the forgotten factor (1 - y)
+    ("Sigmoid.backward", "return grad_out * self._y", "Sigmoid.backward", r"input\[\d+, \d+\]"),
+    # W^T forgotten: (N, out) @ (out, in) needs the transpose; the checked Dense is square
+    ("Dense.backward", "self.W.grad = self._x.T @ grad_out\nself.b.grad = grad_out.sum(axis=0)\n"
+     "return grad_out @ self.W.data", "Dense.backward", r"input\[\d+, \d+\]"),
+    ("Dense.backward", "self.W.grad = grad_out.T @ self._x\nself.b.grad = grad_out.sum(axis=0)\n"
+     "return grad_out @ self.W.data.T", "Dense.backward", r"W\[\d+, \d+\]"),
+    ("CrossEntropy.logits_grad", "return self._p - 1", "CrossEntropy.logits_grad",
+     r"input\[\d+, \d+\]"),
+])
+def test_a_planted_mistake_fails_naming_the_exercise_and_the_element(
+        broken, capsys, fake_data, qualname, body, label, element):
+    module = "layers" if qualname.split(".")[0] in generate.EXERCISES["layers"] else "losses"
+    rewrite(broken / f"{module}.py", qualname, body)
+    code, out, err = check(broken, capsys, fake_data)
+    assert code == 1
+    line, under = row(out, label)
+    assert line.split()[-2] == "fails"
+    assert re.match(element + r" analytic \S+ numerical \S+ \|diff\|", under[0]), under
+    assert sum(r.split()[-2] == "fails" for r in out.splitlines()[2:11]) == 1  # only that one
+    assert label in err
+
+
+def test_adam_without_bias_correction_fails_at_t_1(broken, capsys, fake_data):
+    rewrite(broken / "optim.py", "adam_step", """
+b1, b2 = betas
+m[...] = b1 * m + (1 - b1) * g
+v[...] = b2 * v + (1 - b2) * g * g
+w -= lr * m / (get_array_module(w).sqrt(v) + eps)
+""")
+    code, out, _ = check(broken, capsys, fake_data)
+    line, under = row(out, "adam_step")
+    assert code == 1 and line.split()[-2] == "fails"
+    assert re.match(r"w\[\d+, \d+\] after the step at t=1: yours \S+, nanoae's \S+", under[0]), under
+
+
+@pytest.mark.parametrize("qualname, body, says", [
+    ("ReLU.backward", "return (grad_out * (self._y > 0)).T",
+     "ReLU.backward returned shape (6, 4); it must be dL/dx, shaped (4, 6) like its input"),
+    ("ReLU.backward", "return grad_out * (self._y > 0).astype(int)",
+     "ReLU.backward returned float64 for a float32 input; it must stay float32"),
+    ("Softmax.backward", "y = self._y\nreturn y * (grad_out - (grad_out * y).sum(axis=2))",
+     "raised AxisError: axis 2 is out of bounds for array of dimension 2 at {dir}/layers.py:"),
+])
+def test_a_learners_mistake_is_one_line_not_a_crash(broken, capsys, fake_data, qualname, body,
+                                                    says):
+    rewrite(broken / "layers.py", qualname, body)
+    code, out, err = check(broken, capsys, fake_data)
+    assert code == 1 and "Traceback" not in out + err
+    line, under = row(out, qualname)
+    assert line.split()[-2] == "fails" and len(under) == 1
+    assert under[0].startswith(says.format(dir=broken)), under
+
+
+def test_the_traceback_points_at_the_learners_line(broken, capsys, fake_data):
+    rewrite(broken / "layers.py", "Softmax.backward", "return self._y * undefined_name")
+    _, out, _ = check(broken, capsys, fake_data)
+    number = next(i for i, line in enumerate((broken / "layers.py").read_text().splitlines(), 1)
+                  if "undefined_name" in line)
+    assert (f"raised NameError: name 'undefined_name' is not defined at {broken}/layers.py:"
+            f"{number} (return self._y * undefined_name)") in row(out, "Softmax.backward")[1]
+
+
+@pytest.mark.parametrize("module, text, says", [
+    ("losses", "import no_such_module\n", "losses.py:{line} (import no_such_module): cannot be imported: "
+     "ModuleNotFoundError: No module named 'no_such_module'"),
+    ("layers", "def broken(:\n", "layers.py:{line}: cannot be imported: SyntaxError"),
+])
+def test_a_file_that_does_not_import_is_one_line(broken, capsys, fake_data, module, text, says):
+    path = broken / f"{module}.py"
+    path.write_text(path.read_text() + text)
+    line = len(path.read_text().splitlines())
+    code, out, err = check(broken, capsys, fake_data)
+    assert code == 1 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert f"nanoae: error: {broken}/{says.format(line=line)}" in err
+
+
+STALE_MASK = """
+if getattr(self, "mask", None) is None:  # the mask of the first batch, kept for ever
+    self.mask = self._y > 0
+return grad_out * self.mask
+"""
+
+
+def test_accumulated_gradients_fail_their_exercise(broken, capsys, fake_data):
+    # the layers set their gradients, never add to them: the second backward call tells
+    rewrite(broken / "layers.py", "Dense.backward", """
+self.W.grad = self.W.grad + self._x.T @ grad_out
+self.b.grad = self.b.grad + grad_out.sum(axis=0)
+return grad_out @ self.W.data.T
+""")
+    code, out, _ = check(broken, capsys, fake_data)
+    assert code == 1 and row(out, "Dense.backward")[0].split()[-2] == "fails"
+
+
+def test_training_that_parts_is_reported_with_the_step(broken, capsys, tmp_path):
+    # a stale ReLU mask passes every exercise (one batch each) but not training: the update
+    # of step 1 uses step 0's mask, so the losses part at step 2
+    make_fake_fashion(tmp_path / "data", n_train=768, n_test=50)  # three steps of 256
+    rewrite(broken / "layers.py", "ReLU.backward", STALE_MASK)
+    code, out, err = check(broken, capsys, tmp_path / "data")
+    assert code == 1 and "all 9 exercises pass" in out
+    assert re.search(r"they disagree; they part at step 2: your loss \S+, nanoae's \S+", out), out
+    assert "training with your classes differs" in err
+
+
+def test_an_error_while_training_is_one_line(broken, capsys, fake_data):
+    # 300 images: steps of 256 and 44 images, and the stale mask no longer fits the batch
+    rewrite(broken / "layers.py", "ReLU.backward", STALE_MASK)
+    code, out, err = check(broken, capsys, fake_data)
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "training the reference autoencoder with your classes raised ValueError" in err
+    assert f"at {broken}/layers.py:" in err and "(return grad_out * self.mask)" in err
+
+
+def test_an_existing_workbook_is_not_overwritten_and_an_unwritable_dir_refused(
+        solved, tmp_path, capsys, monkeypatch):
+    assert main(["workbook", str(solved)]) == 2
+    assert "already holds layers.py, losses.py, optim.py" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["workbook", str(tmp_path / "file" / "core")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    monkeypatch.setattr("nanoae.workbook.os.access", lambda *a: False)
+    assert main(["workbook", str(tmp_path / "new")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write there" in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_check_needs_a_workbook(tmp_path, capsys):
+    assert main(["workbook", "--check", str(tmp_path / "none")]) == 2
+    assert "nanoae workbook" in capsys.readouterr().err
+    assert main(["workbook", "--check", str(tmp_path)]) == 1
+    assert "holds no workbook" in capsys.readouterr().err
+
+
+def test_every_exercise_has_a_row():
+    assert [e.label for e in generate.exercises()][:4] == ["Dense.backward", "ReLU.backward",
+                                                          "Sigmoid.backward", "Softmax.backward"]
+    assert grade.TRAIN_TOLERANCE == 1e-5
+
+
+def test_the_generator_reads_names_not_lines():
+    # the core's text may change (a new line in a body, another signature): the stubs follow
+    source = generate.module_source("layers").replace(
+        "class ReLU(Layer):", "class ReLU(Layer):\n    note = 'a new line'  # moved everything down")
+    text = generate.learner_module("layers", source=source)
+    assert "note = 'a new line'" in text and text.count("raise NotImplementedError(") == 4
+    tree = ast.parse(text)
+    relu = next(n for n in tree.body if getattr(n, "name", None) == "ReLU")
+    backward = next(f for f in relu.body if getattr(f, "name", None) == "backward")
+    assert isinstance(backward.body[-1], ast.Raise)
