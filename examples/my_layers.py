@@ -18,24 +18,26 @@ class LeakyReLU(Layer):
     """
 
     def __init__(self, slope: float = 0.01):
-        super().__init__()
         self.slope = slope
-        self._y = None
+        self.y = None
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU({self.slope})"
 
     def forward(self, x):
         xp = get_array_module(x)  # NumPy or CuPy: whichever x lives in
         # Keep the output, as ReLU does: y > 0 exactly where x > 0 (for a positive slope),
-        # which is all backward needs; nanoae.train.watch.Watch also reads a layer's output from _y.
-        self._y = xp.where(x > 0, x, self.slope * x)
-        return self._y
+        # which is all backward needs. (Watch sees what forward returns: no name is required.)
+        self.y = xp.where(x > 0, x, self.slope * x)
+        return self.y
 
-    def backward(self, grad_out, *, input_grad: bool = True):
+    def backward(self, grad_out):
         xp = get_array_module(grad_out)
-        return xp.where(self._y > 0, grad_out, self.slope * grad_out)
+        return xp.where(self.y > 0, grad_out, self.slope * grad_out)
 
 
 class LeakyReLUForgotSlope(LeakyReLU):
     """The mistake to catch: backward copied from ReLU, the slope of the negative side forgotten."""
 
-    def backward(self, grad_out, *, input_grad: bool = True):
-        return grad_out * (self._y > 0)  # should be slope * grad_out where x <= 0
+    def backward(self, grad_out):
+        return grad_out * (self.y > 0)  # should be slope * grad_out where x <= 0
