@@ -208,6 +208,7 @@ def test_real_fashion_mnist_quick_demo(tmp_path):
     assert metrics["tsne_trustworthiness"] > 0.98
 
 
+@pytest.mark.sigint
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT, a POSIX signal")
 def test_ctrl_c_during_train_ae_saves_and_says_how_to_resume(tmp_path, backend_name):
     import signal
@@ -217,7 +218,10 @@ def test_ctrl_c_during_train_ae_saves_and_says_how_to_resume(tmp_path, backend_n
     ckpt = tmp_path / "ae.npz"
     args = [sys.executable, "-m", "nanoae.cli", "train-ae", "--data-dir", str(tmp_path / "data"),
             "--no-verify", "--out", str(ckpt), "--batch-size", "32", "--backend", backend_name]
-    proc = subprocess.Popen([*args, "--epochs", "500"], stderr=subprocess.PIPE, text=True)
+    from helpers.signals import sigint_as_default
+
+    proc = subprocess.Popen([*args, "--epochs", "500"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_default)  # Ctrl-C reaches it from any shell
     deadline = time.monotonic() + 60
     while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)  # the checkpoint appears after the first epoch

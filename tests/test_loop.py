@@ -171,6 +171,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("at", [2, 5])  # mid-epoch, and at the first step of an epoch
+@pytest.mark.sigint
 def test_ctrl_c_saves_and_resume_matches_uninterrupted_run(tmp_path, at):
     x = tiny_images()
     kwargs = dict(epochs=3, batch_size=32, seed=1)
@@ -180,10 +181,11 @@ def test_ctrl_c_saves_and_resume_matches_uninterrupted_run(tmp_path, at):
 
     ckpt = tmp_path / "run.npz"
     model = small_ae()
+    found = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt, match=f"step {(at - 1) % 3 + 1}.*saved to .*run.npz"):
         fit(model, interrupt_at(at), nn.Adam(model.parameters()), x, callbacks=quiet(Checkpoint(ckpt)),
             **kwargs)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is found  # the handler found before the run, restored
 
     resumed = small_ae(seed=99)  # different initial weights: everything must come from the file
     hist = fit(resumed, nn.BinaryCrossEntropy(), nn.Adam(resumed.parameters()), x,
@@ -300,6 +302,7 @@ def test_a_masked_autoencoder_is_scored_on_the_clean_images():
 
 
 @pytest.mark.parametrize("keep_best", [KeepBest(), KeepBest(patience=2)])
+@pytest.mark.sigint
 def test_resume_keeps_best_epoch_and_patience(tmp_path, keep_best):
     """Interrupted + resumed equals uninterrupted, bitwise, with restore_best / patience on:
     the best epoch, its weights and the patience count come back from the checkpoint."""
@@ -521,6 +524,7 @@ def test_early_stopping_stops_after_exactly_patience_epochs_without_improvement(
         numpy.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.sigint
 def test_ctrl_c_mid_epoch_with_every_augmentation_resumes_bit_identical(tmp_path):
     """Masks, flips and shifts after the resume are those an uninterrupted run draws."""
     x = tiny_images()
@@ -796,6 +800,7 @@ def test_a_diverging_first_epoch_says_no_checkpoint_was_written(tmp_path):
             callbacks=quiet())
 
 
+@pytest.mark.sigint
 def test_ctrl_c_without_a_checkpoint_says_nothing_was_saved():
     model = small_ae()
     with pytest.raises(KeyboardInterrupt, match=r"^stopped at epoch 1, step 2; saved nowhere "
