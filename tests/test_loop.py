@@ -1,6 +1,10 @@
 """fit/evaluate: history, reproducibility, resume after Ctrl-C, NaN stops, early stopping."""
 
+import json
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy
 import pytest
@@ -853,3 +857,58 @@ def test_train_step_alone_returns_the_loss_and_prediction_and_takes_one_step():
     numpy.testing.assert_allclose(to_numpy(pred), expected, rtol=1e-6)
     assert float(value) == pytest.approx(float(nn.BinaryCrossEntropy()(expected, x)), rel=1e-5)
     assert all((w0 != w1).any() for w0, w1 in zip(before, weights(model)))
+
+
+_IGNORED_SIGINT_CHILD = """
+import json, signal, sys
+import numpy
+import nanoae as nn
+from nanoae.fashion.models import Autoencoder
+from nanoae.train.callbacks import Callback, Progress
+from nanoae.train.loop import fit
+
+found = signal.getsignal(signal.SIGINT)
+during = []
+
+class CtrlC(Callback):  # Ctrl-C at every step: ignored, it must change nothing
+    def on_step_end(self, run):
+        during.append(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+        signal.raise_signal(signal.SIGINT)
+
+model = Autoencoder((784, 16, 4), code_activation="linear", seed=0)
+x = numpy.random.default_rng(0).integers(0, 256, size=(96, 784), dtype=numpy.uint8)
+history = fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=2,
+              batch_size=32, callbacks=[Progress(bar=False, verbose=False), CtrlC()])
+print(json.dumps({"found_ignored": found is signal.SIG_IGN, "ignored_during": during,
+                  "ignored_after": signal.getsignal(signal.SIGINT) is signal.SIG_IGN,
+                  "epochs": history["epoch"]}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="POSIX signals")
+def test_fit_leaves_an_ignored_sigint_ignored():
+    """A job started with SIGINT ignored (``... &``, nohup): fit installs no handler over it,
+    Ctrl-C changes nothing, and the handler afterwards is the one found before: SIG_IGN."""
+    from helpers.signals import sigint_ignored
+
+    proc = subprocess.run([sys.executable, "-c", _IGNORED_SIGINT_CHILD], capture_output=True,
+                          text=True, timeout=120, preexec_fn=sigint_ignored)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen == {"found_ignored": True, "ignored_during": [True] * 6, "ignored_after": True,
+                    "epochs": [1, 2]}
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_the_sigint_tests_pass_from_a_shell_that_ignores_ctrl_c():
+    """The suite's Ctrl-C tests (marked ``sigint``), run once as a background job runs them,
+    with SIGINT ignored: each must pass from any shell, so this cannot come back."""
+    from helpers.signals import sigint_ignored
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "sigint", "-p",
+                           "no:cacheprovider", str(root / "tests")], cwd=root, capture_output=True,
+                          text=True, timeout=600, preexec_fn=sigint_ignored)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert " passed" in proc.stdout and "deselected" in proc.stdout
