@@ -57,3 +57,23 @@ def backend_name(request, use_backend):
 @pytest.fixture
 def rng():
     return numpy.random.default_rng(12345)
+
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_reaches_us(request):
+    """In a test marked ``sigint``: SIGINT delivered as Python's KeyboardInterrupt, whatever
+    the shell did; the handler found before the test comes back after it.
+
+    A shell starts a background job (``... &``, nohup, some CI runners) with SIGINT
+    ignored, and ``fit`` rightly leaves it so; a test that simulates Ctrl-C needs
+    it delivered, so it says so with the mark.
+    """
+    if request.node.get_closest_marker("sigint") is None:
+        yield
+        return
+    import signal
+
+    found = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, found)

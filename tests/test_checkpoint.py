@@ -325,7 +325,7 @@ def test_failed_save_leaves_previous_checkpoint_and_no_temp_file(saved, monkeypa
         monkeypatch.setattr(ckpt.os, "replace", failing_replace)
     else:
         monkeypatch.setattr(ckpt.numpy, "savez", partial_savez)
-    with pytest.raises(KeyboardInterrupt if where == "savez-interrupt" else OSError):
+    with pytest.raises(KeyboardInterrupt if where == "savez-interrupt" else CheckpointError):
         save_checkpoint(path, model, opt, meta={"epoch": 6})
     monkeypatch.undo()
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no .tmp left
@@ -491,3 +491,56 @@ def test_a_member_that_is_not_an_array_is_named(saved, tmp_path):
                 dst.writestr(item, b"junk bytes" if item == member else src.read(item))
         with pytest.raises(CheckpointError, match=f"member '{member[:-4]}' is not a .npy array"):
             load_checkpoint(junk, target, target_opt)
+
+
+# -- a save that fails: the disk full part way, a directory that cannot be written ---------
+
+def test_a_save_on_a_full_disk_says_what_and_keeps_the_checkpoint_there(tmp_path, monkeypatch):
+    """A checkpoint exists; the next save hits ENOSPC part way; it still loads, unchanged."""
+    from helpers.full_disk import fill_up
+
+    model, opt = make(hidden=64)
+    path = save_checkpoint(tmp_path / "ck.npz", model, opt, meta={"epoch": 1})
+    before, size = path.read_bytes(), path.stat().st_size
+    train(model, opt)
+    monkeypatch.setattr(os, "fdopen", fill_up(1000))  # room for 1000 bytes, then a full disk
+    with pytest.raises(CheckpointError) as caught:
+        save_checkpoint(path, model, opt, meta={"epoch": 2})
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"could not save the checkpoint {path}: [Errno 28] No space left on device")
+    assert f"it needs {size:,} bytes and {tmp_path} has " in message  # the same model: same size
+    assert "the checkpoint saved there before is intact" in message
+    assert isinstance(caught.value.__cause__, OSError) and caught.value.__cause__.errno == 28
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz"]
+    fresh, fresh_opt = make(hidden=64)
+    assert load_checkpoint(path, fresh, fresh_opt)["user"]["epoch"] == 1
+
+
+def test_a_first_save_that_fails_leaves_nothing_and_says_so(tmp_path, monkeypatch):
+    from helpers.full_disk import fill_up
+
+    model, opt = make()
+    monkeypatch.setattr(os, "fdopen", fill_up(0))
+    with pytest.raises(CheckpointError, match=r"No space left on device; it needs [\d,]+ bytes .*"
+                                              r"; no file was left there$"):
+        save_checkpoint(tmp_path / "ck.npz", model, opt)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_save_into_a_place_that_cannot_hold_a_directory_is_a_checkpoint_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    model, opt = make()
+    with pytest.raises(CheckpointError, match=r"could not save the checkpoint .*file/ck\.npz: "
+                                              r"\[Errno \d+\] ") as caught:
+        save_checkpoint(tmp_path / "file" / "ck.npz", model, opt)
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_the_size_a_failed_save_reports_is_that_of_the_file(tmp_path):
+    model, opt = make(hidden=32)
+    path = save_checkpoint(tmp_path / "ck.npz", model, opt)
+    with numpy.load(path) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    assert ckpt._encoded_size(arrays) == path.stat().st_size

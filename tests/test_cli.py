@@ -66,9 +66,8 @@ def test_unavailable_cupy_exits_2(capsys):
 
     if backend.cupy_available():
         pytest.skip("CuPy works here")
-    with pytest.raises(SystemExit) as exc:
-        main(["evaluate", "--backend", "cupy"])
-    assert exc.value.code == 2 and "cannot run" in capsys.readouterr().err
+    err = refused(capsys, ["evaluate", "--backend", "cupy"], "evaluate")  # as docs/cli.md says
+    assert "backend 'cupy' was requested but cannot run" in err
 
 
 def test_missing_data_is_one_clear_error(tmp_path, capsys, monkeypatch):
@@ -208,6 +207,7 @@ def test_real_fashion_mnist_quick_demo(tmp_path):
     assert metrics["tsne_trustworthiness"] > 0.98
 
 
+@pytest.mark.sigint
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT, a POSIX signal")
 def test_ctrl_c_during_train_ae_saves_and_says_how_to_resume(tmp_path, backend_name):
     import signal
@@ -217,7 +217,10 @@ def test_ctrl_c_during_train_ae_saves_and_says_how_to_resume(tmp_path, backend_n
     ckpt = tmp_path / "ae.npz"
     args = [sys.executable, "-m", "nanoae.cli", "train-ae", "--data-dir", str(tmp_path / "data"),
             "--no-verify", "--out", str(ckpt), "--batch-size", "32", "--backend", backend_name]
-    proc = subprocess.Popen([*args, "--epochs", "500"], stderr=subprocess.PIPE, text=True)
+    from helpers.signals import sigint_as_default
+
+    proc = subprocess.Popen([*args, "--epochs", "500"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_default)  # Ctrl-C reaches it from any shell
     deadline = time.monotonic() + 60
     while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)  # the checkpoint appears after the first epoch
@@ -388,3 +391,103 @@ def test_demo_figures_say_which_autoencoder_and_which_loss(tmp_path, fake_data, 
     losses = calls["plot_curves"][1]["loss_names"]
     assert losses["reference autoencoder (ReLU code)"] == "BCE per pixel"
     assert losses["classifier on frozen codes"] == losses["encoder + head fine-tuned"] == "cross-entropy"
+
+
+# -- outputs: refused before the work when they cannot be written; a save that fails ----------
+
+def _no_data(*args, **kwargs):
+    raise AssertionError("the data was loaded: the output should have been refused first")
+
+
+@pytest.mark.parametrize("command", ["train-ae", "train-classifier", "tsne", "demo"])
+def test_an_output_place_that_cannot_hold_a_directory_is_refused_before_the_work(
+        tmp_path, capsys, monkeypatch, command):
+    monkeypatch.setattr("nanoae.cli.commands.load_splits", _no_data)
+    blocker = _any_file(tmp_path)  # a file where the output's directory would go
+    out = str(blocker / ("run" if command == "demo" else "x.npz"))
+    extra = [] if command in ("train-ae", "demo") else ["--ae", str(blocker)]
+    err = refused(capsys, [command, "--out", out, *extra, "--watch"] if command == "train-ae"
+                  else [command, "--out", out, *extra], command)
+    assert f"--out {out}: cannot create the directory " in err and f"{blocker} is a file" in err
+
+
+@pytest.mark.parametrize("error", ["EROFS", "EACCES"])
+def test_a_directory_it_cannot_write_in_is_refused_in_the_first_second(tmp_path, capsys, monkeypatch,
+                                                                        error):
+    """A read-only file system or a directory of someone else's (a probe file fails to appear):
+    refused before any data is read. (root may write anywhere: the probe is patched to fail.)"""
+    import errno
+    import time
+
+    def probe_fails(*args, **kwargs):
+        code = getattr(errno, error)
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr("nanoae.cli.commands.load_splits", _no_data)
+    monkeypatch.setattr("nanoae.cli.outputs.tempfile.mkstemp", probe_fails)
+    out = tmp_path / "new" / "ae.npz"
+    t0 = time.monotonic()
+    err = refused(capsys, ["train-ae", "--out", str(out)], "train-ae")
+    assert time.monotonic() - t0 < 1
+    assert err == (f"nanoae train-ae: error: --out {out}: cannot create {out.parent} in {tmp_path} "
+                   f"({os.strerror(getattr(errno, error))}); choose a place you can write to")
+    assert not out.parent.exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys") or os.access("/sys", os.W_OK) and os.geteuid() != 0,
+                    reason="needs a /sys nobody writes in")
+def test_train_ae_out_in_sys_is_refused_as_a_newcomer_types_it():
+    r = run_cli("train-ae", "--out", "/sys/ae.npz", timeout=30)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("nanoae train-ae: error: --out /sys/ae.npz: cannot write in /sys (")
+
+
+def test_the_output_check_leaves_nothing_behind(tmp_path):
+    from nanoae.cli.outputs import check_output_dir
+
+    check_output_dir(tmp_path / "a" / "b")
+    check_output_dir(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_save_on_a_full_disk_exits_1_in_one_line_and_the_checkpoint_there_still_loads(
+        tmp_path, fake_data, capsys, monkeypatch):
+    from helpers.full_disk import fill_up
+
+    from nanoae.train.checkpoint import read_checkpoint_meta
+
+    ae = tmp_path / "ae.npz"
+    common = ["--data-dir", fake_data, "--no-verify", "--batch-size", "50", "--widths", "24", "16",
+              "--out", str(ae)]
+    assert main(["train-ae", "--epochs", "1", *common]) == 0
+    capsys.readouterr()
+    before = ae.read_bytes()
+    monkeypatch.setattr(os, "fdopen", fill_up(4096))  # the disk fills up during the next save
+    assert main(["train-ae", "--epochs", "2", "--resume", *common]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    needed = int(err.split("it needs ")[1].split(" bytes")[0].replace(",", ""))
+    assert abs(needed - len(before)) < 1000  # the same weights; the history grew by one epoch
+    assert err.startswith(f"nanoae: error: could not save the checkpoint {ae}: [Errno 28] No space "
+                          f"left on device; it needs {needed:,} bytes and {tmp_path} has ")
+    assert err.endswith("the checkpoint saved there before is intact (nothing was written over it)")
+    monkeypatch.undo()
+    assert ae.read_bytes() == before and read_checkpoint_meta(ae)["user"]["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ae.npz", "data"]  # no temporary file
+
+
+def test_a_watch_file_that_cannot_be_written_is_one_line_exit_1(tmp_path, fake_data, capsys,
+                                                                 monkeypatch):
+    import errno
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    ae = tmp_path / "ae.npz"
+    assert main(["train-ae", "--epochs", "1", "--out", str(ae), "--data-dir", fake_data,
+                 "--no-verify", "--batch-size", "50", "--widths", "24", "16", "--watch"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (f"nanoae: error: could not write {tmp_path / 'ae.watch.json'}: [Errno 28] "
+                   "No space left on device")

@@ -149,6 +149,21 @@ def test_fit_fault_keeps_the_checkpoint_and_resume_on_every_rank_ends_the_same(t
 
 
 @needs_mpi
+def test_a_save_that_fails_on_rank_0_ends_every_rank_with_its_message(tmp_path):
+    # Rank 0's disk is full: its first checkpoint (end of epoch 1) fails while rank 1 goes on
+    # to the next all-reduce. The job must end, saying why, rather than hang.
+    ckpt = tmp_path / "run.npz"
+    t0 = time.monotonic()
+    proc = run_worker(tmp_path, "fit_run", "--checkpoint", str(ckpt), "--disk-full", timeout=30)
+    assert proc.returncode == 1 and time.monotonic() - t0 < 30
+    assert (f"nanoae: rank 0 of 2: CheckpointError: could not save the checkpoint {ckpt}: "
+            "[Errno 28] No space left on device; it needs ") in proc.stderr
+    assert "Traceback" not in proc.stderr  # the one line says it all
+    assert not ckpt.exists() and [p.name for p in tmp_path.iterdir()] == []
+
+
+@needs_mpi
+@pytest.mark.sigint
 @pytest.mark.parametrize("before, after", [(2, 1), (1, 2), (2, 3)])
 def test_ctrl_c_saves_mid_epoch_and_the_run_resumes_on_any_number_of_ranks(tmp_path, before, after):
     # 71 examples, batch 6: 12 steps per epoch. Ctrl-C reaches the last rank only, after global
@@ -442,8 +457,10 @@ def test_cli_refuses_a_command_that_does_not_train_under_mpiexec(tmp_path):
     command = [mpiexec(), "-n", "2", sys.executable, "-m", "nanoae.cli", "tsne", "--ae",
                str(tmp_path / "ae.npz"), "--out", str(tmp_path / "t.png")]
     proc = subprocess.run(command, env=job_env(), cwd=tmp_path, capture_output=True, text=True, timeout=30)
-    assert proc.returncode != 0
-    assert "nanoae tsne runs on one process, but mpiexec started 2" in proc.stderr
+    assert proc.returncode == 2  # every rank ends as one process would, none through MPI_Abort
+    assert proc.stderr.strip() == ("nanoae tsne: error: this command runs on one process, but "
+                                   "mpiexec started 2; run it without mpiexec (data parallel: "
+                                   "train-ae, train-classifier, demo)")  # once, from rank 0
     assert not (tmp_path / "t.png").exists()
 
 

@@ -1,6 +1,10 @@
 """fit/evaluate: history, reproducibility, resume after Ctrl-C, NaN stops, early stopping."""
 
+import json
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy
 import pytest
@@ -172,6 +176,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("at", [2, 5])  # mid-epoch, and at the first step of an epoch
+@pytest.mark.sigint
 def test_ctrl_c_saves_and_resume_matches_uninterrupted_run(tmp_path, at):
     x = tiny_images()
     kwargs = dict(epochs=3, batch_size=32, seed=1)
@@ -181,10 +186,11 @@ def test_ctrl_c_saves_and_resume_matches_uninterrupted_run(tmp_path, at):
 
     ckpt = tmp_path / "run.npz"
     model = small_ae()
+    found = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt, match=f"step {(at - 1) % 3 + 1}.*saved to .*run.npz"):
         fit(model, interrupt_at(at), nn.Adam(model.parameters()), x, callbacks=quiet(Checkpoint(ckpt)),
             **kwargs)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is found  # the handler found before the run, restored
 
     resumed = small_ae(seed=99)  # different initial weights: everything must come from the file
     hist = fit(resumed, nn.BinaryCrossEntropy(), nn.Adam(resumed.parameters()), x,
@@ -301,6 +307,7 @@ def test_a_masked_autoencoder_is_scored_on_the_clean_images():
 
 
 @pytest.mark.parametrize("keep_best", [KeepBest(), KeepBest(patience=2)])
+@pytest.mark.sigint
 def test_resume_keeps_best_epoch_and_patience(tmp_path, keep_best):
     """Interrupted + resumed equals uninterrupted, bitwise, with restore_best / patience on:
     the best epoch, its weights and the patience count come back from the checkpoint."""
@@ -522,6 +529,7 @@ def test_early_stopping_stops_after_exactly_patience_epochs_without_improvement(
         numpy.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.sigint
 def test_ctrl_c_mid_epoch_with_every_augmentation_resumes_bit_identical(tmp_path):
     """Masks, flips and shifts after the resume are those an uninterrupted run draws."""
     x = tiny_images()
@@ -797,6 +805,7 @@ def test_a_diverging_first_epoch_says_no_checkpoint_was_written(tmp_path):
             callbacks=quiet())
 
 
+@pytest.mark.sigint
 def test_ctrl_c_without_a_checkpoint_says_nothing_was_saved():
     model = small_ae()
     with pytest.raises(KeyboardInterrupt, match=r"^stopped at epoch 1, step 2; saved nowhere "
@@ -889,3 +898,57 @@ def test_fit_leaves_the_callers_loss_as_it_was():
     fit(model, loss, nn.Adam(model.parameters()), x, epochs=1, batch_size=8,
         callbacks=[Progress(bar=False, verbose=False)])
     assert loss.check is None  # fit turned the per-step checks off on a copy of its own
+
+_IGNORED_SIGINT_CHILD = """
+import json, signal, sys
+import numpy
+import nanoae as nn
+from nanoae.fashion.models import Autoencoder
+from nanoae.train.callbacks import Callback, Progress
+from nanoae.train.loop import fit
+
+found = signal.getsignal(signal.SIGINT)
+during = []
+
+class CtrlC(Callback):  # Ctrl-C at every step: ignored, it must change nothing
+    def on_step_end(self, run):
+        during.append(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+        signal.raise_signal(signal.SIGINT)
+
+model = Autoencoder((784, 16, 4), code_activation="linear", seed=0)
+x = numpy.random.default_rng(0).integers(0, 256, size=(96, 784), dtype=numpy.uint8)
+history = fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=2,
+              batch_size=32, callbacks=[Progress(bar=False, verbose=False), CtrlC()])
+print(json.dumps({"found_ignored": found is signal.SIG_IGN, "ignored_during": during,
+                  "ignored_after": signal.getsignal(signal.SIGINT) is signal.SIG_IGN,
+                  "epochs": history["epoch"]}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="POSIX signals")
+def test_fit_leaves_an_ignored_sigint_ignored():
+    """A job started with SIGINT ignored (``... &``, nohup): fit installs no handler over it,
+    Ctrl-C changes nothing, and the handler afterwards is the one found before: SIG_IGN."""
+    from helpers.signals import sigint_ignored
+
+    proc = subprocess.run([sys.executable, "-c", _IGNORED_SIGINT_CHILD], capture_output=True,
+                          text=True, timeout=120, preexec_fn=sigint_ignored)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen == {"found_ignored": True, "ignored_during": [True] * 6, "ignored_after": True,
+                    "epochs": [1, 2]}
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_the_sigint_tests_pass_from_a_shell_that_ignores_ctrl_c():
+    """The suite's Ctrl-C tests (marked ``sigint``), run once as a background job runs them,
+    with SIGINT ignored: each must pass from any shell, so this cannot come back."""
+    from helpers.signals import sigint_ignored
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "sigint", "-p",
+                           "no:cacheprovider", str(root / "tests")], cwd=root, capture_output=True,
+                          text=True, timeout=600, preexec_fn=sigint_ignored)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert " passed" in proc.stdout and "deselected" in proc.stdout

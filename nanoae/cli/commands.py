@@ -38,6 +38,7 @@ from nanoae.fashion.pipeline import (
     train_frozen_classifier,
     tsne_map,
 )
+from nanoae.cli.outputs import check_output_dir
 from nanoae.fashion.plots import plot_diagnostics
 from nanoae.sequential import Sequential
 from nanoae.train.checkpoint import load_checkpoint, read_checkpoint_meta
@@ -130,6 +131,7 @@ def demo(args):
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file; the demo writes a directory of results: "
                          "give a directory (new or existing)")
+    check_output_dir(args.out, f"--out {args.out}")
     overrides = {k: v for k, v in dict(ae_epochs=args.epochs, ae_lr=args.lr, ae_mask=args.mask,
                                        code_activation=args.code).items() if v is not None}
     overrides.update(_ae_widths(args))
@@ -171,6 +173,7 @@ def train_ae(args):
         _check_resume(args.out, epochs)
     else:
         _refuse_overwrite(args.out, args.force, resumable=True)
+    check_output_dir(args.out.parent, f"--out {args.out}")  # the checkpoint and --watch files
     settings = _settings(args, ae_epochs=epochs, ae_lr=recipe.get("lr", defaults.ae_lr),
                          ae_mask=recipe.get("mask", defaults.ae_mask),
                          code_activation=recipe.get("code", defaults.code_activation),
@@ -206,6 +209,7 @@ def train_classifier(args):
     _refuse_overwrite(args.out, args.force)
     if args.finetune:
         _refuse_overwrite(finetuned_path(args.out), args.force)
+    check_output_dir(args.out.parent, f"--out {args.out}")  # both checkpoints, --watch files
     settings = _settings(args, head_epochs=args.epochs, head_lr=args.lr,
                          head_hidden=tuple(args.hidden), finetune_epochs=args.finetune)
     ae = load_model(args.ae, ("autoencoder",))
@@ -277,13 +281,14 @@ def gradcheck(args):
 def tsne(args):
     from nanoae.fashion import plots  # noqa: PLC0415
 
+    out = args.out / "tsne.png" if args.out.is_dir() else args.out  # a folder given: the PNG goes in it
+    check_output_dir(out.parent, f"--out {args.out}")
     ae = load_model(args.ae, ("autoencoder",))
     splits = load_splits(_settings(args))
     codes = encode_splits(ae, splits)[2]
     if not 10 < args.points <= len(codes):
         raise UsageError(f"--points must be more than 10 and at most {len(codes)} (the test "
                          f"images there are); got {args.points}")
-    out = args.out / "tsne.png" if args.out.is_dir() else args.out  # a folder given: the PNG goes in it
     print(f"t-SNE of {args.points} test codes (scikit-learn; {TSNE_DURATION})...", file=sys.stderr,
           flush=True)
     try:

@@ -20,6 +20,7 @@ gradcheck cannot check), 130 interrupted (train-ae: with how to resume).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -289,14 +290,15 @@ def main(argv=None) -> int:
     from nanoae.parallel.communicator import abort_on_error, world  # noqa: PLC0415  (imports no MPI by itself)
 
     try:
-        from nanoae import backend  # noqa: PLC0415
-
         comm = world()  # size 1 unless mpiexec started several of us
-        with abort_on_error(comm):  # under MPI a refusal on one rank must end them all
-            backend.set_backend(args.backend)
-            _check_data_parallel(comm, args.command)
-    except (RuntimeError, ValueError) as exc:
-        parser.exit(2, f"nanoae: error: {exc}\n")
+    except (RuntimeError, ValueError) as exc:  # (mpi4py missing: every rank says so alike)
+        print(f"nanoae {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    refusal = _refusal(comm, args)
+    if refusal is not None:  # every rank knows it (see _refusal): all end here, one says why
+        if comm.is_root:
+            print(f"nanoae {args.command}: error: {refusal}", file=sys.stderr)
+        return 2
     try:
         with abort_on_error(comm):  # under MPI: an error on any rank ends every rank
             result = commands.COMMANDS[args.command](args)
@@ -311,6 +313,13 @@ def main(argv=None) -> int:
     except NanoaeError as exc:
         print(f"nanoae: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise  # not the disk: a bug, shown with its traceback
+        # A figure or --watch file that could not be written (checkpoints say so themselves)
+        print(f"nanoae: error: could not write {exc.filename or 'an output file'}: "
+              f"[Errno {exc.errno}] {exc.strerror}", file=sys.stderr)
+        return 1
     if isinstance(result, dict) and comm.is_root:  # under MPI every rank has it; one prints it
         print(json.dumps(result, indent=2))
     return 0
@@ -322,6 +331,31 @@ def main(argv=None) -> int:
 DATA_PARALLEL = ("train-ae", "train-classifier", "demo")
 
 
+# Writing failed for want of room or of permission: the user's to fix, one line is enough.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+               errno.EIO)
+
+
+def _refusal(comm, args) -> str | None:
+    """Why this job cannot run the command (the backend, the number of ranks), or None.
+
+    Under MPI every rank checks, then the ranks share their answers (one small
+    allgather, which every rank reaches because no check raises), so that all
+    of them end with exit 2, as one process would, instead of one rank refusing
+    while the others wait for it in the first collective.
+    """
+    from nanoae import backend  # noqa: PLC0415
+
+    try:
+        backend.set_backend(args.backend)
+        _check_data_parallel(comm, args.command)
+        mine = None
+    except (RuntimeError, ValueError) as exc:
+        mine = str(exc)
+    everyone = [mine] if comm.size == 1 else comm.mpi_comm.allgather(mine)
+    return next((reason for reason in everyone if reason is not None), None)
+
+
 def _check_data_parallel(comm, command: str) -> None:
     """Under MPI with several ranks: a command that trains, and one GPU per rank on CuPy."""
     from nanoae import backend  # noqa: PLC0415
@@ -329,7 +363,7 @@ def _check_data_parallel(comm, command: str) -> None:
     if comm.size == 1:
         return
     if command not in DATA_PARALLEL:
-        raise ValueError(f"nanoae {command} runs on one process, but mpiexec started {comm.size}; "
+        raise ValueError(f"this command runs on one process, but mpiexec started {comm.size}; "
                          f"run it without mpiexec (data parallel: {', '.join(DATA_PARALLEL)})")
     if backend.get_backend() == "cupy":
         comm.use_gpu()  # one GPU per rank, or a clear error

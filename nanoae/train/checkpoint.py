@@ -18,7 +18,11 @@ code. It also stays readable by any NumPy, with or without nanoae.
 Writes are atomic: the file is written to a temporary file in the same
 directory, flushed to disk, then renamed over the target (``os.replace``, atomic
 on POSIX and Windows). A crash or kill mid-write therefore leaves the previous
-checkpoint intact; at worst a ``.<name>.*.tmp`` file is left behind. The file
+checkpoint intact; at worst a ``.<name>.*.tmp`` file is left behind. A write that
+fails (disk full, quota, a file system gone read-only) removes the temporary file
+and raises ``CheckpointError``, chained to the ``OSError``, in one line: the file,
+the error, for a full disk the bytes the checkpoint needs and those free, and
+whether a checkpoint saved there before is intact. The file
 gets the permissions the user's umask gives any new file (0644 under the usual 022).
 
 Loading checks everything before writing anything: a mismatched or corrupt
@@ -29,6 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
+import io
 import json
 import os
 import struct
@@ -64,6 +70,8 @@ def save_checkpoint(path, model, optimizer=None, *, meta=None, extra=None) -> Pa
     under "user"; a value that is not raises TypeError naming its key.
     ``extra``: a dict of host arrays stored beside the weights (read them back
     with ``read_checkpoint_extra``).
+    Raises CheckpointError (chained to the OSError) when writing fails; the file
+    already at ``path``, if any, is then unchanged.
     """
     path = Path(path)
     arrays = {f"param/{k}": numpy.ascontiguousarray(v) for k, v in model.state_dict().items()}
@@ -87,6 +95,20 @@ def save_checkpoint(path, model, optimizer=None, *, meta=None, extra=None) -> Pa
     if objects:  # they would need pickle to store, and to load
         raise TypeError(f"save_checkpoint: {objects} are object arrays; refusing to pickle")
 
+    existed = path.is_file()
+    try:
+        _write_atomically(path, arrays)
+    except OSError as exc:  # disk full, quota, read-only: say which file, why, and what is safe
+        raise CheckpointError(_save_failed(path, exc, arrays, existed)) from exc
+    return path
+
+
+def _write_atomically(path: Path, arrays: dict) -> None:
+    """``numpy.savez`` into a temporary file beside ``path``, then rename it over ``path``.
+
+    Until the rename, the file at ``path`` (if any) is untouched; a failure at any
+    point removes the temporary file and re-raises.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -102,7 +124,68 @@ def save_checkpoint(path, model, optimizer=None, *, meta=None, extra=None) -> Pa
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
-    return path
+
+
+# The errors that mean "the disk has no room for it": a full file system, or a full quota.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _save_failed(path: Path, exc: OSError, arrays: dict, existed: bool) -> str:
+    """The one-line message of a save that failed: the file, the error, for a full disk the
+    bytes the file needs and the bytes free, and what became of the file already there."""
+    reason = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno and exc.strerror else str(exc)
+    text = f"could not save the checkpoint {path}: {reason}"  # (str(exc) may name the .tmp file)
+    if exc.errno in _NO_ROOM:
+        text += f"; it needs {_encoded_size(arrays):,} bytes"
+        free = _free_bytes(path.parent)
+        if free is not None:
+            text += f" and {path.parent} has {free:,} free"
+    if existed:
+        return text + "; the checkpoint saved there before is intact (nothing was written over it)"
+    return text + "; no file was left there"
+
+
+class _ByteCounter:
+    """A file that keeps no bytes, only how far they reach: ``numpy.savez`` into it gives the
+    exact size of the checkpoint file, without needing the room to write it."""
+
+    def __init__(self):
+        self.position = self.size = 0
+
+    def write(self, data) -> int:
+        n = memoryview(data).nbytes
+        self.position += n
+        self.size = max(self.size, self.position)
+        return n
+
+    def read(self, n=-1):  # numpy.savez takes any object with read and write for a file
+        raise io.UnsupportedOperation("write-only")
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:  # zipfile goes back to fill in headers
+        self.position = (offset, self.position + offset, self.size + offset)[whence]
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+
+def _encoded_size(arrays: dict) -> int:
+    """The size in bytes of the .npz file ``arrays`` make (they are encoded again, unwritten)."""
+    counter = _ByteCounter()
+    numpy.savez(counter, **arrays)
+    return counter.size
+
+
+def _free_bytes(directory: Path):
+    """Bytes an unprivileged user may still write in ``directory``'s file system (None: unknown)."""
+    try:
+        stats = os.statvfs(directory)
+    except (OSError, AttributeError):  # AttributeError: Windows has no statvfs
+        return None
+    return stats.f_bavail * stats.f_frsize
 
 
 def load_checkpoint(path, model=None, optimizer=None) -> dict:

@@ -211,7 +211,10 @@ class _StopFlag:
         self.active = active
 
     def __enter__(self):
-        if self.active and threading.current_thread() is threading.main_thread():
+        # An ignored SIGINT stays ignored: whoever started us (``... &``, nohup) asked that
+        # Ctrl-C not reach this job, and fit has no business undoing it.
+        if (self.active and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 

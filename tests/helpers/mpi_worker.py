@@ -216,8 +216,16 @@ def main():
     parser.add_argument("--checkpoint")
     parser.add_argument("--interrupt-rank", type=int, default=0)
     parser.add_argument("--interrupt-at", type=int, default=-1, help="Ctrl-C after this global step")
+    parser.add_argument("--disk-full", action="store_true", help="every checkpoint write fails "
+                        "with ENOSPC after 1000 bytes")
     parser.add_argument("--hook", action="store_true", help="install_excepthook, not abort_on_error")
     args = parser.parse_args()
+    if args.interrupt_at >= 0:  # a simulated Ctrl-C must arrive, even in a job started with it
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # ignored (``... &``, nohup)
+    if args.disk_full:  # rank 0 alone writes checkpoints: its disk fills up part way
+        from helpers.full_disk import fill_up  # noqa: PLC0415
+
+        os.fdopen = fill_up(1000)
     comm = world()
     run = globals()[args.scenario]
     if args.hook:

@@ -1,0 +1,46 @@
+"""Before a command works for minutes: can it write where its output goes?
+
+``check_output_dir`` is what every command that writes calls first (``train-ae``,
+``train-classifier``, ``tsne``, ``demo`` and their ``--watch`` files): a run that
+could never be saved is refused in the first second, not after its training.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from nanoae.errors import UsageError
+
+__all__ = ["check_output_dir"]
+
+
+def check_output_dir(directory, option: str = "--out") -> None:
+    """UsageError (one line, exit 2) unless files can be written in ``directory``.
+
+    The directory may not exist yet: then its nearest existing ancestor must be
+    a directory we can write in, as creating the missing ones needs. The test
+    is a real one, not a guess from permission bits (which say nothing of a
+    read-only file system, and are all yes for root): an empty probe file is
+    created there and removed at once. Nothing is created or left behind, so a
+    command refused later (bad data, say) leaves no empty folder either.
+
+    option: how the user named the place, for the message ("--out runs/ae.npz").
+    """
+    directory = Path(directory)
+    existing = directory
+    while not existing.exists() and existing != existing.parent:  # the deepest part that exists
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{option}: cannot create the directory {directory}: {existing} is a "
+                         "file; choose another place")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".nanoae-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = "write in" if existing == directory else f"create {directory} in"
+        raise UsageError(f"{option}: cannot {where} {existing} ({reason}); choose a place you "
+                         "can write to") from exc
