@@ -154,3 +154,11 @@ def test_05_data_parallel_runs_alone_as_one_rank(fake_data, tmp_path):
     stdout, _ = run_example("05_data_parallel.py", fake_data, tmp_path, NANOAE_EXAMPLE_LIMIT="200")
     assert "1 rank(s), 200 training images, global batch 256 = 1 x 256 per rank" in stdout
     assert "epoch 1/1: train BCE" in stdout
+
+
+def test_08_sklearn_pipeline_compares_the_autoencoder_with_pca(fake_data, tmp_path, backend_name):
+    stdout, _ = run_example("08_sklearn_pipeline.py", fake_data, tmp_path, NANOAE_BACKEND=backend_name)
+    assert "data: 300 training images, 784 pixels each" in stdout
+    assert "| pipeline | accuracy (3-fold) | +/- | seconds |" in stdout
+    assert re.search(r"^\| autoencoder \(32\) \+ logistic regression \| \d+\.\d\d % \|", stdout, re.MULTILINE)
+    assert re.search(r"^\| PCA \(32\) \+ logistic regression \| \d+\.\d\d % \|", stdout, re.MULTILINE)

@@ -4,6 +4,7 @@
     parallel  nanoae/parallel/   may import the core
     train     nanoae/train/      may import the core and parallel
     fashion   nanoae/fashion/    may import the core, parallel and train
+    sklearn   nanoae/sklearn/    may import the core, parallel, train and fashion (nothing imports it)
     cli       nanoae/cli/        may import anything
     nanoae/__init__.py, the public API, re-exports the core and train.
 
@@ -24,11 +25,12 @@ ALLOWED = {
     "parallel": {"core", "parallel"},
     "train": {"core", "parallel", "train"},
     "fashion": {"core", "parallel", "train", "fashion"},
+    "sklearn": {"core", "parallel", "train", "fashion", "sklearn"},
     "cli": {"core", "parallel", "train", "fashion", "cli"},
     "api": {"core", "train"},
 }
 # ``from nanoae import __version__`` runs the public API, which imports train: a wing may, the core not
-for wing in ("parallel", "train", "fashion", "cli"):
+for wing in ("parallel", "train", "fashion", "sklearn", "cli"):
     ALLOWED[wing].add("api")
 CORE_NEVER = ("matplotlib", "sklearn", "tqdm", "IPython")
 
@@ -113,7 +115,7 @@ def test_the_core_is_flat_and_each_wing_is_a_folder():
     assert core == ["backend", "errors", "gradcheck", "layers", "losses", "optim", "parameter",
                     "sequential"]
     assert sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()) == [
-        "cli", "fashion", "parallel", "train"]
+        "cli", "fashion", "parallel", "sklearn", "train"]
 
 
 def _one_edit_apart(a: str, b: str) -> bool:

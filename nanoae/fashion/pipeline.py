@@ -13,7 +13,7 @@
 4. ``fine_tune``: encoder and head trained together on the labels.
 5. ``tsne_map``: a 2-D t-SNE map of the test codes, with trustworthiness and 5-NN
    accuracy (the scores are in ``metrics.py``).
-6. ``baseline_stage``: what the codes are compared with (``baselines.py``): PCA with
+6. ``baseline_stage``: what the codes are compared with (``pca.py``): PCA with
    as many components as the code, fit on the training split, scored as the
    autoencoder is (test BCE and MSE, 5-NN accuracy of its codes, the same head
    trained on them), and the 5-NN accuracy of the raw pixels.
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy
 
 from nanoae import __version__, backend
-from nanoae.fashion.baselines import (
+from nanoae.fashion.pca import (
     fit_pca,
     knn_baselines,
     pca_reconstruction_metrics,
@@ -258,7 +258,7 @@ def train_frozen_classifier(ae, splits: Splits, settings: Settings, *, checkpoin
 
     The classifier is an ``ImageClassifier`` (encoder, scaler, head; only the
     head was trained), so it is scored on images like the fine-tuned one.
-    ae: anything with an ``encoder`` (``baselines.PCAAutoencoder`` too).
+    ae: anything with an ``encoder`` (``pca.PCAAutoencoder`` too).
     """
     c_train, c_val, c_test = encode_splits(ae, splits)
     codes, labels = head_training_set(ae, splits, c_train, settings)

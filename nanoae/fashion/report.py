@@ -94,7 +94,7 @@ def _run_note(metrics: dict) -> str:
     return "\n".join(notes) + "\n" if notes else ""
 
 
-# The codes against the baselines (baselines.py): (what, autoencoder's key, PCA's key, the raw
+# The codes against the baselines (pca.py): (what, autoencoder's key, PCA's key, the raw
 # pixels' key or None, higher is better?). The autoencoder's figures are the ones of the rows above.
 BASELINE_ROWS = [
     ("test BCE", "ae_test_bce", "pca_test_bce", None, False),
