@@ -8,7 +8,7 @@
 # scores how much of the class each 32 numbers kept, with the same folds.
 #
 # Run:  .venv/bin/python examples/08_sklearn_pipeline.py
-# Time: about a minute on a 2-core Intel Xeon.
+# Time: 16 s on a shared 2-core Intel Xeon (2026-12-02).
 # Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (autoencoder epochs, default 10),
 # NANOAE_EXAMPLE_LIMIT (default here: the first 10,000 training images).
 # Writes nothing; prints a table.
@@ -69,7 +69,10 @@ for name, pipeline in pipelines.items():
 # ## The table
 #
 # Accuracy of the held-out folds, mean and spread over the folds. A gap smaller
-# than the spread is no gap.
+# than the spread is no gap. On 10,000 images and 10 epochs PCA wins (2026-12-02:
+# 82.22 % against 80.35 %, +/- 0.4): an autoencoder needs more images and epochs
+# than a linear method. The demo's (54,000 images, 40 epochs) beats PCA with the
+# same head on top, by half a point (docs/recipe.md, "The baselines").
 
 # %%
 print(f"\n| pipeline | accuracy (3-fold) | +/- | seconds |\n| --- | ---: | ---: | ---: |")
