@@ -16,7 +16,9 @@ Around it, one subpackage per wing; arrows point one way (tests/test_layering.py
     train/      fit, evaluate, predict, callbacks, Watch, augment, checkpoint  (core, parallel)
     parallel/   data parallel over MPI ranks: communicator, engines, ZeRO-1    (core)
     fashion/    Fashion-MNIST: data, the composed models, metrics, the demo     (core, train)
-    cli/        the ``nanoae`` command                                         (everything)
+    workbook/   the learner's copy of the core, generated, and its checker     (core, train, fashion)
+    sklearn/    scikit-learn estimators around the composed models             (core, train, fashion)
+    cli/        the ``nanoae`` command                                         (everything but sklearn)
 
 Re-exported here: the core, the backend switch ``nanoae.backend``
 (``set_backend("numpy" | "cupy" | "auto")``), and what a training script

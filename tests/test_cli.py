@@ -13,7 +13,7 @@ from nanoae.cli import main
 
 REAL_DATA = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 DEMO_FILES = ["metrics.json", "report.md", "reconstructions.png", "curves.png", "confusion.png",
-              "tsne.png", "codes.png", "autoencoder.npz", "classifier.npz", "finetuned.npz"]
+              "tsne.png", "codes.png", "pca_reconstructions.png", "autoencoder.npz", "classifier.npz", "finetuned.npz"]
 AE_KEYS = {"ae_test_bce", "ae_test_mse", "ae_dead_code_units"}
 METRIC_KEYS = ["ae_test_bce", "ae_dead_code_units", "ae_test_mse", "clf_frozen_test_accuracy", "clf_frozen_test_loss",
                "clf_finetune_test_accuracy", "tsne_trustworthiness", "tsne_knn_accuracy",
@@ -137,7 +137,7 @@ def test_demo_quick_on_small_data_writes_everything(tmp_path, fake_data, capsys,
     assert "The t-SNE rows are on 60 test codes (the full run maps 10,000)." in report
     stages = [line.split()[0] for line in capsys.readouterr().err.splitlines()
               if line[:1].isdigit() or line.strip().startswith("t-SNE done in")]
-    assert stages == ["1/4", "2/4", "3/4", "t-SNE", "4/4"]  # numbered from 1 without the reference
+    assert stages == ["1/5", "2/5", "3/5", "t-SNE", "4/5", "5/5"]  # numbered from 1 without the reference
     autoencoder = metrics["histories"]["autoencoder (linear code)"]
     assert len(autoencoder["val_loss"]) == 1  # on the held-out validation split, each epoch
     assert "autoencoder" in read_checkpoint_meta(out / "classifier.npz")["user"]

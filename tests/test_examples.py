@@ -163,3 +163,11 @@ def test_07_workbook(fake_data, tmp_path):
     assert "all 9 exercises pass" in stdout and "they agree" in stdout
     assert "one epoch on 300 training images" in stdout
     assert (out / "my-core" / "layers.py").is_file()
+
+
+def test_08_sklearn_pipeline_compares_the_autoencoder_with_pca(fake_data, tmp_path, backend_name):
+    stdout, _ = run_example("08_sklearn_pipeline.py", fake_data, tmp_path, NANOAE_BACKEND=backend_name)
+    assert "data: 300 training images, 784 pixels each" in stdout
+    assert "| pipeline | accuracy (3-fold) | +/- | seconds |" in stdout
+    assert re.search(r"^\| autoencoder \(32\) \+ logistic regression \| \d+\.\d\d % \|", stdout, re.MULTILINE)
+    assert re.search(r"^\| PCA \(32\) \+ logistic regression \| \d+\.\d\d % \|", stdout, re.MULTILINE)

@@ -5,6 +5,7 @@
     train     nanoae/train/      may import the core and parallel
     fashion   nanoae/fashion/    may import the core, parallel and train
     workbook  nanoae/workbook/   may import the core, parallel, train and fashion
+    sklearn   nanoae/sklearn/    may import the core, parallel, train and fashion (nothing imports it)
     cli       nanoae/cli/        may import anything
     nanoae/__init__.py, the public API, re-exports the core and train.
 
@@ -26,11 +27,12 @@ ALLOWED = {
     "train": {"core", "parallel", "train"},
     "fashion": {"core", "parallel", "train", "fashion"},
     "workbook": {"core", "parallel", "train", "fashion", "workbook"},
+    "sklearn": {"core", "parallel", "train", "fashion", "sklearn"},
     "cli": {"core", "parallel", "train", "fashion", "workbook", "cli"},
     "api": {"core", "train"},
 }
 # ``from nanoae import __version__`` runs the public API, which imports train: a wing may, the core not
-for wing in ("parallel", "train", "fashion", "workbook", "cli"):
+for wing in ("parallel", "train", "fashion", "workbook", "sklearn", "cli"):
     ALLOWED[wing].add("api")
 CORE_NEVER = ("matplotlib", "sklearn", "tqdm", "IPython")
 
@@ -115,7 +117,7 @@ def test_the_core_is_flat_and_each_wing_is_a_folder():
     assert core == ["backend", "errors", "gradcheck", "layers", "losses", "optim", "parameter",
                     "sequential"]
     assert sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()) == [
-        "cli", "fashion", "parallel", "train", "workbook"]
+        "cli", "fashion", "parallel", "sklearn", "train", "workbook"]
 
 
 def _one_edit_apart(a: str, b: str) -> bool:

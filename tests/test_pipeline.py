@@ -137,3 +137,54 @@ def test_autoencoder_mse_is_the_mean_squared_error_per_pixel():
     for batch_size in (5, 2048):  # several batches (the last one partial), and one
         metrics = autoencoder_metrics(model, images, prefix="ae", batch_size=batch_size)
         assert metrics["ae_test_mse"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_pca_is_a_linear_autoencoder_of_two_dense_layers(xp):
+    """PCAAutoencoder's encoder and decoder give scikit-learn's transform and inverse_transform."""
+    from sklearn.decomposition import PCA  # noqa: PLC0415
+
+    from nanoae.fashion.pca import fit_pca, pca_reconstruction_metrics  # noqa: PLC0415
+
+    images = numpy.random.default_rng(4).integers(0, 256, (120, 784), dtype=numpy.uint8)
+    pixels = images.astype(numpy.float32) / 255
+    reference = PCA(8, random_state=0).fit(pixels)
+    pca = fit_pca(images, 8, seed=0)
+    assert pca.code_size == 8 and pca.config["widths"] == [784, 8]
+    codes = nn.predict(pca.encoder, xp.asarray(images))
+    # float32 rounding, not another answer: the Dense layer's x @ C.T - mean @ C.T subtracts two
+    # sums over 784 pixels where scikit-learn projects x - mean (codes here are ~1 in size)
+    numpy.testing.assert_allclose(nn.backend.to_numpy(codes), reference.transform(pixels), atol=1e-3)
+    recon = reference.inverse_transform(reference.transform(pixels))
+    numpy.testing.assert_allclose(nn.backend.to_numpy(pca(xp.asarray(pixels))), recon, atol=1e-4)
+    metrics = pca_reconstruction_metrics(pca, images, batch_size=50)  # three batches, the last partial
+    assert metrics["pca_test_mse"] == pytest.approx(float(((recon - pixels) ** 2).mean()), rel=1e-4)
+    p = numpy.clip(recon, 1 / 255, 1 - 1 / 255)  # BCE on the clipped reconstruction
+    bce = -(pixels * numpy.log(p) + (1 - pixels) * numpy.log(1 - p)).mean()
+    assert metrics["pca_test_bce"] == pytest.approx(float(bce), rel=1e-4)
+
+
+def test_the_baseline_stage_scores_pca_and_the_pixels_as_the_codes_are(tmp_path):
+    from nanoae.fashion.pca import fit_pca, knn_baselines  # noqa: PLC0415
+    from nanoae.fashion.metrics import knn_accuracy  # noqa: PLC0415
+    from nanoae.fashion.pipeline import baseline_stage  # noqa: PLC0415
+
+    rng = numpy.random.default_rng(5)
+    x, x_val, x_test = (rng.integers(0, 256, (n, 784), dtype=numpy.uint8) for n in (80, 20, 40))
+    y, y_val, y_test = (numpy.arange(n) % 4 for n in (80, 20, 40))
+    settings = Settings(ae_widths=(784, 16, 6), ae_epochs=1, head_hidden=(8,), head_epochs=2,
+                        batch_size=32, tsne_points=30, progress=False)
+    ae, _ = train_autoencoder(x, settings)
+    metrics = {"ae_test_mse": 0.01}
+    baseline_stage(ae, Splits(x, y, x_val, y_val, x_test, y_test, x), settings, metrics, tmp_path)
+    assert metrics["pca_components"] == 6  # as many as the code
+    for key in ("pca_test_bce", "pca_test_mse", "pca_knn_accuracy", "pixels_knn_accuracy",
+                "clf_pca_test_accuracy", "clf_pca_test_accuracy_single_view", "baseline_seconds"):
+        assert isinstance(metrics[key], float), key
+    assert (tmp_path / "pca_reconstructions.png").stat().st_size > 0
+    # the 5-NN protocol of codes_knn_accuracy: the first tsne_points test images, 5 folds
+    pixels = x_test[:30].astype(numpy.float32) / 255
+    assert metrics["pixels_knn_accuracy"] == knn_accuracy(pixels, y_test[:30], folds=5)
+    # a class with 3 images among them: 3 folds, as tsne_map would use
+    few = knn_baselines(fit_pca(x, 6), x_test, numpy.r_[numpy.zeros(27, int), numpy.ones(13, int)], 30)
+    assert few["pixels_knn_accuracy"] == knn_accuracy(pixels, numpy.r_[numpy.zeros(27, int), [1, 1, 1]],
+                                                      folds=3)

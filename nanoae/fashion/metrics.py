@@ -9,7 +9,8 @@
   the map; scikit-learn's formula, computed in blocks of rows so that 10,000
   points need about 150 MiB, not the three 10,000 x 10,000 matrices (2.4 GB)
   scikit-learn builds.
-* ``knn_accuracy``: cross-validated accuracy of a 5-nearest-neighbour classifier.
+* ``knn_accuracy``: cross-validated accuracy of a 5-nearest-neighbour classifier;
+  ``knn_folds``: how many folds a set of labels allows (5, fewer for a rare class).
 
 Every function returns host numbers (one read from the device per call).
 """
@@ -23,7 +24,7 @@ from nanoae.losses import BinaryCrossEntropy, CrossEntropy
 from nanoae.train.loop import as_batch, mirror_images, predict
 
 __all__ = ["autoencoder_metrics", "dead_units", "score_classifier", "confusion_matrix",
-           "trustworthiness", "knn_accuracy"]
+           "trustworthiness", "knn_accuracy", "knn_folds"]
 
 # scikit-learn's pairwise and neighbour searches work in chunks of about this many MiB
 # (its default, 1024, lets one chunk of a 10,000-point search take a GiB; a block of
@@ -158,3 +159,10 @@ def knn_accuracy(features, labels, *, folds: int = 5, n_neighbors: int = 5) -> f
         scores = cross_val_score(KNeighborsClassifier(n_neighbors=n_neighbors), features, labels,
                                  cv=folds)
     return float(scores.mean())
+
+
+def knn_folds(labels, most: int = 5) -> int:
+    """The folds of the 5-NN figures: ``most``, or fewer when a class present has fewer points
+    (stratified k-fold needs k of each). Every 5-NN accuracy the report compares uses this."""
+    counts = numpy.bincount(numpy.asarray(labels))
+    return min(int(most), int(counts[counts > 0].min()))

@@ -13,7 +13,11 @@
 4. ``fine_tune``: encoder and head trained together on the labels.
 5. ``tsne_map``: a 2-D t-SNE map of the test codes, with trustworthiness and 5-NN
    accuracy (the scores are in ``metrics.py``).
-6. ``run_demo``: all of the above, then figures, ``metrics.json`` and ``report.md``.
+6. ``baseline_stage``: what the codes are compared with (``pca.py``): PCA with
+   as many components as the code, fit on the training split, scored as the
+   autoencoder is (test BCE and MSE, 5-NN accuracy of its codes, the same head
+   trained on them), and the 5-NN accuracy of the raw pixels.
+7. ``run_demo``: all of the above, then figures, ``metrics.json`` and ``report.md``.
 
 Model selection (the epoch whose weights are kept) uses the validation split
 only (the autoencoders keep their last epoch: their validation loss is only
@@ -36,11 +40,18 @@ from pathlib import Path
 import numpy
 
 from nanoae import __version__, backend
+from nanoae.fashion.pca import (
+    fit_pca,
+    knn_baselines,
+    pca_reconstruction_metrics,
+    reconstruct_clipped,
+)
 from nanoae.fashion.data import CLASS_NAMES, load_fashion_mnist
 from nanoae.fashion.metrics import (
     autoencoder_metrics,
     confusion_matrix,
     knn_accuracy,
+    knn_folds,
     score_classifier,
     trustworthiness,
 )
@@ -69,7 +80,8 @@ from nanoae.train.loop import (
 from nanoae.train.watch import Watch, summarize
 
 __all__ = ["Settings", "REFERENCE_AE", "load_splits", "train_autoencoder", "encode_splits", "head_training_set",
-           "train_head", "train_frozen_classifier", "fine_tune", "tsne_map", "TSNE_DURATION", "run_demo"]
+           "train_head", "train_frozen_classifier", "fine_tune", "tsne_map", "TSNE_DURATION", "baseline_stage",
+           "run_demo"]
 
 
 # The reference recipe, fixed so that its figures compare with those of the same model in PyTorch:
@@ -119,6 +131,8 @@ class Settings:
     # the map
     tsne_points: int = 10000
     tsne_perplexity: float = 20.0  # chosen on the validation codes (see tsne_map)
+    # PCA with as many components as the code, and the raw pixels, scored beside the codes
+    baselines: bool = True
     backend: str = "numpy"
     progress: bool | None = None
     quick_run: bool = False  # set by quick(): the report says the targets are the full run's
@@ -215,11 +229,12 @@ def head_training_set(model, splits: Splits, codes_train, settings: Settings):
 
 
 def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, autoencoder=None,
-               checkpoint=None, watch: bool = False):
+               checkpoint=None, watch: bool = False, desc: str = "head on codes"):
     """A softmax head on standardised frozen codes; keeps the epoch best on validation.
 
     autoencoder: the one whose encoder made the codes; its ``encoder_fingerprint``
     goes into the checkpoint, so that the head is never put behind another encoder.
+    desc: the name its progress lines carry.
     """
     scaler = Standardize.fit(codes_train)
     head = Classifier(codes_train.shape[1], settings.head_hidden, 10, seed=settings.seed + 1)
@@ -232,22 +247,23 @@ def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, au
     history = fit(model, CrossEntropy(), opt, codes_train, y_train, epochs=settings.head_epochs,
                   batch_size=settings.batch_size, validation=(codes_val, y_val),
                   seed=settings.seed,
-                  callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, "head on codes")
+                  callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, desc)
                   + ([Watch(head)] if watch else []))
     return scaler, head, history
 
 
 def train_frozen_classifier(ae, splits: Splits, settings: Settings, *, checkpoint=None,
-                            watch: bool = False):
+                            watch: bool = False, desc: str = "head on codes"):
     """Stage 3: the head on ``ae``'s frozen codes; returns (classifier of images, history, test codes).
 
     The classifier is an ``ImageClassifier`` (encoder, scaler, head; only the
     head was trained), so it is scored on images like the fine-tuned one.
+    ae: anything with an ``encoder`` (``pca.PCAAutoencoder`` too).
     """
     c_train, c_val, c_test = encode_splits(ae, splits)
     codes, labels = head_training_set(ae, splits, c_train, settings)
     scaler, head, history = train_head(codes, labels, c_val, splits.y_val, settings,
-                                       autoencoder=ae, checkpoint=checkpoint, watch=watch)
+                                       autoencoder=ae, checkpoint=checkpoint, watch=watch, desc=desc)
     return ImageClassifier(ae, scaler, head), history, c_test
 
 
@@ -319,7 +335,7 @@ def tsne_map(codes, labels, *, seed: int = 0, points: int = 10000, perplexity: f
     t0 = time.perf_counter()
     embedding = TSNE(n_components=2, perplexity=perplexity, random_state=seed).fit_transform(codes)
     seconds = time.perf_counter() - t0
-    folds = min(5, int(counts[counts > 0].min()))
+    folds = knn_folds(labels)
     return embedding, {
         "tsne_points": points,
         "tsne_perplexity": perplexity,
@@ -428,7 +444,7 @@ def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
         f"{len(splits.x_val)} validation, held out for model selection and the learning "
         f"curves), {len(splits.x_test)} test")
     histories: dict = {}
-    stages = _Stages(5 if settings.reference else 4, log)
+    stages = _Stages(4 + int(settings.reference) + int(settings.baselines), log)
     ae, ref = _autoencoder_stages(out, settings, splits, stages, metrics, histories, root=root)
     if root:
         _plot_reconstructions(ae, splits, metrics, out)
@@ -447,6 +463,11 @@ def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
         points = min(settings.tsne_points, len(splits.x_test))
         stages.start(f"t-SNE map of {points} test codes (scikit-learn; {TSNE_DURATION})")
         _tsne_stage(ae, c_test, splits, settings, metrics, out, log)
+    if settings.baselines:  # before fine-tuning, which changes the autoencoder's encoder
+        stages.start(f"baselines: PCA with {ae.code_size} components, and the raw pixels")
+        baseline_stage(ae, splits, settings, metrics, out, root=root)
+        if root:
+            log(f"    baselines done in {metrics['baseline_seconds']:.0f} s")
 
     stages.start("encoder + head fine-tuned end to end")
     tuned, h = fine_tune(frozen, splits, settings, checkpoint=out / "finetuned.npz")
@@ -470,10 +491,56 @@ def run_demo(out: str | Path, settings: Settings, *, log=_log) -> dict:
     return metrics
 
 
+def baseline_stage(ae, splits: Splits, settings: Settings, metrics: dict, out: Path, *,
+                   root: bool = True) -> None:
+    """PCA with ``ae.code_size`` components and the raw pixels, scored as the codes are, into metrics.
+
+    PCA is fit on the training split (as the autoencoder was trained on it);
+    its head is the frozen-code head's very recipe (``train_frozen_classifier``:
+    width, epochs, schedule, mirrored training images, epoch kept on
+    validation), so only the features differ. The 5-NN figures use the
+    images and folds of ``codes_knn_accuracy``. Every rank fits PCA and trains
+    the head (data parallel, as for the codes); the root scores, draws
+    ``pca_reconstructions.png`` (the same test images through both) and
+    records ``baseline_seconds``, the whole stage's wall time.
+    """
+    started = time.perf_counter()
+    pca = fit_pca(splits.x_train, ae.code_size, seed=settings.seed)
+    classifier, history, _ = train_frozen_classifier(pca, splits, settings, desc="head on PCA")
+    if not root:
+        return
+    points = min(settings.tsne_points, len(splits.x_test))
+    metrics.update(pca_components=pca.code_size, **pca_reconstruction_metrics(pca, splits.x_test),
+                   **knn_baselines(pca, splits.x_test, splits.y_test, points),
+                   **score_classifier(classifier, splits, "clf_pca", test_mirror=settings.test_mirror),
+                   clf_pca_best_epoch=history.get("best_epoch"))
+    _plot_pca_reconstructions(ae, pca, splits, metrics, out)
+    metrics["baseline_seconds"] = time.perf_counter() - started
+
+
+def _one_per_class(labels) -> numpy.ndarray:
+    """The index of the first image of each class: the images every reconstruction figure shows."""
+    return numpy.concatenate([numpy.flatnonzero(labels == c)[:1] for c in range(10)])
+
+
+def _plot_pca_reconstructions(ae, pca, splits, metrics, out) -> None:
+    from nanoae.fashion import plots  # noqa: PLC0415
+
+    sample = _one_per_class(splits.y_test)
+    images = splits.x_test[sample]
+    rows = {"autoencoder": backend.to_numpy(ae.reconstruct(as_batch(backend.to_device(images)))),
+            f"PCA ({pca.code_size})": reconstruct_clipped(pca, images)}
+    plots.plot_reconstruction_rows(images, rows, splits.y_test[sample], CLASS_NAMES,
+                                   out / "pca_reconstructions.png",
+                                   title=f"Test images, then {ae.code_size} numbers each: the "
+                                   f"autoencoder (MSE {metrics['ae_test_mse']:.4f}) against PCA "
+                                   f"(MSE {metrics['pca_test_mse']:.4f})")
+
+
 def _plot_reconstructions(ae, splits, metrics, out) -> None:
     from nanoae.fashion import plots  # noqa: PLC0415
 
-    sample = numpy.concatenate([numpy.flatnonzero(splits.y_test == c)[:1] for c in range(10)])
+    sample = _one_per_class(splits.y_test)
     recon = backend.to_numpy(ae.reconstruct(as_batch(backend.to_device(splits.x_test[sample]))))
     plots.plot_reconstructions(splits.x_test[sample], recon, splits.y_test[sample], CLASS_NAMES,
                                out / "reconstructions.png", title="Test images (top) and their "

@@ -7,6 +7,9 @@ created), closes its figure and returns the :class:`~pathlib.Path`.
   original image and the autoencoder's reconstruction of it. Blurry but
   recognisable shapes are normal for a small dense code; a column where the
   reconstruction looks like another class shows what the code cannot tell apart.
+* :func:`plot_reconstruction_rows` -- the same test images, then one row per
+  model's reconstruction of them (the demo: the autoencoder, then PCA with as
+  many components as the code), so the eye compares them column by column.
 * :func:`plot_curves` -- one panel per training stage: loss on the left axis
   (train solid, validation dashed) and, where recorded, accuracy in % on the
   right axis; a dotted vertical line marks the epoch whose weights were kept.
@@ -98,6 +101,31 @@ def plot_reconstructions(originals, reconstructions, labels, class_names, path,
                     ax.set_ylabel(name, fontsize=8)
         axes[0, c].set_title(class_names[c], fontsize=8)
     fig.suptitle(title or "Autoencoder reconstructions", fontsize=11)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.02, top=1 - 0.6 / fig.get_figheight(),
+                        wspace=0.05, hspace=0.08)
+    return _save(fig, path)
+
+
+def plot_reconstruction_rows(originals, rows: dict, labels, class_names, path, title=None) -> Path:
+    """Grid: one column per image (named by its class), the originals on top, then one row
+    per entry of ``rows`` (row name -> reconstructions of the same images, in order)."""
+    images = [("original", _as_images(originals))] + [(name, _as_images(r)) for name, r in rows.items()]
+    labels = np.asarray(labels).astype(int).ravel()
+    lengths = {name: len(imgs) for name, imgs in images}
+    if len(set(lengths.values()) | {len(labels)}) != 1:
+        raise ValueError(f"every row needs one image per label ({len(labels)}), got {lengths}")
+    fig = Figure(figsize=(1.05 * len(labels) + 0.9, 1.1 * len(images) + 0.8))
+    axes = fig.subplots(len(images), len(labels), squeeze=False)
+    for r, (name, imgs) in enumerate(images):
+        for c in range(len(labels)):
+            ax = axes[r, c]
+            ax.set_xticks([])  # no ticks, but the axes stay: the row name is their ylabel
+            ax.set_yticks([])
+            ax.imshow(imgs[c], cmap="gray", vmin=0.0, vmax=1.0)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    for c, label in enumerate(labels):
+        axes[0, c].set_title(class_names[label], fontsize=8)
+    fig.suptitle(title or "Reconstructions", fontsize=10)
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.02, top=1 - 0.6 / fig.get_figheight(),
                         wspace=0.05, hspace=0.08)
     return _save(fig, path)

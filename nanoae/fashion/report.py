@@ -15,7 +15,7 @@ import numpy
 
 from nanoae.fashion.data import CLASS_NAMES
 
-__all__ = ["write_report", "results_table", "readme_table"]
+__all__ = ["write_report", "results_table", "readme_table", "baseline_table", "baseline_sentence"]
 
 FULL_TSNE_POINTS = 10000  # the full run's map: every test image
 
@@ -94,6 +94,89 @@ def _run_note(metrics: dict) -> str:
     return "\n".join(notes) + "\n" if notes else ""
 
 
+# The codes against the baselines (pca.py): (what, autoencoder's key, PCA's key, the raw
+# pixels' key or None, higher is better?). The autoencoder's figures are the ones of the rows above.
+BASELINE_ROWS = [
+    ("test BCE", "ae_test_bce", "pca_test_bce", None, False),
+    ("test MSE per pixel", "ae_test_mse", "pca_test_mse", None, False),
+    ("5-NN accuracy (5-fold, on the t-SNE's test images)", "codes_knn_accuracy", "pca_knn_accuracy",
+     "pixels_knn_accuracy", True),
+    ("the same head on the frozen features, test accuracy", "clf_frozen_test_accuracy",
+     "clf_pca_test_accuracy", None, True),
+]
+
+
+def baseline_table(metrics: dict) -> str:
+    """The autoencoder's codes, PCA's components and the raw pixels side by side (Markdown)."""
+    k = metrics.get("pca_components", "k")
+    lines = [f"| | autoencoder codes ({k}) | PCA ({k} components) | raw pixels (784) |",
+             "| --- | ---: | ---: | ---: |"]
+    for label, ae, pca, pixels, _ in BASELINE_ROWS:
+        if ae in metrics and pca in metrics:
+            cells = [_fmt(key, metrics.get(key)) for key in (ae, pca, pixels)]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _margin(key: str, ae: float, pca: float) -> str:
+    """How far the autoencoder's figure is from PCA's: points for accuracies, % for losses."""
+    if "accuracy" in key:
+        points = 100 * abs(ae - pca)
+        return f"{points:.2f} point{'' if round(points, 2) == 1 else 's'} {'higher' if ae > pca else 'lower'}"
+    return f"{100 * abs(ae - pca) / pca:.1f} % {'lower' if ae < pca else 'higher'}"
+
+
+def baseline_sentence(metrics: dict) -> str:
+    """One sentence, computed from the figures: where the autoencoder beats PCA, by how much, and
+    where it does not (a tie is not a win)."""
+    wins, losses = [], []
+    for label, ae_key, pca_key, _, higher in BASELINE_ROWS:
+        if ae_key not in metrics or pca_key not in metrics:
+            continue
+        ae, pca = metrics[ae_key], metrics[pca_key]
+        name = label.split(" (")[0].replace("the same head on the frozen features, ", "the head's ")
+        figure = f"{name} ({_fmt(ae_key, ae)} against {_fmt(pca_key, pca)}, {_margin(ae_key, ae, pca)})"
+        (wins if (ae > pca if higher else ae < pca) else losses).append(figure)
+    subject = f"The autoencoder's {metrics.get('pca_components', '')} numbers".replace("  ", " ")
+    if not losses:
+        return f"{subject} beat PCA's on every figure: {_listed(wins)}."
+    if not wins:
+        return f"{subject} beat PCA's on no figure: {_listed(losses)}."
+    return f"{subject} beat PCA's on {_listed(wins)}, but not on {_listed(losses, 'or')}."
+
+
+def _listed(items: list, conjunction: str = "and") -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {conjunction} " + items[-1]
+
+
+def _baseline_section(metrics: dict) -> str:
+    """The codes against PCA and the raw pixels: the table, its sentence, the figure, the cost."""
+    if "pca_test_bce" not in metrics:
+        return ""
+    k = metrics["pca_components"]
+    cost = ""
+    if "baseline_seconds" in metrics and metrics.get("total_seconds"):
+        cost = (f" Computing them took {metrics['baseline_seconds']:.0f} s of this run's "
+                f"{metrics['total_seconds']:.0f} s ({100 * metrics['baseline_seconds'] / metrics['total_seconds']:.0f} %).")
+    return f"""## Against PCA and the raw pixels
+
+{baseline_table(metrics)}
+
+{baseline_sentence(metrics)}
+
+PCA with {k} components, as many as the code, fit on the same training split; its BCE is on
+its reconstruction clipped to one grey level from black and white (BCE needs probabilities),
+its MSE on the plain one. The head on its components is the frozen-code head's recipe
+(standardized inputs, the same widths, epochs and schedule, mirrored training images too,
+the epoch kept on validation). The 5-NN figures use the same test images and folds.{cost}
+
+![PCA against the autoencoder](pca_reconstructions.png)
+
+The same test images (top), reconstructed from {k} numbers each by the autoencoder and by PCA.
+
+"""
+
+
 def _mirrored_widths(settings: dict) -> list:
     """The whole autoencoder's widths, encoder then decoder (784-256-128-32-128-256-784)."""
     widths = list(settings["ae_widths"])
@@ -157,7 +240,7 @@ The spread of each code unit's values over the test images, for each
 autoencoder of the run; a unit that is zero on every image is dead, carries
 nothing, and is marked with a red x.
 
-{_diagnostics_section(metrics)}## t-SNE map of the test codes
+{_baseline_section(metrics)}{_diagnostics_section(metrics)}## t-SNE map of the test codes
 
 ![t-SNE](tsne.png)
 
@@ -193,6 +276,12 @@ README_ROWS = [
      ["tsne_trustworthiness"], ">= 0.998 (PyTorch codes 0.9989)"),
     ("... 5-NN accuracy on the 2-D map (5-fold)", ["tsne_knn_accuracy"], ">= 80 % (PyTorch codes 77.1 %)"),
     ("... 5-NN accuracy on the 32-d codes themselves", ["codes_knn_accuracy"], "(PyTorch codes 79.1 %)"),
+    ("baseline: PCA with {components} components (fit on the training split), test BCE / MSE per pixel",
+     ["pca_test_bce", "pca_test_mse"], "above the default autoencoder's"),
+    ("... 5-NN accuracy on its components / on the raw pixels (784), the map's test images",
+     ["pca_knn_accuracy", "pixels_knn_accuracy"], "below the codes'"),
+    ("... the frozen-code head on its standardized components, test accuracy", ["clf_pca_test_accuracy"],
+     "below the codes' head"),
 ]
 
 
@@ -200,7 +289,8 @@ def readme_table(metrics: dict) -> str:
     """The README's results table, every figure read from ``metrics`` (a run's metrics.json)."""
     s = metrics["settings"]
     names = {"widths": "-".join(map(str, s["ae_widths"])), "points": metrics.get("tsne_points", 0),
-             "perplexity": metrics.get("tsne_perplexity", 0)}
+             "perplexity": metrics.get("tsne_perplexity", 0),
+             "components": metrics.get("pca_components", 0)}
     lines = ["| result | nanoae | target (PyTorch reference, same work) |", "| --- | ---: | --- |"]
     for label, keys, target in README_ROWS:
         if all(k in metrics for k in keys):
