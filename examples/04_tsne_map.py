@@ -10,7 +10,9 @@
 # Run:  .venv/bin/python examples/04_tsne_map.py
 # Time: 25 s on a quiet 2-core Intel Xeon (2026-11-27).
 # Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (default 5), NANOAE_EXAMPLE_LIMIT.
-# Writes examples/out/tsne.png.
+# Writes examples/out/live_autoencoder.png, codes.png and tsne.png.
+# The order is the seed notebook's (t-SNE_Dimentionality_Reduction.ipynb, a Keras autoencoder):
+# the autoencoder, its codes, the t-SNE map coloured by class; then what nanoae adds.
 
 # %%
 from _knobs import epochs, live, load, out_dir, show
@@ -19,7 +21,6 @@ from nanoae.backend import to_device, to_numpy
 from nanoae.fashion.data import CLASS_NAMES
 from nanoae.fashion.pipeline import Settings, train_autoencoder, tsne_map
 from nanoae.fashion.plots import plot_codes_activity, plot_tsne
-
 from nanoae.train.loop import predict
 
 # t-SNE costs O(n log n) per iteration with a large constant: all 10000 test images take
@@ -60,14 +61,20 @@ show(plot_codes_activity(to_numpy(codes), out_dir() / "codes.png", title="Code u
 # (with NANOAE_EXAMPLE_LIMIT there may be fewer test images than POINTS: map them all)
 embedding, m = tsne_map(codes, y_test, seed=settings.seed, points=min(POINTS, len(codes)))
 n = m["tsne_points"]
+print(f"t-SNE of {n} test codes took {m['tsne_seconds']:.1f} s")
+path = show(plot_tsne(embedding, y_test[:n], CLASS_NAMES, out_dir() / "tsne.png",
+                      title=f"t-SNE of {n} test codes ({ae.code_size}-d)",
+                      subtitle=f"trustworthiness {m['tsne_trustworthiness']:.3f}, "
+                               f"5-NN accuracy on the map {100 * m['tsne_knn_accuracy']:.1f} %"))
+print(f"wrote {path}")
 
 # %% [markdown]
-# ### What nanoae adds: how good the map is, and the dead units
-# Trustworthiness (k=5): were the map's 5 nearest neighbours close in the codes too? 5-NN accuracy: how well the classes separate, on the map and on the codes.
+# ### 5. What nanoae adds: how good the map is
+# Trustworthiness (k=5): were the map's 5 nearest neighbours close in the codes too?
+# 5-NN accuracy: how well the classes separate, on the map and on the codes.
 
 # %%
 print(f"autoencoder: train BCE {history['train_loss'][-1]:.4f} after {settings.ae_epochs} epochs")
-print(f"t-SNE of {n} test codes took {m['tsne_seconds']:.1f} s")
 # 1.0 would mean every 5 nearest neighbours on the map were close in the codes as well.
 print(f"trustworthiness (k=5): {m['tsne_trustworthiness']:.4f}")
 # A 5-nearest-neighbour vote, cross-validated. On the 2-D map it cannot beat the codes by
@@ -75,15 +82,13 @@ print(f"trustworthiness (k=5): {m['tsne_trustworthiness']:.4f}")
 print(f"5-NN accuracy: {100 * m['tsne_knn_accuracy']:.1f} % on the map, "
       f"{100 * m['codes_knn_accuracy']:.1f} % on the 32-d codes")
 
-path = show(plot_tsne(embedding, y_test[:n], CLASS_NAMES, out_dir() / "tsne.png",
-                 title=f"t-SNE of {n} test codes ({ae.code_size}-d)",
-                 subtitle=f"trustworthiness {m['tsne_trustworthiness']:.3f}, "
-                          f"5-NN accuracy on the map {100 * m['tsne_knn_accuracy']:.1f} %"))
-print(f"wrote {path}")
+# %% [markdown]
+# ### 6. ... and the dead units
+# A ReLU unit that is 0 on every training image of an epoch passes no gradient: it has
+# stopped learning. The Watch that train_autoencoder ran (watch=True) counted them per
+# epoch; its records are in the history. (The code itself is linear here: it cannot die.)
 
 # %%
-# The dead units of the ReLU layers (0 on every training image of an epoch), from the
-# Watch that train_autoencoder ran (watch=True): its records are in the history.
 for layer, rec in history["watch"]["layers"].items():
     if "dead_per_epoch" in rec:
         print(f"{layer}: dead units per epoch {rec['dead_per_epoch']}")
