@@ -1,16 +1,18 @@
-"""02 - Check a gradient by hand, then let nanoae.gradcheck check a whole model.
+# %% [markdown]
+# ## 02 - Check a gradient by hand, then let nanoae.gradcheck check a whole model.
+#
+# What it teaches: how a hand-written backward() is tested. One element of dL/dW
+# of a Dense layer by central differences, (L(w + h) - L(w - h)) / 2h, against
+# backward(); why that needs float64; then nanoae.gradcheck on a small model, and
+# a deliberately broken backward (the 1/N of a mean forgotten) being caught.
+#
+# Run:  .venv/bin/python examples/02_gradcheck_by_hand.py
+# Run time: 1.2 s as a script on a 2-core Intel(R) Xeon(R) Processor (lscpu: family 6, model 167) shared with other jobs (load average 5 to 8), 2026-12-02; no data needed.
+# Writes examples/out/gradcheck_step_size.png.
 
-What it teaches: how a hand-written backward() is tested. One element of dL/dW
-of a Dense layer by central differences, (L(w + h) - L(w - h)) / 2h, against
-backward(); why that needs float64; then nanoae.gradcheck on a small model, and
-a deliberately broken backward (the 1/N of a mean forgotten) being caught.
-
-Run:  .venv/bin/python examples/02_gradcheck_by_hand.py      (1.4 s on a 2-core Intel Xeon; no data needed)
-Writes examples/out/gradcheck_step_size.png.
-"""
-
+# %%
 import numpy as np
-from _knobs import out_dir
+from _knobs import show
 from matplotlib.figure import Figure
 
 import nanoae as nn
@@ -40,7 +42,11 @@ def central_difference(net, i, j, h):
     w[i, j] = old  # put it back: the next check must see the same weights
     return (up - down) / (2 * h)
 
+# %% [markdown]
+# ### One element, by hand
+# The loss `L = sum(G * net(x))` has `dL/dy = G`, so `net.backward(G)` gives `dL/dW`; the central difference `(L(w + h) - L(w - h)) / 2h` must agree with it.
 
+# %%
 # A random G, not ones: with G = 1 some bugs (e.g. in softmax) cancel out and pass.
 net = make_net(np.float64)
 net(x)
@@ -50,6 +56,11 @@ numerical = central_difference(net, 1, 2, h=1e-5)
 print(f"dL/dW[1,2]: backward {analytic:.10f}, central difference {numerical:.10f}, "
       f"relative error {abs(analytic - numerical) / abs(analytic):.1e}")
 
+# %% [markdown]
+# ### Why float64
+# The error of a central difference against its step h: truncation falls as h^2, rounding grows as eps / h.
+
+# %%
 # The step h trades truncation error (~h^2) against rounding (~eps / h). In float32
 # (eps ~ 1e-7) no h gets near 1e-6, so a bug could hide in the noise: checks use float64.
 hs = np.logspace(-12, -1, 45)
@@ -62,8 +73,12 @@ for dtype in (np.float64, np.float32):
 ax.axhline(1e-6, color="grey", linestyle="--", label="gradcheck's rtol")
 ax.set(xlabel="step h", ylabel="relative error of dL/dW[1,2]", title="Central differences")
 ax.legend()
-fig.savefig(out_dir() / "gradcheck_step_size.png", dpi=110)
+show(fig, "gradcheck_step_size.png")
 
+# %% [markdown]
+# ### Every element of a model: `nanoae.gradcheck`
+
+# %%
 # The same test on every element of a small model, through its loss (the fused
 # Sigmoid + BCE gradient included), as the test suite does for every layer.
 model = nn.Sequential(nn.Dense(6, 5, dtype=np.float64, rng=1), nn.ReLU(),
@@ -71,7 +86,11 @@ model = nn.Sequential(nn.Dense(6, 5, dtype=np.float64, rng=1), nn.ReLU(),
 xs, target = to_device(rng.standard_normal((8, 6))), to_device(rng.random((8, 4)))
 print(nn.gradcheck((model, nn.BinaryCrossEntropy()), xs, target))
 
+# %% [markdown]
+# ### A bug it must catch
+# A mean loss whose backward forgets the 1/N.
 
+# %%
 class ForgotTheMean(nn.BinaryCrossEntropy):
     """A bug to catch. The model ends in a Sigmoid, so backward_from_loss takes dL/dz from
     logits_grad(): (p - t) / count for a mean loss. This one forgets the "/ count"."""

@@ -1,18 +1,20 @@
-"""03 - Classify clothes from the autoencoder's 32-number codes.
+# %% [markdown]
+# ## 03 - Classify clothes from the autoencoder's 32-number codes.
+#
+# What it teaches: nanoae.train.loop.fit (the loop of 01, plus shuffling, validation,
+# schedules and best-epoch restore), then a small softmax head trained on the
+# frozen, standardised codes: how much class information the code kept without
+# ever seeing a label.
+#
+# Run:  .venv/bin/python examples/03_classify_codes.py
+# Time: 17 s on a quiet 2-core Intel Xeon (2026-11-27); not re-measured with LivePlot: the shared machine ran
+# epochs 20-30x slower than usual that day.
+# Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (autoencoder epochs, default 5; the
+# head gets 4x as many), NANOAE_EXAMPLE_LIMIT.
+# Writes examples/out/confusion.png and examples/out/curves.png.
 
-What it teaches: nanoae.train.loop.fit (the loop of 01, plus shuffling, validation,
-schedules and best-epoch restore), then a small softmax head trained on the
-frozen, standardised codes: how much class information the code kept without
-ever seeing a label.
-
-Run:  .venv/bin/python examples/03_classify_codes.py
-Time: 17 s on a quiet 2-core Intel Xeon (2026-11-27).
-Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (autoencoder epochs, default 5; the
-head gets 4x as many), NANOAE_EXAMPLE_LIMIT.
-Writes examples/out/confusion.png and examples/out/curves.png.
-"""
-
-from _knobs import epochs, load, out_dir
+# %%
+from _knobs import epochs, live, load, out_dir, show
 
 from nanoae import Adam, BinaryCrossEntropy, CrossEntropy, Sequential
 from nanoae.backend import to_device, to_numpy
@@ -30,18 +32,31 @@ BATCH = 256
 x, y = load("train")
 x_test, y_test = load("test")
 
+# %% [markdown]
+# ### 1. The autoencoder, with `fit`
+# The figure below is the run's `LivePlot`: redrawn after every epoch.
+
+# %%
 # 1. The autoencoder of 01, built and trained in two lines. y=None means "the target
 #    is the input". It may see every training image: it never sees a label.
 ae = Autoencoder((784, 128, 64, 32), code_activation="linear", seed=0)
 ae_hist = fit(ae, BinaryCrossEntropy(), Adam(ae.parameters(), lr=1e-3), x, epochs=AE_EPOCHS,
-              batch_size=BATCH, callbacks=[Progress("autoencoder")])
+              batch_size=BATCH, callbacks=[Progress("autoencoder"), live("live_autoencoder.png")])
 
+# %% [markdown]
+# ### 2. The codes
+
+# %%
 # 2. Codes. The encoder is frozen from here on: its weights are not given to the optimizer.
 #    (fit and predict scale the uint8 pixels batch by batch, so x stays uint8.)
 codes = predict(ae.encoder, to_device(x))
 codes_test = predict(ae.encoder, to_device(x_test))
 y, y_test = to_device(y), to_device(y_test)
 
+# %% [markdown]
+# ### 3. A classifier on the frozen codes
+
+# %%
 # 3. The head. A validation split (10 %) picks the best epoch, so the test set is only
 #    scored once, at the end. Standardize gives every code unit mean 0 and std 1
 #    (statistics of the training split only); Adam would cope without, but the
@@ -55,8 +70,12 @@ head_hist = fit(model, CrossEntropy(), Adam(head.parameters(), lr=1e-3), codes[t
                 epochs=HEAD_EPOCHS, batch_size=BATCH, validation=(codes[va], y[va]),
                 callbacks=[LearningRateSchedule(cosine_schedule(1e-3, steps)),  # large steps, then fine
                            KeepBest(monitor="val_loss"),  # keep the best epoch's weights
-                           Progress("head")])
+                           Progress("head"), live("live_head.png")])
 
+# %% [markdown]
+# ### The test set, scored once
+
+# %%
 test = evaluate(model, CrossEntropy(), codes_test, y_test)
 print(f"autoencoder: train BCE {ae_hist['train_loss'][-1]:.4f} after {AE_EPOCHS} epochs")
 best = head_hist["best_epoch"]  # the epoch of lowest validation loss, whose weights were kept
@@ -65,9 +84,18 @@ print(f"head: kept epoch {best} of {HEAD_EPOCHS}, the one with the lowest valida
       f"{100 * head_hist['val_accuracy'][best - 1]:.2f} %")
 print(f"test accuracy {100 * test['accuracy']:.2f} % on {len(codes_test)} test images")
 
+# %% [markdown]
+# ### Which classes get mixed up
+
+# %%
 # Rows: true class, columns: predicted class. Off-diagonal cells are the mix-ups.
 cm = confusion_matrix(to_numpy(y_test), to_numpy(predict(model, codes_test).argmax(axis=1)))
-out = out_dir()
-plot_confusion(cm, CLASS_NAMES, out / "confusion.png", title="Head on frozen codes, test set")
-plot_curves({"autoencoder": ae_hist, "head on codes": head_hist}, out / "curves.png")
-print(f"wrote {out / 'confusion.png'} and {out / 'curves.png'}")
+confusion = show(plot_confusion(cm, CLASS_NAMES, out_dir() / "confusion.png",
+                                 title="Head on frozen codes, test set"))
+
+# %% [markdown]
+# ### Both runs' curves, as kept
+
+# %%
+curves = show(plot_curves({"autoencoder": ae_hist, "head on codes": head_hist}, out_dir() / "curves.png"))
+print(f"wrote {confusion} and {curves}")

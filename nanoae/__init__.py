@@ -22,7 +22,7 @@ Around it, one subpackage per wing; arrows point one way (tests/test_layering.py
 
 Re-exported here: the core, the backend switch ``nanoae.backend``
 (``set_backend("numpy" | "cupy" | "auto")``), and what a training script
-types: ``fit``, ``evaluate``, ``predict``, ``train_step``, ``Watch`` and the callbacks.
+types: ``fit``, ``evaluate``, ``predict``, ``train_step``, ``Watch``, ``LivePlot`` and the callbacks.
 """
 
 __version__ = "0.1.0"  # first: modules imported below may read it
@@ -39,6 +39,7 @@ from nanoae.train import (
                           Callback,
                           Checkpoint,
                           KeepBest,
+                          LivePlot,
                           LearningRateSchedule,
                           Progress,
                           Watch,
@@ -75,6 +76,7 @@ __all__ = [
     "KeepBest",
     "Checkpoint",
     "Progress",
+    "LivePlot",
     "GradcheckResult",
     "GradcheckError",
     "NanoaeError",

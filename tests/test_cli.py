@@ -180,6 +180,9 @@ def test_watch_writes_the_diagnostics_beside_the_checkpoint(tmp_path, fake_data,
     records = json.loads((tmp_path / "ae.watch.json").read_text())
     assert len(records["layers"]["encoder layer 3 ReLU()"]["dead_per_epoch"]) == 2  # the code
     assert (tmp_path / "ae.diagnostics.png").stat().st_size > 10_000
+    # the live plot, redrawn after each epoch to follow the run in an image viewer
+    assert out["live_plot"] == str(tmp_path / "ae.live.png")
+    assert (tmp_path / "ae.live.png").read_bytes()[:4] == b"\x89PNG"
     assert any("dead units" in sentence for sentence in out["diagnostics_summary"])
     assert main(["train-classifier", "--ae", str(ae), "--out", str(clf), "--epochs", "1",
                  "--hidden", "8", "--finetune", "1", "--watch", *common]) == 0

@@ -42,6 +42,7 @@ from nanoae.cli.outputs import check_output_dir
 from nanoae.fashion.plots import plot_diagnostics
 from nanoae.sequential import Sequential
 from nanoae.train.checkpoint import load_checkpoint, read_checkpoint_meta
+from nanoae.train.liveplot import LivePlot
 from nanoae.train.watch import summarize
 
 # what each kind of checkpoint is, in the words of the commands that write them
@@ -181,11 +182,18 @@ def train_ae(args):
     splits = load_splits(settings)
     model, history = train_autoencoder(splits.x_train, settings, validation=splits.x_val,
                                        reference=args.reference, checkpoint=args.out,
-                                       resume=args.resume, watch=args.watch)
+                                       resume=args.resume, watch=args.watch,
+                                       callbacks=[LivePlot(live_path(args.out))] if args.watch else [])
     result = {"checkpoint": str(args.out), **autoencoder_metrics(model, splits.x_test)}
     if args.watch:
+        result["live_plot"] = str(live_path(args.out))
         result.update(write_diagnostics(history, args.out, f"autoencoder {model.config['widths']}"))
     return result
+
+
+def live_path(checkpoint) -> Path:
+    """``--watch``: the figure redrawn after every epoch, to follow the run in an image viewer."""
+    return Path(checkpoint).with_suffix(".live.png")
 
 
 def write_diagnostics(history: dict, checkpoint, title: str) -> dict:

@@ -182,7 +182,8 @@ def _cosine(lr: float, examples: int, epochs: int, settings: Settings):
 
 
 def train_autoencoder(x, settings: Settings, *, validation=None, reference: bool = False,
-                      checkpoint=None, resume=False, desc="autoencoder", watch: bool = False):
+                      checkpoint=None, resume=False, desc="autoencoder", watch: bool = False,
+                      callbacks=()):
     """Train an autoencoder on uint8 images x; returns (model, history).
 
     The recipe is the settings' (``ae_*``, ``code_activation``), or with
@@ -191,6 +192,7 @@ def train_autoencoder(x, settings: Settings, *, validation=None, reference: bool
     each epoch as ``history["val_loss"]`` for the learning curves. Nothing is
     chosen on it: the epochs and the schedule are fixed, the last epoch is kept.
     watch: record per-layer diagnostics (``watch.Watch``) into ``history["watch"]``.
+    callbacks: more callbacks for ``fit`` (e.g. a ``liveplot.LivePlot``).
     """
     recipe = dict(REFERENCE_AE) if reference else {
         "widths": tuple(settings.ae_widths), "code_activation": settings.code_activation,
@@ -198,7 +200,8 @@ def train_autoencoder(x, settings: Settings, *, validation=None, reference: bool
     model = Autoencoder(recipe["widths"], code_activation=recipe["code_activation"],
                         init=recipe.get("init", "he"), seed=settings.seed)
     opt = Adam(model.parameters(), lr=recipe["lr"])
-    callbacks = [Progress(desc, bar=settings.progress)] + ([Watch(model)] if watch else [])
+    callbacks = ([Progress(desc, bar=settings.progress)] + ([Watch(model)] if watch else [])
+                 + list(callbacks))
     if recipe["cosine"]:
         callbacks.append(LearningRateSchedule(_cosine(recipe["lr"], len(x), recipe["epochs"], settings)))
     if checkpoint is not None:

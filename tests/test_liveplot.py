@@ -1,0 +1,162 @@
+"""LivePlot: a PNG per epoch, the Watch's panels, a notebook's display handle, no device reads."""
+
+import sys
+import types
+
+import numpy
+import pytest
+from helpers.device_double import NoHostReads
+
+import nanoae as nn
+from nanoae.fashion.models import Autoencoder, Classifier
+from nanoae.train import loop
+from nanoae.train.callbacks import Callback, Progress
+from nanoae.train.liveplot import LivePlot, in_notebook
+from nanoae.train.loop import fit  # looks up loop._end_epoch when called: patchable
+
+
+def tiny_images(n=64, seed=0):
+    return numpy.random.default_rng(seed).integers(0, 256, size=(n, 784), dtype=numpy.uint8)
+
+
+def quiet(*callbacks):
+    return [Progress(bar=False, verbose=False), *callbacks]
+
+
+class Frames(Callback):
+    """Keeps the bytes of the PNG after every epoch (runs after LivePlot)."""
+
+    order = 60
+
+    def __init__(self, path):
+        self.path, self.frames = path, []
+
+    def on_epoch_end(self, run):
+        self.frames.append(self.path.read_bytes())
+
+
+def test_writes_a_png_after_every_epoch_whose_content_changes(tmp_path):
+    path = tmp_path / "live.png"
+    model = Autoencoder((784, 8, 4), code_activation="linear", seed=0)
+    frames = Frames(path)
+    fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(), epochs=3,
+        batch_size=16, validation=(tiny_images(16, seed=1), None),
+        callbacks=quiet(LivePlot(path), frames))
+    assert len(frames.frames) == 3
+    assert all(f[:8] == b"\x89PNG\r\n\x1a\n" for f in frames.frames)
+    assert len(set(frames.frames)) == 3  # every epoch drew something new
+    assert not list(tmp_path.glob("*.part"))  # written atomically
+
+
+def test_a_classifier_gets_accuracy_and_a_watch_gets_its_panels(tmp_path):
+    x = tiny_images(64)
+    y = numpy.arange(64) % 3
+    model = Classifier(784, (8,), 3, seed=0)
+    watch = nn.Watch(model, every=2)
+    live = LivePlot(tmp_path / "live.png")
+    fit(model, nn.CrossEntropy(), nn.Adam(model.parameters()), x, y, epochs=2, batch_size=16,
+        validation=(x[:16], y[:16]), callbacks=quiet(watch, live))  # live finds the watch itself
+    titles = [ax.get_title() for ax in live.figure.axes]
+    assert titles == ["loss per epoch", "accuracy per epoch", "update-to-data ratio per Dense layer",
+                      "dead units per epoch (rectifiers)"]
+    loss_ax, acc_ax, ratio_ax, dead_ax = live.figure.axes
+    by_label = {line.get_label(): line for line in ratio_ax.lines}
+    layers = watch.records["layers"]
+    dense = [name for name, rec in layers.items() if "update_ratio" in rec]
+    assert len(dense) == 2
+    for name in dense:  # the Watch's own numbers, at its recorded steps
+        line = by_label[name]
+        numpy.testing.assert_allclose(line.get_ydata(), layers[name]["update_ratio"])
+        numpy.testing.assert_array_equal(line.get_xdata(), watch.records["step"])
+    dead = {line.get_label(): list(line.get_ydata()) for line in dead_ax.lines}
+    assert dead == {name: rec["dead_per_epoch"] for name, rec in layers.items()
+                    if "dead_per_epoch" in rec}
+    acc = {line.get_label(): line.get_ydata() for line in acc_ax.lines}
+    assert set(acc) == {"train", "validation"} and len(acc["train"]) == 2
+    assert all(0 <= a <= 100 for a in acc["validation"])
+    assert {line.get_label() for line in loss_ax.lines} == {"train", "validation"}
+    assert live.figure.texts[0].get_text() == "training: epoch 2/2"
+
+
+def test_without_a_watch_only_the_loss(tmp_path):
+    model = Autoencoder((784, 8, 4), code_activation="linear", seed=0)
+    live = LivePlot(tmp_path / "live.png")
+    fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(), epochs=2,
+        batch_size=32, callbacks=quiet(live))
+    assert [ax.get_title() for ax in live.figure.axes] == ["loss per epoch"]
+    assert [line.get_label() for line in live.figure.axes[0].lines] == ["train"]
+
+
+def test_updates_one_notebook_output_in_place(monkeypatch):
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(("update", obj))
+
+    def display(obj, display_id=False):
+        assert display_id is True  # a handle, so later epochs replace this output
+        shown.append(("display", obj))
+        return Handle()
+
+    class Image:
+        def __init__(self, data, format):
+            assert data[:4] == b"\x89PNG" and format == "png"
+            self.data = data
+
+    shell = types.SimpleNamespace(kernel=object())  # what a Jupyter kernel's shell has
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    monkeypatch.setitem(sys.modules, "IPython.display",
+                        types.SimpleNamespace(display=display, Image=Image))
+    assert in_notebook()
+    live = LivePlot()  # no path: in a notebook, that is fine
+    model = Autoencoder((784, 8, 4), code_activation="linear", seed=0)
+    fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(), epochs=3,
+        batch_size=32, callbacks=quiet(live))
+    assert [kind for kind, _ in shown] == ["display", "update", "update"]
+    assert len({obj.data for _, obj in shown}) == 3
+
+
+def test_outside_a_notebook_it_needs_a_path():
+    assert not in_notebook()
+    with pytest.raises(ValueError, match="give it a path"):
+        LivePlot()
+
+
+def test_reads_nothing_from_the_device(monkeypatch, tmp_path):
+    # Every array of the run is a NoHostReads; only fit's own end-of-epoch reads are allowed.
+    x = tiny_images(64).view(NoHostReads)
+    real_to_device = loop.backend.to_device
+    monkeypatch.setattr(loop.backend, "to_device", lambda a, dtype=None: (
+        real_to_device(a, dtype).view(NoHostReads)))
+    real_end = loop._end_epoch
+
+    def end_epoch(*args, **kwargs):
+        NoHostReads.armed = False
+        try:
+            return real_end(*args, **kwargs)
+        finally:
+            NoHostReads.armed = True
+
+    monkeypatch.setattr(loop, "_end_epoch", end_epoch)
+    monkeypatch.setattr(loop, "_validate_data", lambda *a: None)
+    monkeypatch.setattr(NoHostReads, "armed", True)
+    model = Autoencoder((784, 8, 4), code_activation="linear", seed=0)
+    for p in model.parameters():
+        p.data = p.data.view(NoHostReads)
+    # Watch reads the device at its own end_epoch, once (allowed); LivePlot must read none.
+    watch = nn.Watch(model, every=2)
+    real_watch_end = watch.end_epoch
+
+    def watch_end():
+        NoHostReads.armed = False
+        try:
+            real_watch_end()
+        finally:
+            NoHostReads.armed = True
+
+    monkeypatch.setattr(watch, "end_epoch", watch_end)
+    live = LivePlot(tmp_path / "live.png")
+    fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=2, batch_size=16,
+        callbacks=quiet(watch, live))
+    assert live.frames == 2
