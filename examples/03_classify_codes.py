@@ -1,7 +1,7 @@
 # %% [markdown]
 # ## 03 - Classify clothes from the autoencoder's 32-number codes.
 #
-# What it teaches: nanoae.train.loop.fit (the loop of 01, plus shuffling, validation,
+# What it teaches: nanoae.fit (the loop of 01, plus shuffling, validation,
 # schedules and best-epoch restore), then a small softmax head trained on the
 # frozen, standardised codes: how much class information the code kept without
 # ever seeing a label.
@@ -16,14 +16,24 @@
 # %%
 from _knobs import epochs, live, load, out_dir, show
 
-from nanoae import Adam, BinaryCrossEntropy, CrossEntropy, Sequential
+from nanoae import (
+                    Adam,
+                    BinaryCrossEntropy,
+                    CrossEntropy,
+                    KeepBest,
+                    LearningRateSchedule,
+                    Progress,
+                    Sequential,
+                    evaluate,
+                    fit,
+                    predict,
+)
 from nanoae.backend import to_device, to_numpy
 from nanoae.fashion.data import CLASS_NAMES
 from nanoae.fashion.metrics import confusion_matrix
 from nanoae.fashion.models import Autoencoder, Classifier, Standardize
 from nanoae.fashion.plots import plot_confusion, plot_curves
-from nanoae.train.callbacks import KeepBest, LearningRateSchedule, Progress
-from nanoae.train.loop import cosine_schedule, evaluate, fit, predict, split_validation
+from nanoae.train.loop import cosine_schedule, split_validation
 
 AE_EPOCHS = epochs(5)
 HEAD_EPOCHS = 4 * AE_EPOCHS  # the head sees 32 numbers per image, not 784: epochs are cheap

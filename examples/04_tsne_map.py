@@ -18,11 +18,11 @@
 # %%
 from _knobs import epochs, live, load, out_dir, show
 
+from nanoae import predict
 from nanoae.backend import to_device, to_numpy
 from nanoae.fashion.data import CLASS_NAMES
 from nanoae.fashion.pipeline import Settings, train_autoencoder, tsne_map
 from nanoae.fashion.plots import plot_codes_activity, plot_tsne
-from nanoae.train.loop import predict
 
 # t-SNE costs O(n log n) per iteration with a large constant: all 10000 test images take
 # several times as long as 2000, and the picture barely changes.

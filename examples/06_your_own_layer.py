@@ -6,7 +6,7 @@
 # returns dL/dx. nanoae.gradcheck passes it; a planted mistake (the slope
 # forgotten in backward) fails, naming the element. Then the reference
 # autoencoder (784-128-64-32-64-128-784, ReLU code) trains twice, with ReLU and
-# with LeakyReLU(0.1), watched by nanoae.train.watch.Watch, and the code units that
+# with LeakyReLU(0.1), watched by nanoae.Watch, and the code units that
 # were <= 0 on every training image of an epoch are printed and plotted per
 # epoch for both. For ReLU such a unit is dead: it outputs 0 and passes no
 # gradient, so its incoming weights stop learning. A LeakyReLU unit below 0 on
@@ -31,10 +31,8 @@ from matplotlib.figure import Figure
 from my_layers import LeakyReLU, LeakyReLUForgotSlope
 
 import nanoae as nn
+from nanoae import Progress, Watch, fit, predict
 from nanoae.backend import to_device, to_numpy
-from nanoae.train.callbacks import Progress
-from nanoae.train.loop import fit, predict
-from nanoae.train.watch import Watch
 
 EPOCHS, BATCH = epochs(5), 256
 

@@ -75,6 +75,6 @@ for name, pipeline in pipelines.items():
 # same head on top, by half a point (docs/recipe.md, "The baselines").
 
 # %%
-print(f"\n| pipeline | accuracy (3-fold) | +/- | seconds |\n| --- | ---: | ---: | ---: |")
+print("\n| pipeline | accuracy (3-fold) | +/- | seconds |\n| --- | ---: | ---: | ---: |")
 for name, mean, std, seconds in rows:
     print(f"| {name} | {100 * mean:.2f} % | {100 * std:.2f} | {seconds:.0f} |")
