@@ -5,11 +5,10 @@ import types
 
 import numpy
 import pytest
-from helpers.device_double import NoHostReads
+from helpers.device_double import NoHostReads, reads_only_at_epoch_ends
 
 import nanoae as nn
 from nanoae.fashion.models import Autoencoder, Classifier
-from nanoae.train import loop
 from nanoae.train.callbacks import Callback, Progress
 from nanoae.train.liveplot import LivePlot, in_notebook
 from nanoae.train.loop import fit  # looks up loop._end_epoch when called: patchable
@@ -126,20 +125,7 @@ def test_outside_a_notebook_it_needs_a_path():
 def test_reads_nothing_from_the_device(monkeypatch, tmp_path):
     # Every array of the run is a NoHostReads; only fit's own end-of-epoch reads are allowed.
     x = tiny_images(64).view(NoHostReads)
-    real_to_device = loop.backend.to_device
-    monkeypatch.setattr(loop.backend, "to_device", lambda a, dtype=None: (
-        real_to_device(a, dtype).view(NoHostReads)))
-    real_end = loop._end_epoch
-
-    def end_epoch(*args, **kwargs):
-        NoHostReads.armed = False
-        try:
-            return real_end(*args, **kwargs)
-        finally:
-            NoHostReads.armed = True
-
-    monkeypatch.setattr(loop, "_end_epoch", end_epoch)
-    monkeypatch.setattr(loop, "_validate_data", lambda *a: None)
+    reads_only_at_epoch_ends(monkeypatch)
     monkeypatch.setattr(NoHostReads, "armed", True)
     model = Autoencoder((784, 8, 4), code_activation="linear", seed=0)
     for p in model.parameters():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy
 import pytest
-from helpers.device_double import HostReadError, NoHostReads
+from helpers.device_double import HostReadError, NoHostReads, reads_only_at_epoch_ends
 from helpers.learner_run import data, tanh_classifier
 
 import nanoae as nn
@@ -362,24 +362,10 @@ def test_the_step_loop_reads_nothing_back_to_the_host(monkeypatch):
     """Every default augmentation on, diagnostics recorded, with a classifier and an
     autoencoder: one epoch of steps runs without a single read of a device value; only the
     epoch's end reads (through backend.to_numpy, which is allowed)."""
-    from nanoae.train import loop
 
     x = tiny_images(64).view(NoHostReads)
     y = (numpy.arange(64) % 3).view(NoHostReads)
-    real_to_device = loop.backend.to_device
-    monkeypatch.setattr(loop.backend, "to_device", lambda a, dtype=None: (
-        real_to_device(a, dtype).view(NoHostReads)))
-    real_end = loop._end_epoch
-
-    def end_epoch(*args, **kwargs):  # the per-epoch reads are allowed
-        NoHostReads.armed = False
-        try:
-            return real_end(*args, **kwargs)
-        finally:
-            NoHostReads.armed = True
-
-    monkeypatch.setattr(loop, "_end_epoch", end_epoch)
-    monkeypatch.setattr(loop, "_validate_data", lambda *a: None)  # checked once, before
+    reads_only_at_epoch_ends(monkeypatch)
     for model, loss, labels in ((small_ae(), nn.BinaryCrossEntropy(), None),
                                 (Classifier(784, (8,), 3, seed=0), nn.CrossEntropy(), y)):
         monkeypatch.setattr(NoHostReads, "armed", True)

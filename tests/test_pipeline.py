@@ -164,8 +164,8 @@ def test_pca_is_a_linear_autoencoder_of_two_dense_layers(xp):
 
 
 def test_the_baseline_stage_scores_pca_and_the_pixels_as_the_codes_are(tmp_path):
-    from nanoae.fashion.pca import fit_pca, knn_baselines  # noqa: PLC0415
     from nanoae.fashion.metrics import knn_accuracy  # noqa: PLC0415
+    from nanoae.fashion.pca import fit_pca, knn_baselines  # noqa: PLC0415
     from nanoae.fashion.pipeline import baseline_stage  # noqa: PLC0415
 
     rng = numpy.random.default_rng(5)

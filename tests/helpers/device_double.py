@@ -92,3 +92,28 @@ def use_double(monkeypatch):
     monkeypatch.setattr(backend, "_active", device_module)
     monkeypatch.setattr(NoHostReads, "armed", False)
     return device_module
+
+
+def reads_only_at_epoch_ends(monkeypatch):
+    """Make ``fit``'s data NoHostReads arrays, allowed to be read only inside its epoch's end.
+
+    Patches nanoae.train.loop: ``backend.to_device`` hands back NoHostReads views, the
+    per-epoch figures (``_end_epoch``, where the one read of an epoch happens) run unarmed,
+    and the one-off data checks before training are skipped. The caller arms
+    ``NoHostReads`` and views its model's parameters as NoHostReads.
+    """
+    from nanoae.train import loop  # noqa: PLC0415
+
+    real_to_device, real_end = loop.backend.to_device, loop._end_epoch
+    monkeypatch.setattr(loop.backend, "to_device", lambda a, dtype=None: (
+        real_to_device(a, dtype).view(NoHostReads)))
+
+    def end_epoch(*args, **kwargs):  # the per-epoch reads are allowed
+        NoHostReads.armed = False
+        try:
+            return real_end(*args, **kwargs)
+        finally:
+            NoHostReads.armed = True
+
+    monkeypatch.setattr(loop, "_end_epoch", end_epoch)
+    monkeypatch.setattr(loop, "_validate_data", lambda *a: None)  # checked once, before
