@@ -47,9 +47,10 @@ __all__ = ["Callback", "LearningRateSchedule", "KeepBest", "Checkpoint", "Progre
 #   epoch's score before the Checkpoint saves it at an epoch's end, so that a resumed run
 #   goes on with the same best epoch, patience and weights to restore;
 # * Watch records after KeepBest and before the save, so a checkpoint carries its records;
-# * Progress prints the epoch line once the others are done with the epoch.
+# * Progress prints the epoch line once the others are done with the epoch;
+# * LivePlot draws the epoch once Watch has recorded it and Progress has printed it.
 ORDER = {"LearningRateSchedule": 0, "KeepBest": 10, "Watch": 20, "Checkpoint": 30, "Progress": 40,
-         "yours": 50}
+         "LivePlot": 45, "yours": 50}
 
 
 class Callback:

@@ -31,7 +31,7 @@ import os
 import sys
 from pathlib import Path
 
-from nanoae.train.callbacks import Callback
+from nanoae.train.callbacks import ORDER, Callback
 
 __all__ = ["LivePlot", "in_notebook"]
 
@@ -53,7 +53,7 @@ class LivePlot(Callback):
     title: the figure's title, before "epoch 3/20".
     """
 
-    order = 45  # after Watch (20) has recorded the epoch and Progress (40) has printed it
+    order = ORDER["LivePlot"]  # after Watch has recorded the epoch and Progress has printed it
 
     def __init__(self, path=None, *, display: bool | None = None, watch=None, title: str = "training",
                  dpi: int = 72):
