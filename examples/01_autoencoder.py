@@ -6,8 +6,8 @@
 # batch -> forward -> loss -> backward_from_loss -> optimizer.step.
 #
 # Run:  .venv/bin/python examples/01_autoencoder.py
-# Run time: 78 s as a script on a 2-core Intel(R) Xeon(R) Processor (lscpu: family 6, model 167) shared with other jobs (load average 5 to 8), 2026-12-02;
-# 10 s on a quiet 2-core Intel Xeon (2026-11-27).
+# Run time: 6.6 s as a script, real data, on a quiet 2-core Intel Xeon
+# (lscpu: family 6, model 167), 2026-12-02.
 # Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (default 5), NANOAE_EXAMPLE_LIMIT.
 # Writes examples/out/reconstructions.png.
 

@@ -15,8 +15,8 @@
 #     .venv/bin/nanoae workbook --check my-core  # as often as you like
 #
 # Run:  .venv/bin/python examples/07_workbook.py
-# Run time: 9.2 s on a 2-core Intel Xeon (family 6, model 167) shared with other work, data installed
-# (as a script it fills the exercises with the answers, `--solved`, to show the whole way).
+# Run time: 1.2 s as a script (it fills the exercises with the answers, `--solved`, to show the whole way), real data, on a quiet 2-core Intel Xeon
+# (lscpu: family 6, model 167), 2026-12-02.
 # Knobs (see _knobs.py): NANOAE_EXAMPLE_LIMIT (training images of the check's epoch, default
 # 10000), NANOAE_EXAMPLE_NO_VERIFY, NANOAE_EXAMPLE_OUT (the workbook goes in OUT/my-core).
 
