@@ -190,6 +190,9 @@ def test_watch_writes_the_diagnostics_beside_the_checkpoint(tmp_path, fake_data,
     assert out["diagnostics"] == str(tmp_path / "clf.diagnostics.png")
     assert out["finetune_diagnostics"] == str(tmp_path / "clf.finetuned.diagnostics.png")
     assert (tmp_path / "clf.finetuned.watch.json").is_file()
+    for key, name in (("live_plot", "clf.live.png"), ("finetune_live_plot", "clf.finetuned.live.png")):
+        assert out[key] == str(tmp_path / name)  # redrawn after every epoch, to follow the run
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow

@@ -222,20 +222,24 @@ def train_classifier(args):
                          head_hidden=tuple(args.hidden), finetune_epochs=args.finetune)
     ae = load_model(args.ae, ("autoencoder",))
     splits = load_splits(settings)
+    live = [LivePlot(live_path(args.out))] if args.watch else []
     frozen, history, _ = train_frozen_classifier(ae, splits, settings, checkpoint=args.out,
-                                                 watch=args.watch)
+                                                 watch=args.watch, callbacks=live)
     result = {"checkpoint": str(args.out),
               **score_classifier(frozen, splits, "clf_frozen", test_mirror=settings.test_mirror)}
     if args.watch:
-        result.update(write_diagnostics(history, args.out, "classifier head on codes"))
+        result.update(write_diagnostics(history, args.out, "classifier head on codes"),
+                      live_plot=str(live_path(args.out)))
     if args.finetune:
+        live = [LivePlot(live_path(finetuned_path(args.out)))] if args.watch else []
         tuned, history = fine_tune(frozen, splits, settings, checkpoint=finetuned_path(args.out),
-                                   watch=args.watch)
+                                   watch=args.watch, callbacks=live)
         result["finetune_checkpoint"] = str(finetuned_path(args.out))
         result.update(score_classifier(tuned, splits, "clf_finetune", test_mirror=settings.test_mirror))
         if args.watch:
             result.update({f"finetune_{k}": v for k, v in write_diagnostics(
-                history, finetuned_path(args.out), "fine-tuned classifier").items()})
+                history, finetuned_path(args.out), "fine-tuned classifier").items()},
+                finetune_live_plot=str(live_path(finetuned_path(args.out))))
     return result
 
 

@@ -232,12 +232,12 @@ def head_training_set(model, splits: Splits, codes_train, settings: Settings):
 
 
 def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, autoencoder=None,
-               checkpoint=None, watch: bool = False, desc: str = "head on codes"):
+               checkpoint=None, watch: bool = False, desc: str = "head on codes", callbacks=()):
     """A softmax head on standardised frozen codes; keeps the epoch best on validation.
 
     autoencoder: the one whose encoder made the codes; its ``encoder_fingerprint``
     goes into the checkpoint, so that the head is never put behind another encoder.
-    desc: the name its progress lines carry.
+    desc: the name its progress lines carry. callbacks: more for ``fit`` (e.g. a ``LivePlot``).
     """
     scaler = Standardize.fit(codes_train)
     head = Classifier(codes_train.shape[1], settings.head_hidden, 10, seed=settings.seed + 1)
@@ -251,12 +251,12 @@ def train_head(codes_train, y_train, codes_val, y_val, settings: Settings, *, au
                   batch_size=settings.batch_size, validation=(codes_val, y_val),
                   seed=settings.seed,
                   callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, desc)
-                  + ([Watch(head)] if watch else []))
+                  + ([Watch(head)] if watch else []) + list(callbacks))
     return scaler, head, history
 
 
 def train_frozen_classifier(ae, splits: Splits, settings: Settings, *, checkpoint=None,
-                            watch: bool = False, desc: str = "head on codes"):
+                            watch: bool = False, desc: str = "head on codes", callbacks=()):
     """Stage 3: the head on ``ae``'s frozen codes; returns (classifier of images, history, test codes).
 
     The classifier is an ``ImageClassifier`` (encoder, scaler, head; only the
@@ -266,12 +266,13 @@ def train_frozen_classifier(ae, splits: Splits, settings: Settings, *, checkpoin
     c_train, c_val, c_test = encode_splits(ae, splits)
     codes, labels = head_training_set(ae, splits, c_train, settings)
     scaler, head, history = train_head(codes, labels, c_val, splits.y_val, settings,
-                                       autoencoder=ae, checkpoint=checkpoint, watch=watch, desc=desc)
+                                       autoencoder=ae, checkpoint=checkpoint, watch=watch, desc=desc,
+                                       callbacks=callbacks)
     return ImageClassifier(ae, scaler, head), history, c_test
 
 
 def fine_tune(frozen: ImageClassifier, splits: Splits, settings: Settings, *, checkpoint=None,
-              watch: bool = False):
+              watch: bool = False, callbacks=()):
     """Encoder, scaler and head of ``frozen`` trained together on the labels; best epoch on
     validation. The layers are shared: ``frozen`` and its autoencoder change too."""
     model = FineTuned(frozen.autoencoder, frozen.scaler, frozen.head)
@@ -283,7 +284,7 @@ def fine_tune(frozen: ImageClassifier, splits: Splits, settings: Settings, *, ch
                   validation=(splits.x_val, splits.y_val), seed=settings.seed,
                   augment=Augmentation(flip=settings.finetune_flip, mask=settings.finetune_mask),
                   callbacks=_classifier_callbacks(schedule, settings, checkpoint, meta, "fine-tune")
-                  + ([Watch(model)] if watch else []))
+                  + ([Watch(model)] if watch else []) + list(callbacks))
     return model, history
 
 
