@@ -149,6 +149,7 @@ class Watch(Callback):
         names = [name for name, _ in self.layers]
         if len(set(names)) != len(names):  # bare layers all share a class name: number them
             self.layers = [(f"{i} {name}", layer) for i, (name, layer) in enumerate(self.layers)]
+        self.rectifier_names = [name for name, layer in self.layers if isinstance(layer, self.rectifiers)]
         self.records = {"every": every, "shard": "all of each batch", "step": [], "epoch": [],
                         "layers": {name: {"kind": type(layer).__name__}
                                    for name, layer in self.layers},
@@ -196,8 +197,8 @@ class Watch(Callback):
             return
         for name, y in self._rectifier_outputs():
             batch_peak = y.max(axis=0)  # (width,): > 0 for the units that fired in this batch
-            seen = self.peak.get(name)
-            self.peak[name] = batch_peak if seen is None else self.xp.maximum(seen, batch_peak)
+            seen = self.peak.get(name)  # batch_peak is a new array: it may become the running peak
+            self.peak[name] = batch_peak if seen is None else self.xp.maximum(seen, batch_peak, out=seen)
         if self.before is not None:
             self._record()
             self.before = None
@@ -278,8 +279,8 @@ class Watch(Callback):
         return [(name, layer, self.outputs[name]) for name, layer in self.layers if name in self.outputs]
 
     def _rectifier_outputs(self):
-        return [(name, y) for name, layer, y in self._watched_outputs()
-                if isinstance(layer, self.rectifiers)]
+        """(name, latest output) of every rectifier that has returned something (every step)."""
+        return [(name, self.outputs[name]) for name in self.rectifier_names if name in self.outputs]
 
     def _record(self) -> None:
         """This step's figures, as device sums (no reads)."""
