@@ -1,5 +1,6 @@
 """LivePlot: a PNG per epoch, the Watch's panels, a notebook's display handle, no device reads."""
 
+import io
 import sys
 import types
 
@@ -146,3 +147,70 @@ def test_reads_nothing_from_the_device(monkeypatch, tmp_path):
     fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=2, batch_size=16,
         callbacks=quiet(watch, live))
     assert live.frames == 2
+
+
+def test_png_bytes_is_a_png_that_decodes_to_the_same_pixels():
+    from PIL import Image
+
+    from nanoae.train.liveplot import png_bytes
+
+    rgb = numpy.random.default_rng(0).integers(0, 256, size=(7, 5, 3), dtype=numpy.uint8)
+    rgb[2:4] = 255  # flat runs, as a plot has
+    png = png_bytes(rgb)
+    image = Image.open(io.BytesIO(png))
+    image.load()  # reads every chunk: a wrong length or CRC raises here
+    assert image.mode == "RGB" and image.size == (5, 7)
+    numpy.testing.assert_array_equal(numpy.asarray(image), rgb)
+    with pytest.raises(ValueError, match="uint8 \\(height, width, 3\\)"):
+        png_bytes(rgb[..., :2])
+    with pytest.raises(ValueError, match="uint8"):
+        png_bytes(rgb.astype(numpy.float32))
+
+
+def test_a_frame_equals_the_figure_as_matplotlib_draws_it(tmp_path):
+    from PIL import Image
+
+    model = Autoencoder((784, 8, 4), code_activation="linear", seed=0)
+    live = LivePlot(tmp_path / "live.png")
+    fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), tiny_images(), epochs=2,
+        batch_size=32, callbacks=quiet(live))
+    shown = numpy.asarray(Image.open(tmp_path / "live.png").convert("RGB"))
+    drawn = numpy.asarray(live.figure.canvas.buffer_rgba())[..., :3]
+    width, height = live.figure.canvas.get_width_height()
+    assert shown.shape == (height, width, 3) and width == 10 * 72
+    numpy.testing.assert_array_equal(shown, drawn)
+
+
+def test_thin_keeps_short_series_and_averages_runs_of_long_ones_geometrically():
+    from nanoae.train.liveplot import _thin
+
+    x, y = [0, 4, 8], [1e-3, 1e-2, 1e-1]
+    assert _thin(x, y, 3) == (x, y)  # at most `most` points: whole, the very lists
+    tx, ty = _thin([0, 1, 2, 3, 4], [1e-4, 1e-2, 1e-3, 1e-1, 5.0], 2)  # k = 3: runs of 3, then 2
+    assert tx == [1.0, 3.5]
+    numpy.testing.assert_allclose(ty, [1e-3, numpy.sqrt(0.5)], rtol=1e-12)
+    tx, ty = _thin(list(range(1000)), [1e-3] * 1000, 300)  # k = 4: 250 points
+    assert len(tx) == len(ty) == 250 and tx[0] == 1.5 and tx[-1] == 997.5
+    # a log axis shows only positive values: others are left out of a run's mean,
+    # and a run of none at all is a gap
+    _, ty = _thin([0, 1, 2, 3], [0.0, 1e-2, 0.0, -1.0], 2)
+    assert ty[0] == pytest.approx(1e-2) and numpy.isnan(ty[1])
+
+
+def test_a_long_run_draws_each_step_line_with_at_most_max_points(tmp_path):
+    x = tiny_images(64)
+    model = Autoencoder((784, 8, 4), code_activation="linear", seed=0)
+    watch = nn.Watch(model, every=1)  # a record every step: 8 steps an epoch, 24 in all
+    live = LivePlot(tmp_path / "live.png", max_points=10)
+    fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=3, batch_size=8,
+        callbacks=quiet(watch, live))
+    ratio_ax = live.figure.axes[1]
+    assert ratio_ax.get_title() == "update-to-data ratio per Dense layer"
+    lines = [line for line in ratio_ax.lines if line.get_label() != "1e-3 guide"]
+    records = [rec["update_ratio"] for rec in watch.records["layers"].values() if "update_ratio" in rec]
+    assert len(lines) == len(records) == 4  # the Dense layers, in the model's order
+    for line, record in zip(lines, records):
+        assert len(record) == 24 and len(line.get_ydata()) == 8  # runs of 3
+        numpy.testing.assert_allclose(line.get_ydata()[0], numpy.exp(numpy.log(record[:3]).mean()))
+    with pytest.raises(ValueError, match="max_points"):
+        LivePlot(tmp_path / "x.png", max_points=1)

@@ -13,27 +13,40 @@ In a notebook (a Jupyter kernel) the figure is one output, updated in place
 (an IPython display handle). Outside one it is written to ``path`` after
 every epoch (atomically, so an image viewer never shows half a file).
 
-Why it is cheap (about 1 % of an epoch of the reference autoencoder): it reads
-nothing from the device, and it does not redraw the whole figure each epoch.
-Axes, ticks and legends are drawn once into a background image; each epoch
-only the lines and the title are drawn over a copy of it ("blitting"), and
-the image is encoded as a PNG at the fastest compression. A full redraw
-(about 10x dearer) happens only when a curve leaves its axis limits, which
-are chosen with room to spare. matplotlib and IPython are imported only when
-the first frame is drawn, so ``import nanoae`` stays free of them.
+Why it is cheap (under 1 % of an epoch of the reference autoencoder; measured by
+``benchmarks/liveplot_cost.py``): it reads nothing from the device, and it does not
+redraw the whole figure each epoch. Axes, ticks and legends are drawn once into a
+background image; each epoch only the lines and the title are drawn over a copy
+of it ("blitting"). A full redraw (about 10x dearer) happens only when a curve
+leaves its axis limits, which are chosen with room to spare. Two more things keep
+a frame's cost flat over a long run:
+
+* a line over the steps (the update ratios: about 50 points an epoch) is drawn
+  with at most ``max_points`` points, each the geometric mean of a run of
+  consecutive records (``_thin``): a panel is about 300 pixels wide, so more
+  points show nothing more, and drawing them grew the frame epoch by epoch;
+* the PNG is encoded by ``png_bytes``: the pixels' rows unfiltered, deflated
+  at zlib's fastest level with its run-length strategy, which suits a plot's
+  flat white areas. Pillow (``Image.save(format="png")``) always tries every
+  PNG row filter and keeps the best, and cannot be told not to; that made it
+  2 to 3 times slower here for a file about as small (measured in the benchmark).
+
+matplotlib and IPython are imported only when the first frame is drawn, so
+``import nanoae`` stays free of them.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 from nanoae.train.callbacks import ORDER, Callback
 
-__all__ = ["LivePlot", "in_notebook"]
+__all__ = ["LivePlot", "in_notebook", "png_bytes"]
 
 
 def in_notebook() -> bool:
@@ -51,18 +64,22 @@ class LivePlot(Callback):
     watch: the ``Watch`` whose records to draw; None: the one among the run's
         callbacks, if any (a Watch leaves its records in ``run.state.history["watch"]``).
     title: the figure's title, before "epoch 3/20".
+    dpi: pixels per inch of the figure (10 inches wide).
+    max_points: the most points a line over the steps is drawn with (see ``_thin``).
     """
 
     order = ORDER["LivePlot"]  # after Watch has recorded the epoch and Progress has printed it
 
     def __init__(self, path=None, *, display: bool | None = None, watch=None, title: str = "training",
-                 dpi: int = 72):
+                 dpi: int = 72, max_points: int = 300):
         self.path = None if path is None else Path(path)
         self.display = in_notebook() if display is None else bool(display)
         if self.path is None and not self.display:
             raise ValueError("LivePlot: outside a notebook it writes a PNG after every epoch; "
                              "give it a path, e.g. LivePlot('runs/live.png')")
-        self.watch, self.title, self.dpi = watch, title, dpi
+        if max_points < 2:
+            raise ValueError(f"LivePlot: max_points must be at least 2, got {max_points}")
+        self.watch, self.title, self.dpi, self.max_points = watch, title, dpi, max_points
         self.figure = None  # the matplotlib Figure, built at the first epoch's end
         self.frames = 0     # epochs drawn
         self.full_redraws = 0
@@ -80,7 +97,7 @@ class LivePlot(Callback):
             return
         history = run.state.history  # host floats, appended once per epoch by fit
         records = self.watch.records if self.watch is not None else history.get("watch")
-        series = _series(history, records)
+        series = _series(history, records, self.max_points)
         if self.figure is None:
             self._build(series)
         self._update(series, f"{self.title}: epoch {history['epoch'][-1]}/{self._epochs}")
@@ -140,14 +157,10 @@ class LivePlot(Callback):
         self.figure.draw_artist(self._suptitle)
 
     def _png(self) -> bytes:
-        from PIL import Image  # noqa: PLC0415  (matplotlib's own dependency)
+        import numpy  # noqa: PLC0415
 
-        canvas = self.figure.canvas
-        image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw",
-                                 "RGBA", 0, 1)
-        out = io.BytesIO()
-        image.save(out, format="png", compress_level=1)  # the fastest: 1/3 of the default's time
-        return out.getvalue()
+        rgba = numpy.asarray(self.figure.canvas.buffer_rgba())  # (height, width, 4), no copy
+        return png_bytes(rgba[..., :3])  # the figure is opaque: alpha says nothing
 
     def _show(self, png: bytes):
         if self.path is not None:
@@ -171,8 +184,55 @@ PANELS = (("loss", "loss per epoch", "epoch", "loss", False),
           ("dead", "dead units per epoch (rectifiers)", "epoch", "dead units", False))
 
 
-def _series(history: dict, records: dict | None) -> dict:
-    """{panel: {line label: (x, y)}} from the history and the Watch's records (host lists)."""
+def png_bytes(rgb) -> bytes:
+    """A PNG file of ``rgb``, a uint8 array (height, width, 3): the format's four parts.
+
+    signature, IHDR (width, height, 8 bits, colour type 2 = RGB), IDAT (the rows,
+    each after a filter byte 0 = "none", deflated), IEND; each chunk is
+    length, type, data, CRC-32 of type + data (the PNG specification, section 5).
+    """
+    import numpy  # noqa: PLC0415
+
+    height, width, channels = rgb.shape
+    if channels != 3 or rgb.dtype != numpy.uint8:
+        raise ValueError(f"png_bytes: expected uint8 (height, width, 3), got {rgb.dtype} {rgb.shape}")
+    rows = numpy.zeros((height, 1 + 3 * width), numpy.uint8)  # column 0: each row's filter byte
+    rows[:, 1:] = rgb.reshape(height, 3 * width)
+    # level 1 with Z_RLE: the fastest here, and a plot's flat areas are long runs
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    idat = deflate.compress(rows.tobytes()) + deflate.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))
+
+
+def _thin(x: list, y: list, most: int):
+    """At most ``most`` points of a positive series: the geometric mean of each run of k.
+
+    k = ceil(len / most) consecutive points become one, at their mean x; the last run
+    may be shorter. Geometric, because the panel's y axis is logarithmic (a mean of
+    logs is what the eye averages there). Series of ``most`` points or fewer are kept whole.
+    """
+    if len(y) <= most:
+        return x, y
+    def geometric_mean(values):  # of the values a log axis can show: positive, finite
+        logs = [math.log(v) for v in values if 0 < v < math.inf]
+        return math.exp(sum(logs) / len(logs)) if logs else math.nan  # nan: a gap in the line
+
+    k = -(-len(y) // most)
+    runs = [(x[i:i + k], y[i:i + k]) for i in range(0, len(y), k)]
+    return [sum(xs) / len(xs) for xs, _ in runs], [geometric_mean(ys) for _, ys in runs]
+
+
+def _series(history: dict, records: dict | None, max_points: int = 300) -> dict:
+    """{panel: {line label: (x, y)}} from the history and the Watch's records (host lists).
+
+    Lines over the steps are thinned to ``max_points`` (``_thin``); lines over epochs are whole.
+    """
     def per_epoch(values):
         return list(range(1, len(values) + 1)), values
 
@@ -186,7 +246,8 @@ def _series(history: dict, records: dict | None) -> dict:
     for name, rec in (records or {}).get("layers", {}).items():
         label = name.replace("encoder layer ", "enc ").replace("decoder layer ", "dec ")
         if rec.get("update_ratio"):
-            out["update_ratio"][label] = (records["step"][:len(rec["update_ratio"])], rec["update_ratio"])
+            out["update_ratio"][label] = _thin(records["step"][:len(rec["update_ratio"])],
+                                               rec["update_ratio"], max_points)
         if "dead_per_epoch" in rec:
             out["dead"][label] = per_epoch(rec["dead_per_epoch"])
     return out
