@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     result = {
         "cpu": cpu_model(), "python": platform.python_version(), "epochs": args.epochs,
         "images": len(x), "epoch_median_s": statistics.median(epochs),
-        "first_frame_s": frames[0], "later_frame_median_s": statistics.median(later),
+        "frames": len(frames), "first_frame_s": frames[0], "later_frame_median_s": statistics.median(later),
         "later_frame_max_s": max(later),
         "draw_median_s": statistics.median(live.seconds["draw"][1:] or live.seconds["draw"]),
         "encode_median_s": statistics.median(live.seconds["encode"][1:] or live.seconds["encode"]),

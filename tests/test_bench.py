@@ -77,3 +77,21 @@ def test_step_terms_measures_every_term_for_each_number_of_ranks(tmp_path):
             assert all(row[k] > 0 for k in ("gather", "draw", "mask", "gemm", "fwd+bwd", "adam"))
         assert rows["1"]["pack"] == 0 and rows["2"]["pack"] > 0
         assert model["adam_per_value_s"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_DATA.exists(), reason="needs the installed Fashion-MNIST "
+                    "(apt-get install dataset-fashion-mnist)")
+def test_liveplot_cost_times_a_frame_per_epoch_and_both_encoders(tmp_path):
+    out = tmp_path / "live.json"
+    r = subprocess.run([sys.executable, str(BENCH.parent / "liveplot_cost.py"), "--quick", "--json", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert doc["frames"] == doc["epochs"] == 4 and doc["images"] == 6000
+    assert "family" in doc["cpu"] and "% " not in r.stdout.splitlines()[0]
+    assert 0 < doc["later_frame_median_s"] <= doc["later_frame_max_s"]
+    assert doc["draw_median_s"] > 0 and doc["encode_median_s"] > 0
+    assert set(doc["encoders"]) == {"png_bytes", "pillow_level_1"}
+    assert all(e["bytes"] > 1000 for e in doc["encoders"].values())
+    assert 0 < doc["later_frames_share"] and 0 < doc["whole_run_share"]
