@@ -1,4 +1,4 @@
-"""Layers: Dense, ReLU, Sigmoid, Softmax, each with a forward and a backward pass.
+"""Layers: Dense, ReLU, Sigmoid, Softmax, Dropout, each with a forward and a backward pass.
 
 The protocol every layer follows (the whole of it; a learner's layer needs nothing more):
 
@@ -18,6 +18,12 @@ where nobody needs the gradient with respect to the data; it may then skip
 computing dL/dx and return None. ``Dense`` does: that product is its largest.
 A container passes the keyword only to a layer that declares it.
 
+Training and evaluating. ``Layer.training`` says which a layer is doing; only
+``Dropout`` behaves differently (it drops while training, passes everything
+while evaluating). ``set_training(model, flag)`` sets it on every layer of a
+model: ``fit`` sets it to True before its steps and to False when it is done,
+``evaluate`` and ``predict`` to False. Nothing global: the flag lives on the layers.
+
 Shapes: inputs are batches ``(N, features)``; N is the batch size.
 All math goes through ``xp``, the array module of the input (NumPy or CuPy),
 so one code path serves the CPU and the GPU.
@@ -30,7 +36,8 @@ import numpy
 from nanoae.backend import get_array_module, to_device
 from nanoae.parameter import Parameter
 
-__all__ = ["Layer", "HookHandle", "Dense", "ReLU", "Sigmoid", "Softmax"]
+__all__ = ["Layer", "HookHandle", "Dense", "ReLU", "Sigmoid", "Softmax", "Dropout", "set_training",
+           "seek_draws", "keep_mask"]
 
 
 class Layer:
@@ -42,6 +49,7 @@ class Layer:
     skips_input_grad = False  # True: backward(grad, input_grad=False) may skip dL/dx (see above)
     place = ""  # where the layer sits in a model, e.g. "encoder layer 0"; given by Sequential
     forward_hooks = ()  # functions hook(layer, x, y) called after each layer(x); a tuple, never shared
+    training = True  # training or evaluating (``set_training``); only Dropout looks at it
 
     @property
     def name(self) -> str:
@@ -301,3 +309,110 @@ class Softmax(Layer):
         self._check_grad(grad_out, self._y)
         y = self._y
         return y * (grad_out - (grad_out * y).sum(axis=-1, keepdims=True))
+
+
+def set_training(model, training: bool) -> None:
+    """``layer.training = training`` for every layer of ``model`` (its ``leaves()``).
+
+    True: Dropout drops (``fit`` sets it before its steps). False: every layer
+    computes its plain function (``evaluate``, ``predict``, and ``fit`` when done).
+    """
+    for layer in model.leaves():
+        layer.training = bool(training)
+
+
+def seek_draws(model, seed: int, epoch: int, position: int) -> None:
+    """The next forward's random draws (Dropout's masks) are those of rows ``position``,
+    ``position + 1``, ... of epoch ``epoch``'s order in a run seeded with ``seed``.
+
+    ``fit`` calls it before every step with its seed and this rank's first row of
+    the batch, so a mask depends on the example's place in the epoch only: a
+    resumed run and a run on any number of ranks draw the same masks as one
+    uninterrupted process.
+    """
+    for layer in model.leaves():
+        if isinstance(layer, Dropout):
+            layer.seed, layer.epoch, layer.position = int(seed), int(epoch), int(position)
+
+
+def keep_mask(seed: int, epoch: int, start: int, stop: int, features: int, p: float, stream: int = 0):
+    """Keep-bits (bool, ``(stop - start, features)``, on the host) of rows start..stop-1.
+
+    Each is True with probability 1 - p. Row q's bits come from NumPy's Philox,
+    a counter-based generator, with key (seed, epoch) and counter
+    (q * blocks, stream, 0, 0): one 32-bit draw u per feature (``blocks =
+    ceil(features / 8)`` counter steps of 8 draws each per row), kept where
+    u >= p * 2^32. So any range of rows is drawn on its own, and equals the same
+    rows of a longer range: no state to carry between calls, nothing that
+    depends on how the rows are split between ranks. Streams apart draw
+    independent bits: stream 0 is the input masking's (``train.augment.mask_bits``
+    draws these very bits), each Dropout layer of a model has a stream of its own.
+    """
+    blocks = -(-features // 8)  # counter steps per row: each gives 4 x 64 = 8 x 32 bits
+    generator = numpy.random.Philox(key=numpy.array([seed, epoch], dtype=numpy.uint64),
+                                    counter=numpy.array([start * blocks, stream, 0, 0], dtype=numpy.uint64))
+    raw = generator.random_raw((stop - start) * blocks * 4).view(numpy.uint32)
+    draws = raw.reshape(stop - start, blocks * 8)[:, :features]
+    return draws >= numpy.uint32(min(round(p * 2.0 ** 32), 2 ** 32 - 1))
+
+
+class Dropout(Layer):
+    """Inverted dropout: while training, ``y = x * m / (1 - p)``; while evaluating, ``y = x``.
+
+    m is a 0/1 mask shaped like x, each element 1 with probability 1 - p: a
+    fraction p of the values is zeroed and the rest scaled up by 1 / (1 - p), so
+    every value's expectation is unchanged and evaluating needs no rescaling.
+
+    Backward, for g = dL/dy (the mask drawn in forward is kept for it)::
+
+        training:    dL/dx = g * m / (1 - p)
+        evaluating:  dL/dx = g
+
+    The mask. Row i of a batch takes row ``position + i`` of
+    ``keep_mask(seed, epoch, ..., stream)``: a pure function of the run's seed,
+    of where the row sits in the epoch's order and of the layer's ``stream``.
+    ``fit`` sets ``seed``, ``epoch`` and ``position`` before every step
+    (``seek_draws``). Nothing is drawn from a generator that moves on by itself,
+    so a resumed run and a data-parallel run (each rank draws its own rows) mask
+    exactly as one uninterrupted process, and two forwards of the same batch
+    give the same mask (which is what a finite-difference gradient check
+    needs). A loop of your own must therefore call ``seek_draws`` for each
+    batch, as ``fit`` does; otherwise every batch gets the same masks.
+
+    stream: 1, 2, ...: two Dropout layers of a model need different streams, or
+    they draw the same masks (``Classifier`` numbers them); 0 is the input
+    masking's. The masks are drawn on the host and moved to the batch's device
+    (one copy per step).
+    """
+
+    def __init__(self, p: float = 0.5, *, stream: int = 1):
+        if not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p}")
+        if int(stream) < 1:
+            raise ValueError(f"Dropout: stream must be >= 1 (0 is the input masking's), got {stream}")
+        self.p, self.stream = float(p), int(stream)
+        self.seed, self.epoch, self.position = 0, 0, 0  # whose rows the next batch is (``seek_draws``)
+        self._y = self._keep = None
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.p:g})"
+
+    def forward(self, x):
+        _check_float(self, x)
+        if not self.training or self.p == 0:
+            self._keep = None  # evaluating: the identity, and so is the backward pass
+            self._y = x
+            return x
+        xp = get_array_module(x)
+        n, features = len(x), int(numpy.prod(x.shape[1:]))
+        keep = keep_mask(self.seed, self.epoch, self.position, self.position + n, features, self.p,
+                         self.stream)
+        self._keep = xp.asarray(keep.reshape(x.shape))  # host -> device once per step
+        self._y = x * self._keep * x.dtype.type(1 / (1 - self.p))
+        return self._y
+
+    def backward(self, grad_out):
+        self._check_grad(grad_out, self._y)
+        if self._keep is None:
+            return grad_out
+        return grad_out * self._keep * grad_out.dtype.type(1 / (1 - self.p))

@@ -192,9 +192,42 @@ class CrossEntropy(Loss):
     Backward:  dL/dp[n, c] = -1 / (N * p[n, c]) where c == labels[n], else 0
                (p clipped below at eps)
     Fused with Softmax (``logits_grad``):  dL/dz = (p - onehot(labels)) / N
+
+    Label smoothing (``label_smoothing=eps`` > 0): the target of each example is
+    no longer the one-hot row but q = (1 - eps) * onehot(labels) + eps / C, so a
+    model is never pushed towards a probability of exactly 1 (nor its logits to
+    infinity):
+
+        L = -(1 / N) * sum_n sum_c q[n, c] * log(p[n, c])
+
+    Backward:  dL/dp[n, c] = -q[n, c] / (N * p[n, c])   (p clipped below at eps)
+    Fused with Softmax:  dL/dz = (p - q) / N   (the rows of q sum to 1, as onehot's do)
+
+    eps = 0 (the default) is the plain loss above, computed as before (only the
+    true class's probability is read).
     """
 
     fused_layer = Softmax
+
+    def __init__(self, *, label_smoothing: float = 0.0, check: bool | None = None):
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"CrossEntropy: label_smoothing must lie in [0, 1), got {label_smoothing}")
+        super().__init__(check=check)
+        self.label_smoothing = float(label_smoothing)
+
+    def __repr__(self) -> str:
+        if self.label_smoothing:
+            return f"CrossEntropy(label_smoothing={self.label_smoothing:g})"
+        return "CrossEntropy()"
+
+    def targets(self, probs, labels):
+        """q = (1 - eps) * onehot(labels) + eps / C, shaped and typed like ``probs``."""
+        xp = get_array_module(probs)
+        n, c = probs.shape
+        eps = self.label_smoothing
+        q = xp.full_like(probs, eps / c)
+        q[xp.arange(n), labels] += 1 - eps
+        return q
 
     def forward(self, probs, labels):
         """The mean cross-entropy; only the N probabilities of the true classes are read."""
@@ -217,8 +250,12 @@ class CrossEntropy(Loss):
             if lo < 0 or hi >= c:
                 raise ValueError(f"{self!r}: labels must lie in 0..{c - 1}, got values in {lo}..{hi}")
         self._p, self._labels = probs, labels
-        picked = probs[xp.arange(n), labels]  # (N,): the probability of the true class
-        loss = -_safe_log(xp, picked).mean()
+        if self.label_smoothing:
+            # every class's log-probability counts: log(0) is floored as for the true class
+            loss = -(self.targets(probs, labels) * _safe_log(xp, probs)).sum() / n
+        else:
+            picked = probs[xp.arange(n), labels]  # (N,): the probability of the true class
+            loss = -_safe_log(xp, picked).mean()
         self._explain_nonfinite(loss, xp, probs=probs)
         return loss
 
@@ -226,6 +263,9 @@ class CrossEntropy(Loss):
         p, labels = self._need("_p"), self._labels
         xp = get_array_module(p)
         n = p.shape[0]
+        if self.label_smoothing:
+            # clipped at eps, not at the forward's log floor: see BinaryCrossEntropy.backward
+            return -self.targets(p, labels) / (n * xp.maximum(p, numpy.finfo(p.dtype).eps))
         rows = xp.arange(n)
         g = xp.zeros_like(p)
         # clipped at eps, not at the forward's log floor: see BinaryCrossEntropy.backward
@@ -234,10 +274,13 @@ class CrossEntropy(Loss):
         return g
 
     def logits_grad(self):
-        """dL/dz for z the input of the preceding Softmax: ``(p - onehot) / N``."""
+        """dL/dz for z the input of the preceding Softmax: ``(p - q) / N``, q = onehot
+        without label smoothing."""
         p, labels = self._need("_p"), self._labels
         xp = get_array_module(p)
         n = p.shape[0]
+        if self.label_smoothing:
+            return (p - self.targets(p, labels)) / n
         onehot = xp.zeros_like(p)
         onehot[xp.arange(n), labels] = 1
         return (p - onehot) / n

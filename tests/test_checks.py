@@ -122,7 +122,10 @@ def test_the_builtins_pass_and_the_table_shows_each(capsys, backend_name):
         assert case.label in out
     for column in ("check", "shapes", "elements", "max |a-n|", "max rel", "result", "seconds"):
         assert column in out
-    assert "all 11 checks passed" in out and "FAIL" not in out
+    assert "all 15 checks passed" in out and "FAIL" not in out
+    for listed in ("Dropout(0.3), training", "CrossEntropy(label_smoothing=0.1)",
+                   "Softmax + CrossEntropy(label_smoothing=0.1), fused", "dropout 0.3"):
+        assert listed in out
 
 
 def test_a_learners_layer_passes(layers, capsys, backend_name):

@@ -477,8 +477,9 @@ def test_train_step_of_one_process_still_refuses_an_empty_batch():
 # --- two ranks as two threads of this process (tests/helpers/thread_ranks.py): no MPI needed ------------
 
 
-def _classifier_run(comm, *, own_weights=False, batch_size=8, data_seed=0, augment=False):
-    """fit of mpi_worker's classifier (or its augmented autoencoder) on ``comm``'s ranks."""
+def _classifier_run(comm, *, own_weights=False, batch_size=8, data_seed=0, augment=False, dropout=False):
+    """fit of mpi_worker's classifier (or its augmented autoencoder, or the classifier with a
+    Dropout layer) on ``comm``'s ranks."""
     from helpers.mpi_worker import data, model_and_optimizer  # noqa: PLC0415
 
     from nanoae.train.augment import Augmentation  # noqa: PLC0415
@@ -495,17 +496,22 @@ def _classifier_run(comm, *, own_weights=False, batch_size=8, data_seed=0, augme
         model = nn.Sequential(nn.Dense(16, 6, rng=rng), nn.ReLU(), nn.Dense(6, 16, rng=rng), nn.Sigmoid())
         optimizer, loss = nn.Adam(model.parameters(), lr=1e-2), nn.BinaryCrossEntropy()
         kwargs = dict(augment=Augmentation(flip=True, shift=1, mask=0.25), validation=(x[:9], None))
+    if dropout:  # each rank draws the masks of its own rows: those one process draws for them
+        model = nn.Sequential(*model.layers[:2], nn.Dropout(0.4), *model.layers[2:])
     history = fit(model, loss, optimizer, x, y, epochs=2, batch_size=batch_size, seed=5,
                   callbacks=[Progress(bar=False, verbose=False)], comm=comm, **kwargs)
     return [p.data.copy() for p in model.parameters()], history
 
 
-@pytest.mark.parametrize("augment", [False, True], ids=["classifier", "autoencoder flip+shift+mask"])
-def test_thread_ranks_from_different_weights_train_as_one_process_from_rank_0s(monkeypatch, augment):
+@pytest.mark.parametrize("augment, dropout", [(False, False), (True, False), (False, True)],
+                         ids=["classifier", "autoencoder flip+shift+mask", "classifier with dropout"])
+def test_thread_ranks_from_different_weights_train_as_one_process_from_rank_0s(monkeypatch, augment,
+                                                                              dropout):
     # 71 examples in global batches of 8: the last one, of 7, splits 3 + 4 (weights 3/7 and 4/7)
-    (one,) = run_ranks(1, lambda comm: _classifier_run(comm, augment=augment), monkeypatch)
-    ranks = run_ranks(2, lambda comm: _classifier_run(comm, own_weights=True, augment=augment),
-                      monkeypatch)
+    (one,) = run_ranks(1, lambda comm: _classifier_run(comm, augment=augment, dropout=dropout),
+                       monkeypatch)
+    ranks = run_ranks(2, lambda comm: _classifier_run(comm, own_weights=True, augment=augment,
+                                                      dropout=dropout), monkeypatch)
     for a, b in zip(ranks[0][0], ranks[1][0]):
         np.testing.assert_array_equal(a, b)  # every rank holds the same weights
     for a, b in zip(ranks[0][0], one[0]):
@@ -514,7 +520,8 @@ def test_thread_ranks_from_different_weights_train_as_one_process_from_rank_0s(m
         np.testing.assert_allclose(ranks[0][1].get(key, []), one[1].get(key, []), rtol=1e-5,
                                    err_msg=key)  # figures of the whole data, on every rank
         assert ranks[1][1].get(key) == ranks[0][1].get(key)
-    assert one[1]["train_loss"][-1] < one[1]["train_loss"][0]  # it trained
+    if not dropout:  # (with dropout, 2 epochs on these random labels need not lower the loss)
+        assert one[1]["train_loss"][-1] < one[1]["train_loss"][0]  # it trained
 
 
 def test_thread_ranks_refuse_what_would_silently_train_wrong(monkeypatch):

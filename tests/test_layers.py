@@ -273,3 +273,112 @@ def test_a_forward_hook_sees_what_the_layer_returned_until_it_is_removed():
     handle.remove()
     model(data()[0][:4])
     assert len(calls) == 1 and tanh.forward_hooks == ()
+
+
+# -- Dropout: a random mask while training, the identity while evaluating -----
+
+def test_dropout_forward_is_the_formula_with_the_mask_of_its_rows(xp, rng):
+    x_host = rng.standard_normal((6, 7))
+    layer = nn.Dropout(0.4, stream=2)
+    nn.seek_draws(layer, seed=3, epoch=2, position=10)
+    y = to_numpy(layer(xp.asarray(x_host)))
+    m = nn.layers.keep_mask(3, 2, 10, 16, 7, 0.4, stream=2)
+    numpy.testing.assert_allclose(y, x_host * m / (1 - 0.4), rtol=1e-15)  # y = x * m / (1 - p)
+    assert 0 < (~m).sum() < m.size  # some dropped, some kept: the check above is not vacuous
+    g = rng.standard_normal((6, 7))
+    numpy.testing.assert_allclose(to_numpy(layer.backward(xp.asarray(g))), g * m / (1 - 0.4),
+                                  rtol=1e-15)  # dL/dx = g * m / (1 - p), the same mask
+
+
+def test_keep_mask_stream_0_is_the_input_maskings_bits():
+    """augment.mask_bits and keep_mask draw the same bits (stream 0); other streams others."""
+    from nanoae.train.augment import mask_bits  # noqa: PLC0415
+
+    for features in (784, 13):
+        bits = numpy.unpackbits(mask_bits(5, 1, 7, 20, features, 0.3), axis=1)[:, :features]
+        numpy.testing.assert_array_equal(bits.astype(bool), nn.layers.keep_mask(5, 1, 7, 20, features, 0.3))
+        assert not numpy.array_equal(bits.astype(bool),
+                                     nn.layers.keep_mask(5, 1, 7, 20, features, 0.3, stream=1))
+
+
+def test_dropout_drops_a_fraction_p_and_keeps_the_mean():
+    x = numpy.ones((400, 500), dtype=numpy.float32)
+    y = nn.Dropout(0.3)(x)
+    assert (y == 0).mean() == pytest.approx(0.3, abs=0.005)
+    assert y.mean() == pytest.approx(1.0, abs=0.01) and y.dtype == numpy.float32
+    assert set(numpy.unique(y)) == {0.0, numpy.float32(1 / 0.7)}
+
+
+def test_dropout_while_evaluating_is_the_identity_forward_and_backward(xp, rng):
+    x, g = xp.asarray(rng.standard_normal((4, 5))), xp.asarray(rng.standard_normal((4, 5)))
+    model = nn.Sequential(nn.Dense(5, 5, dtype=F64, rng=0), nn.Dropout(0.5))
+    nn.set_training(model, False)
+    assert [layer.training for layer in model.leaves()] == [False, False]
+    y = model(x)
+    numpy.testing.assert_array_equal(to_numpy(y), to_numpy(model[0](x)))
+    assert model[1].backward(g) is g
+    nn.set_training(model, True)
+    assert not numpy.array_equal(to_numpy(model(x)), to_numpy(y))
+
+
+def test_dropout_masks_depend_on_the_rows_place_only_not_on_how_a_batch_is_split():
+    """Rows 0-7 in one batch, or 0-2 and 3-7 in two (two ranks' shards), get the same masks;
+    another run seed, epoch or stream gets others."""
+    x = numpy.ones((8, 30))
+    whole = nn.Dropout(0.5)
+    nn.seek_draws(nn.Sequential(whole), seed=4, epoch=1, position=0)
+    parts = []
+    for start, stop in ((0, 3), (3, 8)):
+        layer = nn.Dropout(0.5)
+        nn.seek_draws(layer, seed=4, epoch=1, position=start)
+        parts.append(layer(x[start:stop]))
+    numpy.testing.assert_array_equal(whole(x), numpy.concatenate(parts))
+    numpy.testing.assert_array_equal(whole(x), whole(x))  # no state moves on: the same call, the same mask
+    for seed, epoch, stream in ((5, 1, 1), (4, 2, 1), (4, 1, 2)):
+        layer = nn.Dropout(0.5, stream=stream)
+        nn.seek_draws(layer, seed=seed, epoch=epoch, position=0)
+        assert not numpy.array_equal(layer(x), whole(x)), (seed, epoch, stream)
+
+
+def test_gradcheck_dropout_training(xp, rng):
+    layer = nn.Dropout(0.3)
+    x = xp.asarray(rng.standard_normal((4, 5)))
+    assert (to_numpy(layer(x)) == 0).any()  # the mask drops something: checked in training mode
+    nn.gradcheck(layer, x)
+
+
+def test_a_dropout_that_forgot_the_scale_fails_the_check(xp, rng):
+    class Unscaled(nn.Dropout):
+        def backward(self, grad_out):
+            return super().backward(grad_out) * (1 - self.p)  # the 1 / (1 - p) left out
+
+    assert not nn.gradcheck(Unscaled(0.3), xp.asarray(rng.standard_normal((4, 5))),
+                            raise_on_failure=False).ok
+
+
+def test_dropout_refuses_impossible_p_and_names_itself():
+    for p in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"Dropout: p must be a probability in \[0, 1\)"):
+            nn.Dropout(p)
+    with pytest.raises(ValueError, match=r"Dropout: stream must be >= 1 \(0 is the input masking's\)"):
+        nn.Dropout(0.5, stream=0)
+    layer = nn.Sequential(nn.Dense(3, 3), nn.Dropout(0.2))[1]
+    assert layer.name == "layer 1 Dropout(0.2)"
+    with pytest.raises(RuntimeError, match=r"layer 1 Dropout\(0.2\): backward\(\) called before"):
+        layer.backward(numpy.zeros((2, 3), numpy.float32))
+    with pytest.raises(TypeError, match=r"Dropout\(0.2\): expected a floating-point array"):
+        layer(numpy.zeros((2, 3), numpy.int64))
+    layer(numpy.zeros((2, 3), numpy.float32))
+    with pytest.raises(ValueError, match=r"Dropout\(0.2\): backward expected grad_out of shape \(2, 3\)"):
+        layer.backward(numpy.zeros((3, 3), numpy.float32))
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_dropout_keeps_the_dtype_and_leaves_its_input_alone(xp, rng, dtype):
+    x_host = rng.standard_normal((3, 6)).astype(dtype)
+    x = xp.asarray(x_host)
+    layer = nn.Dropout(0.5)
+    y = layer(x)
+    g = layer.backward(xp.asarray(rng.standard_normal((3, 6)).astype(dtype)))
+    assert y.dtype == dtype and g.dtype == dtype
+    numpy.testing.assert_array_equal(to_numpy(x), x_host)

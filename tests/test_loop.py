@@ -938,3 +938,102 @@ def test_the_sigint_tests_pass_from_a_shell_that_ignores_ctrl_c():
                           text=True, timeout=600, preexec_fn=sigint_ignored)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert " passed" in proc.stdout and "deselected" in proc.stdout
+
+
+# -- Dropout in fit: training mode for the steps only, masks placed by the rows -------------
+
+def dropout_head(seed=0):
+    return Classifier(20, (32, 32), 3, seed=seed, dropout=0.3)
+
+
+def head_data(n=90):
+    rng = numpy.random.default_rng(7)
+    return rng.standard_normal((n, 20)).astype(numpy.float32), rng.integers(0, 3, size=n)
+
+
+def test_fit_drops_during_the_steps_only_and_leaves_the_model_evaluating():
+    x, y = head_data()
+    head = dropout_head()
+    seen = []
+
+    class Spy(nn_callbacks.Callback):
+        def on_step_end(self, run):
+            drops = [layer for layer in run.model.leaves() if isinstance(layer, nn.Dropout)]
+            seen.append((run.epoch, run.step, [(d.training, d.seed, d.epoch, d.position) for d in drops]))
+
+    hist = fit(head, nn.CrossEntropy(), nn.Adam(head.parameters()), x, y, epochs=2, batch_size=32,
+               validation=(x[:30], y[:30]), callbacks=quiet(Spy()))
+    # two Dropout layers, training in every step, each batch's masks those of its rows
+    assert seen == [(e, s, [(True, 0, e, 32 * s)] * 2) for e in range(2) for s in range(3)]
+    assert not any(layer.training for layer in head.leaves())  # evaluating once fit returns
+    nn.set_training(head, True)
+    first = to_numpy(predict(head, x))
+    assert not any(layer.training for layer in head.leaves())  # predict switched it off
+    numpy.testing.assert_array_equal(to_numpy(predict(head, x)), first)  # no mask: deterministic
+    plain = Classifier(20, (32, 32), 3, seed=0)  # the same weights without the Dropout layers
+    for mine, theirs in zip(plain.parameters(), head.parameters()):
+        mine.data[...] = theirs.data
+    numpy.testing.assert_allclose(first, to_numpy(predict(plain, x)), rtol=1e-6)
+    nn.set_training(head, True)
+    assert evaluate(head, nn.CrossEntropy(), x[:30], y[:30]) == pytest.approx(
+        {"loss": hist["val_loss"][-1], "accuracy": hist["val_accuracy"][-1]}, rel=1e-6)
+    assert not any(layer.training for layer in head.leaves())  # evaluate switched it off
+
+
+def test_fit_without_validation_also_leaves_the_model_evaluating():
+    x, y = head_data()
+    head = dropout_head()
+    fit(head, nn.CrossEntropy(), nn.Adam(head.parameters()), x, y, epochs=1, callbacks=quiet())
+    assert not any(layer.training for layer in head.leaves())
+
+
+def test_the_two_dropout_layers_of_a_head_draw_different_masks_and_the_weights_are_unchanged():
+    head, plain = dropout_head(), Classifier(20, (32, 32), 3, seed=0)
+    drops = [layer for layer in head.leaves() if isinstance(layer, nn.Dropout)]
+    assert [d.stream for d in drops] == [1, 2]
+    assert [type(layer).__name__ for layer in head.leaves()] == [
+        "Dense", "ReLU", "Dropout", "Dense", "ReLU", "Dropout", "Dense", "Softmax"]
+    for a, b in zip(weights(head), weights(plain)):
+        numpy.testing.assert_array_equal(a, b)
+    assert head.config["dropout"] == 0.3 and "dropout" not in plain.config
+
+
+@pytest.mark.sigint
+def test_ctrl_c_mid_epoch_with_dropout_resumes_bit_identical(tmp_path):
+    x, y = head_data()
+    kwargs = dict(epochs=2, batch_size=32, seed=3)
+    straight = dropout_head()
+    fit(straight, nn.CrossEntropy(), nn.Adam(straight.parameters()), x, y, callbacks=quiet(), **kwargs)
+    ckpt = tmp_path / "run.npz"
+    model = dropout_head()
+    with pytest.raises(KeyboardInterrupt, match="epoch 2, step 2"):
+        fit(model, AtCallCE(3 + 2, interrupt_at(0).action), nn.Adam(model.parameters()), x, y,
+            callbacks=quiet(Checkpoint(ckpt)), **kwargs)
+    resumed = dropout_head(seed=99)
+    fit(resumed, nn.CrossEntropy(), nn.Adam(resumed.parameters()), x, y,
+        callbacks=quiet(Checkpoint(ckpt, resume=True)), **kwargs)
+    for a, b in zip(weights(straight), weights(resumed)):
+        numpy.testing.assert_array_equal(a, b)
+
+
+def test_fit_with_label_smoothing_reaches_the_gradients():
+    x, y = head_data()
+
+    def run(eps):
+        head = Classifier(20, (32,), 3, seed=0)
+        hist = fit(head, nn.CrossEntropy(label_smoothing=eps), nn.Adam(head.parameters(), lr=1e-2),
+                   x, y, epochs=3, batch_size=32, callbacks=quiet())
+        return weights(head), hist
+
+    (plain, _), (smooth, hist) = run(0.0), run(0.2)
+    assert hist["train_loss"][-1] < hist["train_loss"][0]
+    assert not numpy.array_equal(plain[0], smooth[0])  # another target, another trajectory
+
+
+def test_watch_sees_the_dropout_layers_output():
+    x, y = head_data()
+    head = dropout_head()
+    hist = fit(head, nn.CrossEntropy(), nn.Adam(head.parameters()), x, y, epochs=2, batch_size=32,
+               callbacks=quiet(Watch(head)))
+    names = " ".join(map(str, hist["watch"].keys())) + " " + repr(hist["watch"])
+    assert "Dropout(0.3)" in names

@@ -306,3 +306,75 @@ def test_on_a_device_the_value_checks_are_off_by_default(monkeypatch):
     q, labels = device_module.asarray(probs(rng, 3, 4)), device_module.asarray(numpy.array([0, 3, 1]))
     ce = nn.CrossEntropy()
     ce(q, labels), ce.backward(), ce.logits_grad()
+
+
+# -- label smoothing -------------------------------------------------------------
+
+def smoothed_ce_reference(p, labels, eps):
+    """-(1/N) sum_n sum_c q[n, c] log p[n, c], q = (1 - eps) onehot + eps / C, in loops."""
+    n, c = p.shape
+    total = 0.0
+    for i in range(n):
+        for k in range(c):
+            q = (1 - eps) * (k == labels[i]) + eps / c
+            total += q * numpy.log(p[i, k])
+    return -total / n
+
+
+def test_label_smoothing_value_matches_the_formula(xp, rng):
+    p, labels = probs(rng, 6, 4), numpy.array([0, 3, 1, 1, 2, 0])
+    for eps in (0.1, 0.3):
+        got = float(nn.CrossEntropy(label_smoothing=eps)(xp.asarray(p), xp.asarray(labels)))
+        assert got == pytest.approx(smoothed_ce_reference(p, labels, eps), rel=1e-13), eps
+
+
+def test_label_smoothing_zero_is_bit_identical_to_the_plain_loss(xp, rng):
+    p = xp.asarray(probs(rng, 6, 4).astype(numpy.float32))
+    labels = xp.asarray([0, 3, 1, 1, 2, 0])
+    plain, zero = nn.CrossEntropy(), nn.CrossEntropy(label_smoothing=0.0)
+    assert to_numpy(plain(p, labels)).tobytes() == to_numpy(zero(p, labels)).tobytes()
+    for grad in ("backward", "logits_grad"):
+        assert to_numpy(getattr(plain, grad)()).tobytes() == to_numpy(getattr(zero, grad)()).tobytes()
+    assert repr(zero) == "CrossEntropy()"
+    # as before, only the true class's probability is read: another class's value changes nothing
+    other = to_numpy(p).copy()
+    other[0, 1] = numpy.nan
+    assert numpy.isfinite(float(nn.CrossEntropy(label_smoothing=0.0, check=False)(xp.asarray(other),
+                                                                                  labels)))
+    assert repr(nn.CrossEntropy(label_smoothing=0.1)) == "CrossEntropy(label_smoothing=0.1)"
+
+
+def test_gradcheck_label_smoothing_plain_and_fused(xp, rng):
+    labels = xp.asarray([0, 3, 1, 2, 2])
+    nn.gradcheck(nn.CrossEntropy(label_smoothing=0.2), xp.asarray(probs(rng, 5, 4)), labels)
+    model, loss = nn.Sequential(nn.Softmax()), nn.CrossEntropy(label_smoothing=0.2)
+    assert loss.fuses_with(model[-1])
+    nn.gradcheck((model, loss), xp.asarray(2 * rng.standard_normal((5, 4))), labels)
+
+
+def test_label_smoothing_fused_gradient_is_p_minus_q_over_n_and_the_chain_rule(xp, rng):
+    z, labels, eps = xp.asarray(rng.standard_normal((3, 4))), xp.asarray([1, 0, 3]), 0.1
+    soft, ce = nn.Softmax(), nn.CrossEntropy(label_smoothing=eps)
+    p = soft(z)
+    ce(p, labels)
+    q = numpy.full((3, 4), eps / 4)
+    q[[0, 1, 2], [1, 0, 3]] += 1 - eps
+    numpy.testing.assert_allclose(to_numpy(ce.logits_grad()), (to_numpy(p) - q) / 3, rtol=1e-13)
+    numpy.testing.assert_allclose(to_numpy(ce.logits_grad()), to_numpy(soft.backward(ce.backward())),
+                                  rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_label_smoothing_finite_where_a_probability_is_zero(xp, dtype):
+    p = xp.asarray(numpy.array([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0]], dtype=dtype))
+    loss = nn.CrossEntropy(label_smoothing=0.1)
+    value = loss(p, xp.asarray([1, 0]))
+    assert numpy.isfinite(float(value)) and to_numpy(value).dtype == dtype
+    for g in (loss.backward(), loss.logits_grad()):
+        assert numpy.isfinite(to_numpy(g)).all() and to_numpy(g).dtype == dtype
+
+
+def test_label_smoothing_must_be_a_probability_below_one():
+    for eps in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"CrossEntropy: label_smoothing must lie in \[0, 1\)"):
+            nn.CrossEntropy(label_smoothing=eps)

@@ -188,3 +188,30 @@ def test_the_baseline_stage_scores_pca_and_the_pixels_as_the_codes_are(tmp_path)
     few = knn_baselines(fit_pca(x, 6), x_test, numpy.r_[numpy.zeros(27, int), numpy.ones(13, int)], 30)
     assert few["pixels_knn_accuracy"] == knn_accuracy(pixels, numpy.r_[numpy.zeros(27, int), [1, 1, 1]],
                                                       folds=3)
+
+
+def test_the_heads_dropout_and_label_smoothing_come_from_the_settings(monkeypatch):
+    import nanoae.fashion.pipeline as pipeline  # noqa: PLC0415
+
+    losses = []
+    real_fit = pipeline.fit
+
+    def spy(model, loss, *args, **kwargs):
+        losses.append(loss)
+        return real_fit(model, loss, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit", spy)
+    rng = numpy.random.default_rng(2)
+    x, x_val = (rng.integers(0, 256, (n, 784), dtype=numpy.uint8) for n in (64, 16))
+    y, y_val = rng.integers(0, 10, 64), rng.integers(0, 10, 16)
+    settings = Settings(ae_widths=(784, 16, 8), ae_epochs=1, head_hidden=(8, 8), head_epochs=1,
+                        head_mirror=False, head_dropout=0.25, head_label_smoothing=0.1,
+                        finetune_epochs=1, finetune_label_smoothing=0.05, batch_size=16, progress=False)
+    ae, _ = train_autoencoder(x, settings)
+    codes, codes_val = (nn.predict(ae.encoder, images) for images in (x, x_val))
+    scaler, head, _ = train_head(codes, y, codes_val, y_val, settings)
+    assert [layer.p for layer in head.leaves() if isinstance(layer, nn.Dropout)] == [0.25, 0.25]
+    assert head.config["dropout"] == 0.25
+    fine_tune(ImageClassifier(ae, scaler, head), Splits(x, y, x_val, y_val, x_val, y_val, x), settings)
+    assert [loss.label_smoothing for loss in losses[1:]] == [0.1, 0.05]  # the head's, the fine-tune's
+    assert not any(layer.training for layer in head.leaves())

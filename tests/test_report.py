@@ -106,3 +106,18 @@ def test_the_report_and_the_readme_show_the_baselines_beside_the_codes(tmp_path)
     assert "## Against PCA and the raw pixels" in text and "beat PCA's on every figure" in text
     assert "![PCA against the autoencoder](pca_reconstructions.png)" in text
     assert "Computing them took 20 s of this run's 200 s (10 %)." in text
+
+
+def test_the_reports_header_names_the_label_smoothing_and_dropout_of_each_classifier(tmp_path):
+    from nanoae.fashion.report import write_report  # noqa: PLC0415
+
+    metrics = json.loads(json.dumps(README_RUN))
+    metrics.update(backend="numpy", seed=0, total_seconds=1.0, versions={"numpy": "2"})
+    metrics["settings"].update(head_epochs=15, head_label_smoothing=0.1, head_dropout=0.2,
+                               finetune_epochs=20, finetune_lr=1e-3, finetune_label_smoothing=0.05)
+    text = write_report(tmp_path, metrics, numpy.eye(10, dtype=int)).read_text()
+    assert "for 15 epochs (label smoothing 0.1, dropout 0.2); fine-tuning\n20 epochs at lr 0.001 " \
+           "(label smoothing 0.05);" in text
+    metrics["settings"].update(head_label_smoothing=0.0, head_dropout=0.0, finetune_label_smoothing=0.0)
+    text = write_report(tmp_path, metrics, numpy.eye(10, dtype=int)).read_text()
+    assert "for 15 epochs; fine-tuning\n20 epochs at lr 0.001;" in text

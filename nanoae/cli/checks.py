@@ -1,8 +1,9 @@
 """What ``nanoae gradcheck`` checks, and the table it prints.
 
-* ``builtin_cases()``: every built-in layer, loss and fused pair, and both
+* ``builtin_cases()``: every built-in layer, loss and fused pair (Dropout in
+  training mode, CrossEntropy with and without label smoothing), and both
   composed models as same-pattern miniatures (an autoencoder 12-6-4-3-4-6-12
-  with a ReLU code, a classifier 3-8-10), all in float64.
+  with a ReLU code, a classifier 3-8-10, also with dropout), all in float64.
 * ``load_layer("my_layers.py:LeakyReLU")`` or ``load_layer("mypkg.layers:LeakyReLU")``:
   a learner's Layer class; ``layer_case(cls, ...)`` builds it in float64 and
   first screens it for the mistakes that would make a check meaningless (see
@@ -32,7 +33,7 @@ import numpy
 from nanoae.backend import get_array_module, to_device
 from nanoae.fashion.models import Autoencoder, Classifier, Standardize
 from nanoae.gradcheck import GradcheckResult, describe_element, gradcheck
-from nanoae.layers import Dense, Layer, ReLU, Sigmoid, Softmax
+from nanoae.layers import Dense, Dropout, Layer, ReLU, Sigmoid, Softmax
 from nanoae.losses import BinaryCrossEntropy, CrossEntropy
 from nanoae.sequential import Sequential
 
@@ -107,6 +108,9 @@ def builtin_cases() -> list[Case]:
         Case("ReLU()", layer(lambda s: ReLU(), (4, 5))),
         Case("Sigmoid()", layer(lambda s: Sigmoid(), (4, 5), 3.0)),
         Case("Softmax()", layer(lambda s: Softmax(), (4, 6), 2.0)),
+        # training mode: a forward draws the mask of its rows (the same on every call, so
+        # the finite differences see one fixed function), which backward then uses
+        Case("Dropout(0.3), training", layer(lambda s: Dropout(0.3), (4, 5))),
         Case("Standardize(5)", layer(lambda s: Standardize(_normal(s, 5), 0.5 + numpy.arange(5.0)),
                                      (4, 5))),
         Case("BinaryCrossEntropy()", lambda s: (BinaryCrossEntropy(), *_device(
@@ -114,16 +118,25 @@ def builtin_cases() -> list[Case]:
             numpy.random.default_rng(s + 1).random((4, 5))))),
         Case("CrossEntropy()", lambda s: (CrossEntropy(), *_device(_probabilities(s, 5, 4),
                                                                   _labels(s, 5, 4)))),
+        Case("CrossEntropy(label_smoothing=0.1)", lambda s: (
+            CrossEntropy(label_smoothing=0.1), *_device(_probabilities(s, 5, 4), _labels(s, 5, 4)))),
         Case("Sigmoid + BinaryCrossEntropy (fused)", lambda s: (
             (Sequential(Sigmoid()), BinaryCrossEntropy()),
             *_device(_normal(s, (4, 5), 3.0), numpy.random.default_rng(s + 1).random((4, 5))))),
         Case("Softmax + CrossEntropy (fused)", lambda s: (
             (Sequential(Softmax()), CrossEntropy()), *_device(_normal(s, (5, 4), 2.0),
                                                               _labels(s, 5, 4)))),
+        Case("Softmax + CrossEntropy(label_smoothing=0.1), fused", lambda s: (
+            (Sequential(Softmax()), CrossEntropy(label_smoothing=0.1)),
+            *_device(_normal(s, (5, 4), 2.0), _labels(s, 5, 4)))),
         Case("Autoencoder 12-6-4-3-4-6-12 + BCE", _mini_autoencoder),
         Case("Classifier 3-8-10 + CrossEntropy", lambda s: (
             (Classifier(3, (8,), 10, dtype=F64, seed=s), CrossEntropy()),
             *_device(_normal(s, (6, 3)), _labels(s, 6, 10)))),
+        Case("Classifier 3-8-10, dropout 0.3 + CrossEntropy(label_smoothing=0.1)",
+             lambda s: ((Classifier(3, (8,), 10, dtype=F64, seed=s, dropout=0.3),
+                         CrossEntropy(label_smoothing=0.1)),
+                        *_device(_normal(s, (6, 3)), _labels(s, 6, 10)))),
     ]
 
 
@@ -312,13 +325,14 @@ def format_table(rows: list[Row]) -> str:
     after the table, any kinks that remained after the redraws.
     """
     first = rows[0].result
+    width = max(37, *(len(row.label) for row in rows))  # the check column fits the longest label
     lines = [f"gradient check in float64: central differences, h={first.h:g}, rtol={first.rtol:g}, "
              f"atol={first.atol:g}, random upstream gradient",
-             f"{'check':37} {'shapes':28} {'elements':>8} {'max |a-n|':>10} {'max rel':>9} "
+             f"{'check':{width}} {'shapes':28} {'elements':>8} {'max |a-n|':>10} {'max rel':>9} "
              f"{'result':>6} {'seconds':>7}"]
     for row in rows:
         r = row.result
-        lines.append(f"{row.label:37} {_shapes(r):28} {r.checked:8d} {r.max_abs:10.1e} "
+        lines.append(f"{row.label:{width}} {_shapes(r):28} {r.checked:8d} {r.max_abs:10.1e} "
                      f"{r.max_rel:9.1e} {'pass' if r.ok else 'FAIL':>6} {row.seconds:7.2f}")
         for a in r.arrays:
             if a.failed:

@@ -173,7 +173,7 @@ def _add_train_classifier(sub) -> None:
     p.add_argument("--ae", type=_existing_file, required=True, metavar="CKPT",
                    help="autoencoder checkpoint (from train-ae or demo)")
     p.add_argument("--out", type=Path, default=Path("runs/classifier.npz"), help="checkpoint (default: %(default)s)")
-    p.add_argument("--epochs", type=_positive_int, default=30, help="epochs (default: %(default)s)")
+    p.add_argument("--epochs", type=_positive_int, default=12, help="epochs (default: %(default)s)")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate, cosine schedule (default: %(default)s)")
     p.add_argument("--hidden", type=_positive_int, nargs="+", default=[512, 512], help="hidden widths (default: 512 512)")
     p.add_argument("--finetune", type=_non_negative_int, default=0, metavar="EPOCHS",

@@ -28,7 +28,7 @@ import hashlib
 import numpy
 
 from nanoae.backend import to_device, to_numpy
-from nanoae.layers import Dense, Layer, ReLU, Sigmoid, Softmax
+from nanoae.layers import Dense, Dropout, Layer, ReLU, Sigmoid, Softmax
 from nanoae.sequential import Sequential
 
 __all__ = ["Autoencoder", "Classifier", "Standardize", "ImageClassifier", "FineTuned", "build_model",
@@ -87,14 +87,26 @@ class Autoencoder(Sequential):
 
 
 class Classifier(Sequential):
-    """Dense head: in_features -> hidden... -> classes, ReLU between, softmax out."""
+    """Dense head: in_features -> hidden... -> classes, ReLU between, softmax out.
+
+    dropout: p > 0 puts a ``Dropout(p)`` after each hidden ReLU, numbered
+    streams 1, 2, ... (their masks are drawn apart); the weights are those of
+    the same head without dropout.
+    """
 
     def __init__(self, in_features: int = 32, hidden=(64,), classes: int = 10, *,
-                 dtype=numpy.float32, seed: int | None = 0):
+                 dtype=numpy.float32, seed: int | None = 0, dropout: float = 0.0):
         widths = (int(in_features), *(int(h) for h in hidden), int(classes))
-        super().__init__(*_mlp(widths, dtype, numpy.random.default_rng(seed), Softmax()))
+        layers = []
+        for layer in _mlp(widths, dtype, numpy.random.default_rng(seed), Softmax()):
+            layers.append(layer)
+            if dropout and isinstance(layer, ReLU):
+                layers.append(Dropout(dropout, stream=1 + sum(isinstance(a, Dropout) for a in layers)))
+        super().__init__(*layers)
         self.config = {"kind": "classifier", "in_features": widths[0], "hidden": list(widths[1:-1]),
                        "classes": widths[-1], "dtype": numpy.dtype(dtype).name}
+        if dropout:
+            self.config["dropout"] = float(dropout)
 
     def predict(self, x):
         """Class indices (N,)."""
@@ -180,7 +192,8 @@ def build_model(config: dict):
         return Autoencoder(config["widths"], code_activation=config["code_activation"], dtype=dtype,
                            init=config.get("init", "he"))
     if kind == "classifier":
-        return Classifier(config["in_features"], config["hidden"], config["classes"], dtype=dtype)
+        return Classifier(config["in_features"], config["hidden"], config["classes"], dtype=dtype,
+                          dropout=config.get("dropout", 0.0))
     if kind == "finetuned":
         return FineTuned(build_model(config["autoencoder"]),
                          Standardize.from_config(config["scaler"], dtype), build_model(config["head"]))

@@ -195,6 +195,14 @@ def _diagnostics_section(metrics: dict) -> str:
             + " ".join(sentences) + "\n\n")
 
 
+def _smoothing(settings: dict, stage: str) -> str:
+    """``" (label smoothing 0.1)"`` when the stage's loss smoothed its labels, else nothing."""
+    eps = settings.get(f"{stage}_label_smoothing", 0)
+    dropout = settings.get(f"{stage}_dropout", 0)
+    parts = ([f"label smoothing {eps:g}"] if eps else []) + ([f"dropout {dropout:g}"] if dropout else [])
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def write_report(out: Path, metrics: dict, confusion) -> Path:
     s = metrics["settings"]
     cm = numpy.asarray(confusion)
@@ -205,8 +213,8 @@ def write_report(out: Path, metrics: dict, confusion) -> Path:
 Backend **{metrics['backend']}**, seed {metrics['seed']}, batch {s['batch_size']};
 autoencoder {'-'.join(map(str, _mirrored_widths(s)))} ({s['code_activation']} code),
 {s['ae_epochs']} epochs, lr {s['ae_lr']:g} cosine, {s.get('ae_mask', 0):g} of the input pixels masked;
-head {'-'.join(map(str, s['head_hidden']))} for {s['head_epochs']} epochs; fine-tuning
-{s['finetune_epochs']} epochs at lr {s['finetune_lr']:g}; total {metrics['total_seconds']:.0f} s.
+head {'-'.join(map(str, s['head_hidden']))} for {s['head_epochs']} epochs{_smoothing(s, 'head')}; fine-tuning
+{s['finetune_epochs']} epochs at lr {s['finetune_lr']:g}{_smoothing(s, 'finetune')}; total {metrics['total_seconds']:.0f} s.
 Versions: {', '.join(f'{k} {v}' for k, v in metrics['versions'].items())}.
 
 ## Results on the Fashion-MNIST test set (10,000 images)

@@ -48,6 +48,7 @@ import numpy
 
 from nanoae import backend
 from nanoae.errors import Interrupted, TrainingError
+from nanoae.layers import seek_draws, set_training
 from nanoae.losses import CrossEntropy
 from nanoae.parallel.communicator import fingerprint, world
 from nanoae.parallel.zero import ShardedOptimizer
@@ -106,7 +107,9 @@ def predict(model, x, *, batch_size: int = 2048, mirror: bool = False):
     mirror: test-time augmentation for square images: the mean of the model's
     outputs on each image and on its mirror image (for a classifier trained
     with ``flip``, both are pictures of the same class).
+    The model is put in evaluation mode (``set_training(model, False)``: no dropout).
     """
+    set_training(model, False)
     x = _on_model_device(model, x)
     xp = backend.get_array_module(x)
     return xp.concatenate([_forward(model, as_batch(x[i:i + batch_size]), mirror)
@@ -125,7 +128,9 @@ def evaluate(model, loss, x, y=None, *, batch_size: int = 2048, mirror: bool = F
     them calling this with the same data: each scores its shard and the sums of
     losses and correct answers are added up across ranks, giving every rank the
     figures of the whole set. None: this process alone.
+    The model is put in evaluation mode (``set_training(model, False)``: no dropout).
     """
+    set_training(model, False)
     n = len(x)
     if n == 0:
         raise ValueError("evaluate: got no examples")
@@ -249,6 +254,12 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
         ``communicator.world()``, this process alone unless mpiexec started
         several; ``communicator.Communicator()``: this process alone, always.
 
+    Dropout: the model is in training mode (``set_training(model, True)``) for
+    each epoch's steps, in evaluation mode for the validation, and left in
+    evaluation mode when fit returns; before every step ``seek_draws`` tells the
+    model where this rank's rows lie in the epoch, so its masks are those of an
+    uninterrupted single-process run.
+
     Raises KeyboardInterrupt after the callbacks' ``on_interrupt`` (a
     ``Checkpoint`` saves there) when stopped with Ctrl-C, and TrainingError
     when the loss stops being finite.
@@ -288,6 +299,7 @@ def fit(model, loss, optimizer, x, y=None, *, epochs: int, batch_size: int = 256
             run.end_sharding()
             _call(callbacks, "on_train_end", run)
     finally:
+        set_training(model, False)  # a trained model is used to evaluate and predict
         _call(callbacks, "close", run)
     return run.state.history
 
@@ -356,10 +368,12 @@ def _train_epoch(run: Run, callbacks, stop):
     """The steps of one epoch; returns its (loss sum, correct count), read once at the end."""
     batches = _EpochBatches(run)
     sums = _EpochSums(run)
+    set_training(run.model, True)  # Dropout drops during the steps (the validation turns it off)
     for step in range(run.state.step, run.steps_per_epoch):  # from 0 unless resumed mid-epoch
         run.step = step
         _call(callbacks, "on_step_begin", run)
-        inputs, target, shard_size = batches.get(step)
+        inputs, target, shard_size, first_row = batches.get(step)
+        seek_draws(run.model, run.seed, run.epoch, first_row)  # Dropout's masks: those of these rows
         value, pred = train_step(run.model, run.loss, run.stepper, inputs, target)
         sums.add(value, pred, target, shard_size)
         _call(callbacks, "on_step_end", run)
@@ -387,12 +401,14 @@ class _EpochBatches:
                                            shard=run.comm.shard, first_step=run.state.step)
 
     def get(self, step: int):
-        """(inputs, target, examples on this rank) of batch ``step``."""
+        """(inputs, target, examples on this rank, the position of the first of them in the
+        epoch's order) of batch ``step``."""
         run, size = self.run, self.run.batch_size
         batch = self.order[step * size:(step + 1) * size]
-        idx = batch[run.comm.shard(len(batch))]  # this rank's part (all of it in one process)
+        rows = run.comm.shard(len(batch))  # this rank's part (all of it in one process)
+        idx = batch[rows]
         inputs, clean = self.draws.apply(as_batch(run.x[idx]), idx)
-        return inputs, clean if run.y is None else run.y[idx], len(idx)
+        return inputs, clean if run.y is None else run.y[idx], len(idx), step * size + rows.start
 
 
 class _EpochSums:
