@@ -497,3 +497,60 @@ def test_a_watch_file_that_cannot_be_written_is_one_line_exit_1(tmp_path, fake_d
     assert "Traceback" not in err
     assert err.splitlines()[-1] == (f"nanoae: error: could not write {tmp_path / 'ae.watch.json'}: [Errno 28] "
                    "No space left on device")
+
+
+def test_every_commands_options_and_defaults(monkeypatch, tmp_path):
+    """What each command parses to when given nothing optional: the option names, defaults and
+    choices the README and the help promise (the parser's builders are left out of mutation
+    testing for their help texts; this pins the rest)."""
+    import argparse  # noqa: PLC0415
+
+    from nanoae.cli.main import build_parser  # noqa: PLC0415
+
+    monkeypatch.delenv("NANOAE_BACKEND", raising=False)
+    ckpt = tmp_path / "ae.npz"
+    ckpt.write_bytes(b"")
+    parse = build_parser().parse_args
+    common = {"backend": "numpy", "data_dir": None, "verify": True}
+    training = {**common, "batch_size": 256, "progress": None, "seed": 0}
+    recipe = {"epochs": None, "lr": None, "mask": None, "code": None, "widths": None}
+    assert vars(parse(["demo"])) == {"command": "demo", **training, **recipe, "out": Path("runs/demo"),
+                                     "quick": False, "no_reference": False}
+    assert vars(parse(["train-ae"])) == {"command": "train-ae", **training, **recipe,
+                                         "out": Path("runs/autoencoder.npz"), "reference": False,
+                                         "resume": False, "force": False, "watch": False}
+    assert vars(parse(["train-classifier", "--ae", str(ckpt)])) == {
+        "command": "train-classifier", **training, "ae": ckpt, "out": Path("runs/classifier.npz"),
+        "epochs": 30, "lr": 1e-3, "hidden": [512, 512], "finetune": 0, "force": False, "watch": False}
+    assert vars(parse(["evaluate"])) == {"command": "evaluate", **common, "ae": None, "classifier": None}
+    assert vars(parse(["tsne", "--ae", str(ckpt)])) == {
+        "command": "tsne", **common, "seed": 0, "ae": ckpt, "out": Path("runs/tsne.png"), "points": 10000,
+        "perplexity": 20.0}
+    assert vars(parse(["gradcheck"])) == {"command": "gradcheck", "layer": None, "args": "", "shape": None,
+                                          "seed": 0, "backend": "numpy"}
+    assert vars(parse(["workbook", "wb"])) == {"command": "workbook", **common, "seed": 0, "dir": Path("wb"),
+                                               "check": False, "solved": False, "force": False,
+                                               "images": 10000}
+    given = parse(["train-ae", "--backend", "auto", "--seed", "3", "--data-dir", "d", "--no-verify",
+                   "--batch-size", "8", "--no-progress", "--epochs", "2", "--lr", "0.5", "--mask", "0",
+                   "--code", "relu", "--widths", "16", "4", "--resume", "--force", "--watch", "--reference"])
+    assert (given.backend, given.seed, given.data_dir, given.verify, given.batch_size, given.progress,
+            given.epochs, given.lr, given.mask, given.code, given.widths, given.resume, given.force,
+            given.watch, given.reference) == ("auto", 3, "d", False, 8, False, 2, 0.5, 0.0, "relu", [16, 4],
+                                              True, True, True, True)
+    assert parse(["gradcheck", "m.py:L", "--args", "slope=0.1", "--shape", "2x3", "--seed", "4",
+                  "--backend", "cupy"]).shape == (2, 3)
+    assert parse(["demo", "--quick", "--no-reference", "--progress"]).progress is True
+    assert parse(["tsne", "--ae", str(ckpt), "--points", "20", "--perplexity", "5"]).points == 20
+    assert parse(["workbook", "wb", "--check", "--solved", "--images", "7"]).images == 7
+    assert parse(["train-classifier", "--ae", str(ckpt), "--finetune", "0", "--hidden", "4"]).hidden == [4]
+    monkeypatch.setenv("NANOAE_BACKEND", "cupy")
+    assert build_parser().parse_args(["evaluate"]).backend == "cupy"
+    assert build_parser().parse_args(["gradcheck"]).backend == "cupy"
+    for bad in (["demo", "--code", "tanh"], ["demo", "--backend", "torch"], ["evaluate", "--seed", "1"],
+                ["evaluate", "--batch-size", "2"], ["gradcheck", "--data-dir", "d"],
+                ["train-classifier", "--ae", str(tmp_path / "missing.npz")], ["train-classifier"],
+                ["demo", "--mask", "1"], ["demo", "--batch-size", "0"], ["tsne"]):
+        with pytest.raises(SystemExit):
+            parse(bad)
+    assert isinstance(build_parser(), argparse.ArgumentParser)

@@ -146,3 +146,68 @@ def test_reads_nothing_from_the_device(monkeypatch, tmp_path):
     fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters()), x, epochs=2, batch_size=16,
         callbacks=quiet(watch, live))
     assert live.frames == 2
+
+
+def test_the_series_drawn_come_from_the_history_and_the_watch_records():
+    from nanoae.train.liveplot import _series  # noqa: PLC0415
+
+    history = {"train_loss": [0.5, 0.4], "val_loss": [], "train_accuracy": [0.5, 0.75],
+               "val_accuracy": [0.25]}
+    records = {"step": [0, 5, 10], "layers": {
+        "encoder layer 0 Dense(4, 2)": {"update_ratio": [1e-3, 2e-3]},
+        "decoder layer 1 ReLU()": {"dead_per_epoch": [0, 2]},
+        "layer 2 Dense(2, 4)": {"update_ratio": []},
+        "layer 3 ReLU()": {"dead_per_epoch": []}}}
+    assert _series(history, records) == {
+        "loss": {"train": ([1, 2], [0.5, 0.4])},
+        "accuracy": {"train": ([1, 2], [50.0, 75.0]), "validation": ([1], [25.0])},
+        "update_ratio": {"enc 0 Dense(4, 2)": ([0, 5], [1e-3, 2e-3])},
+        "dead": {"dec 1 ReLU()": ([1, 2], [0, 2]), "layer 3 ReLU()": ([], [])}}
+    assert _series({"val_loss": [1.0]}, None) == {
+        "loss": {"validation": ([1], [1.0])}, "accuracy": {}, "update_ratio": {}, "dead": {}}
+    assert _series({}, {}) == {"loss": {}, "accuracy": {}, "update_ratio": {}, "dead": {}}
+
+
+def test_the_y_limits_grow_only_when_the_values_leave_them():
+    from nanoae.train.liveplot import _grown  # noqa: PLC0415
+
+    assert _grown(None, [], False) is None
+    assert _grown(None, [float("nan"), float("inf")], False) is None
+    assert _grown(None, [1.0, 3.0], False) == (0.0, 4.0)  # half the span to spare on each side
+    assert _grown((0.0, 4.0), [1.0, 3.5], False) is None  # inside: no redraw
+    assert _grown((0.0, 4.0), [0.0, 4.0], False) is None  # on the edges: still inside
+    assert _grown((0.0, 4.0), [-0.5, 3.0], False) == (-2.25, 4.75)
+    assert _grown((0.0, 4.0), [1.0, 4.5], False) == (-0.75, 6.25)
+    assert _grown(None, [2.0, 2.0], False) == pytest.approx((1.9, 2.1))  # 5 % of the value
+    assert _grown(None, [0.0, 0.0], False) == (-1e-3, 1e-3)  # at least `least`
+    assert _grown(None, [0.0, 0.0], False, least=1.0) == (-1.0, 1.0)
+    assert _grown(None, [-2.0, -2.0], False) == pytest.approx((-2.1, -1.9))  # 5 % of |value|
+    # log scale: in decades; zero and negative values are left out; at least a decade spare
+    assert _grown(None, [1e-3, 1e-1], True) == pytest.approx((1e-4, 1.0))
+    assert _grown(None, [0.0, -1.0, 1e-2], True) == pytest.approx((1e-3, 1e-1))
+    assert _grown((1e-4, 1.0), [1e-3, 1e-1], True) is None
+    assert _grown((1e-4, 1.0), [1e-5, 1e-1], True) == pytest.approx((10 ** -7, 10 ** 1))
+    assert _grown(None, [0.0], True) is None
+
+
+def test_a_live_plot_on_rank_0_only_and_its_repr(tmp_path):
+    live = LivePlot(tmp_path / "x" / "live.png", display=False)
+    assert repr(live) == f"LivePlot({str(tmp_path / 'x' / 'live.png')!r})"
+    assert live.display is False and live.frames == 0 and live.full_redraws == 0
+    run = types.SimpleNamespace(comm=types.SimpleNamespace(is_root=False), epochs=2, steps_per_epoch=3)
+    live.on_train_begin(run)
+    live.on_epoch_end(run)  # another rank: nothing drawn, nothing written
+    assert live.figure is None and live.frames == 0 and not (tmp_path / "x").exists()
+    assert repr(LivePlot(display=True)) == "LivePlot(None)"
+    assert LivePlot(display=1).display is True
+
+
+def test_an_ipython_terminal_is_not_a_notebook(monkeypatch):
+    terminal = types.SimpleNamespace()  # IPython's terminal shell has no kernel
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: terminal))
+    assert not in_notebook()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    assert not in_notebook()
+    shell = types.SimpleNamespace(kernel=None)
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    assert not in_notebook()

@@ -44,7 +44,7 @@ DPI = 110
 _OUTLINE = [patheffects.withStroke(linewidth=3, foreground="white")]
 
 
-def _save(fig: Figure, path) -> Path:  # pragma: no mutate block  (drawing: see docs/mutation.md)
+def _save(fig: Figure, path) -> Path:  # pragma: no mutate block (drawing)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # No pyplot, so no registry holds the figure: it is freed once the caller's
@@ -70,7 +70,7 @@ def _as_images(x) -> np.ndarray:
 
 
 def plot_reconstructions(originals, reconstructions, labels, class_names, path,
-                         per_class=1, title=None) -> Path:  # pragma: no mutate block  (drawing: see docs/mutation.md)
+                         per_class=1, title=None) -> Path:  # pragma: no mutate block (drawing)
     """Grid: one column per class, rows alternate original / reconstruction."""
     orig, rec = _as_images(originals), _as_images(reconstructions)
     labels = np.asarray(labels).astype(int).ravel()
@@ -106,7 +106,7 @@ def plot_reconstructions(originals, reconstructions, labels, class_names, path,
     return _save(fig, path)
 
 
-def plot_reconstruction_rows(originals, rows: dict, labels, class_names, path, title=None) -> Path:  # pragma: no mutate block  (drawing: see docs/mutation.md)
+def plot_reconstruction_rows(originals, rows: dict, labels, class_names, path, title=None) -> Path:  # pragma: no mutate block (drawing)
     """Grid: one column per image (named by its class), the originals on top, then one row
     per entry of ``rows`` (row name -> reconstructions of the same images, in order)."""
     images = [("original", _as_images(originals))] + [(name, _as_images(r)) for name, r in rows.items()]
@@ -139,7 +139,7 @@ def _series(history: dict, *keys) -> np.ndarray:
     return np.empty(0)
 
 
-def plot_curves(histories, path, title=None, train_labels=None, loss_names=None) -> Path:  # pragma: no mutate block  (drawing: see docs/mutation.md)
+def plot_curves(histories, path, title=None, train_labels=None, loss_names=None) -> Path:  # pragma: no mutate block (drawing)
     """One panel per stage: loss (left axis) and accuracy in % (right axis) per epoch.
 
     train_labels: stage -> the legend label of its training loss, to say what it
@@ -167,7 +167,7 @@ def plot_curves(histories, path, title=None, train_labels=None, loss_names=None)
     return _save(fig, path)
 
 
-def _curves_panel(ax, stage: str, hist: dict, train_label: str, loss_name: str):  # pragma: no mutate block  (drawing: see docs/mutation.md)
+def _curves_panel(ax, stage: str, hist: dict, train_label: str, loss_name: str):  # pragma: no mutate block (drawing)
     """One stage's losses, accuracies and kept epoch, all lines with the same marker.
 
     Returns the accuracy axis, or None when the stage recorded no accuracy.
@@ -208,7 +208,7 @@ def _curves_panel(ax, stage: str, hist: dict, train_label: str, loss_name: str):
     return ax2
 
 
-def plot_confusion(cm, class_names, path, title=None, normalize=True) -> Path:  # pragma: no mutate block  (drawing: see docs/mutation.md)
+def plot_confusion(cm, class_names, path, title=None, normalize=True) -> Path:  # pragma: no mutate block (drawing)
     """Heat map of the confusion matrix (rows true, columns predicted), values in each cell."""
     cm = np.asarray(cm)
     k = len(class_names)
@@ -233,7 +233,7 @@ def plot_confusion(cm, class_names, path, title=None, normalize=True) -> Path:  
 
 
 def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
-              max_points=20000) -> Path:  # pragma: no mutate block  (drawing: see docs/mutation.md)
+              max_points=20000) -> Path:  # pragma: no mutate block (drawing)
     """2-D scatter of a t-SNE embedding coloured by class, each named where most of its points are.
 
     At most ``max_points`` points are drawn (a fixed random subset, said in the
@@ -340,7 +340,7 @@ def label_positions(points, box, iterations: int = 100):
     return pos
 
 
-def plot_codes_activity(codes, path, title=None) -> Path:  # pragma: no mutate block  (drawing: see docs/mutation.md)
+def plot_codes_activity(codes, path, title=None) -> Path:  # pragma: no mutate block (drawing)
     """Per code unit: the spread of its values over the images, dead units marked.
 
     codes: an (N, code_dim) array, or a mapping {model name: array} for one
@@ -355,7 +355,7 @@ def plot_codes_activity(codes, path, title=None) -> Path:  # pragma: no mutate b
     return _save(_codes_figure(codes, title), path)
 
 
-def _codes_figure(codes, title=None) -> Figure:  # pragma: no mutate block  (drawing: see docs/mutation.md)
+def _codes_figure(codes, title=None) -> Figure:  # pragma: no mutate block (drawing)
     named = dict(codes) if isinstance(codes, dict) else {None: codes}
     if not named:
         raise ValueError("codes is empty: nothing to plot")
@@ -383,7 +383,7 @@ def _rectified(codes) -> bool:
     return bool((codes == 0).any())  # exact zeros: a rectified code
 
 
-def _codes_panels(fig, codes, title) -> None:  # pragma: no mutate block  (drawing: see docs/mutation.md)
+def _codes_panels(fig, codes, title) -> None:  # pragma: no mutate block (drawing)
     """One model's code units into ``fig`` (a Figure or SubFigure)."""
     d = codes.shape[1]
     x = np.arange(d)
@@ -412,7 +412,7 @@ def _codes_panels(fig, codes, title) -> None:  # pragma: no mutate block  (drawi
     fig.suptitle(f"{title} ({dead_state(dead)})", fontsize=11)
 
 
-def plot_diagnostics(records: dict, path, title=None) -> Path:  # pragma: no mutate block  (drawing: see docs/mutation.md)
+def plot_diagnostics(records: dict, path, title=None) -> Path:  # pragma: no mutate block (drawing)
     """``diagnostics.png``: what happened inside each layer while it trained (``watch.Watch``).
 
     Top row, one line per layer: the update-to-data ratio ``std(step) / std(W)``
