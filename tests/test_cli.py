@@ -554,3 +554,39 @@ def test_every_commands_options_and_defaults(monkeypatch, tmp_path):
         with pytest.raises(SystemExit):
             parse(bad)
     assert isinstance(build_parser(), argparse.ArgumentParser)
+
+
+def test_the_output_check_says_where_and_why_in_one_line(tmp_path, monkeypatch):
+    import errno  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    from nanoae.cli.outputs import check_output_dir  # noqa: PLC0415
+    from nanoae.errors import UsageError  # noqa: PLC0415
+
+    (tmp_path / "f").write_text("")
+    with pytest.raises(UsageError) as err:
+        check_output_dir(tmp_path / "f" / "sub" / "x", "--watch")
+    assert str(err.value) == (f"--watch: cannot create the directory {tmp_path / 'f' / 'sub' / 'x'}: "
+                              f"{tmp_path / 'f'} is a file; choose another place")
+    probes = []
+
+    def refused(dir, prefix):
+        probes.append((dir, prefix))
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(UsageError) as err:
+        check_output_dir(tmp_path)
+    assert str(err.value) == (f"--out: cannot write in {tmp_path} (Read-only file system); choose a "
+                              "place you can write to")
+    with pytest.raises(UsageError) as err:
+        check_output_dir(tmp_path / "new" / "deeper")
+    assert str(err.value) == (f"--out: cannot create {tmp_path / 'new' / 'deeper'} in {tmp_path} "
+                              "(Read-only file system); choose a place you can write to")
+    assert probes == [(tmp_path, ".nanoae-probe-")] * 2
+    monkeypatch.setattr(tempfile, "mkstemp", lambda dir, prefix: (_ for _ in ()).throw(OSError("odd")))
+    with pytest.raises(UsageError, match=r"cannot write in .* \(odd\)"):
+        check_output_dir(tmp_path)
+    monkeypatch.undo()
+    check_output_dir("relative-that-does-not-exist/x")  # its nearest existing part: the working folder
+    assert not os.path.exists("relative-that-does-not-exist")

@@ -293,3 +293,44 @@ def test_the_generator_reads_names_not_lines():
     relu = next(n for n in tree.body if getattr(n, "name", None) == "ReLU")
     backward = next(f for f in relu.body if getattr(f, "name", None) == "backward")
     assert isinstance(backward.body[-1], ast.Raise)
+
+
+def test_the_workbooks_folder_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    import os  # noqa: PLC0415
+
+    from nanoae import workbook  # noqa: PLC0415
+    from nanoae.errors import UsageError  # noqa: PLC0415
+
+    (tmp_path / "f").write_text("")
+    for directory, message in (
+            (tmp_path / "f", f"{tmp_path / 'f'} is a file; give a folder for the workbook (new or existing)"),
+            (tmp_path / "f" / "wb", f"{tmp_path / 'f' / 'wb'}: cannot make a folder there ({tmp_path / 'f'} "
+                                    "is a file)")):
+        with pytest.raises(UsageError) as err:
+            workbook.refuse_unwritable(directory)
+        assert str(err.value) == message
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK | os.X_OK)
+    with pytest.raises(UsageError) as err:
+        workbook.refuse_unwritable(tmp_path / "wb")
+    assert str(err.value) == (f"{tmp_path / 'wb'}: cannot write there ({tmp_path} is not writable); choose "
+                              "a folder of your own")
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    workbook.refuse_unwritable(Path("wb"))  # relative, new: the working folder is checked
+    (tmp_path / "wb").mkdir()
+    (tmp_path / "wb" / "losses.py").write_text("")
+    (tmp_path / "wb" / "layers.py").write_text("")
+    with pytest.raises(UsageError) as err:
+        workbook.write(tmp_path / "wb")
+    assert str(err.value) == (f"{tmp_path / 'wb'} already holds layers.py, losses.py (your work?); check it "
+                              f"with --check {tmp_path / 'wb'}, or replace it with --force")
+    with pytest.raises(UsageError) as err:
+        workbook.check(tmp_path / "none")
+    assert str(err.value) == f"no workbook folder {tmp_path / 'none'}; write one with: nanoae workbook {tmp_path / 'none'}"
+    capsys.readouterr()
+    assert workbook.write(tmp_path / "wb", force=True) is None
+    assert capsys.readouterr().out == (
+        f"wrote your workbook into {tmp_path / 'wb'}: layers.py, losses.py, optim.py, README.md; read "
+        f"{tmp_path / 'wb' / 'README.md'}, then run: nanoae workbook --check {tmp_path / 'wb'}\n")
+    workbook.write(tmp_path / "ans", solved=True)
+    assert capsys.readouterr().out.startswith(f"wrote the answers into {tmp_path / 'ans'}: ")
