@@ -148,3 +148,4 @@ def test_knn_folds_are_five_or_the_smallest_class_present():
     assert metrics.knn_folds(numpy.r_[numpy.zeros(9, int), [3, 3, 3], numpy.full(8, 7)]) == 3  # 1, 2 absent
     assert metrics.knn_folds(numpy.r_[numpy.zeros(9, int), [3, 3, 3]], most=2) == 2
     assert metrics.knn_folds(numpy.r_[numpy.zeros(9, int), numpy.ones(9, int)], most=12) == 9
+    assert metrics.knn_folds(numpy.r_[numpy.zeros(9, int), [4]]) == 1  # a class of one point

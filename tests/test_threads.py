@@ -102,3 +102,5 @@ def test_thread_counts_are_the_largest_pool_of_each_kind(monkeypatch):
              {"user_api": "blas", "num_threads": 5}, {"user_api": "blas", "num_threads": 1}]
     monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: pools)
     assert threads.thread_counts() == {"blas": 5, "openmp": 3}
+    pools[:] = [{"user_api": "openmp", "num_threads": 0}]  # (none real): the count is the pool's
+    assert threads.thread_counts() == {"openmp": 0}

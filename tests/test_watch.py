@@ -429,16 +429,17 @@ def test_summarize_in_detail():
     records = {"step": [0, 1, 2, 3, 4, 5], "epoch": [1, 1, 2, 2, 3, 3], "layers": {
         "a Dense": {"kind": "Dense", "update_ratio": [9.0, 9.0, 9.0, 9.0, 1e-3, 3e-3]},
         "b Dense": {"kind": "Dense", "update_ratio": [0.0, 0.0, 0.0, 0.0, 5e-4, 5e-4]},
-        "r ReLU": {"kind": "ReLU", "saturated": [0.5] * 6, "dead_per_epoch": [0, 2, 1]},
         "q ReLU": {"kind": "ReLU", "saturated": [0.2] * 6, "dead_per_epoch": [1, 0, 0]},
+        "r ReLU": {"kind": "ReLU", "saturated": [0.5] * 6, "dead_per_epoch": [0, 1, 2]},
         "s Sigmoid": {"kind": "Sigmoid", "saturated": [0.0, 0.125]},
-        "t Softmax": {"kind": "Softmax", "saturated": []}}}
+        "t Softmax": {"kind": "Softmax", "saturated": []},
+        "u Softmax": {"kind": "Softmax", "saturated": [0.5, 0.0]}}}
     assert summarize(records) == [
         "After 3 epochs, dead units (zero for every training example of the epoch): "
-        "r ReLU 1 (the first in epoch 2).",
+        "r ReLU 2 (the first in epoch 2).",
         "In the last epoch the median update-to-data ratio of the Dense layers ranged from "
         "5.0e-04 (b Dense) to 2.0e-03 (a Dense), against the usual guide of 1e-3.",
-        "At the last record, saturated outputs: s Sigmoid 12.5 %."]
+        "At the last record, saturated outputs: s Sigmoid 12.5 %; u Softmax 0.0 %."]
     records["layers"]["r ReLU"]["dead_per_epoch"] = [0, 0, 0]
     assert summarize(records)[0] == ("After 3 epochs, dead units (zero for every training example "
                                      "of the epoch): none in any layer.")
