@@ -211,3 +211,29 @@ def test_an_ipython_terminal_is_not_a_notebook(monkeypatch):
     shell = types.SimpleNamespace(kernel=None)
     monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
     assert not in_notebook()
+
+
+def test_an_epochs_frame_draws_the_given_watchs_records_and_lands_atomically(tmp_path, monkeypatch):
+    import os  # noqa: PLC0415
+
+    path = tmp_path / "a" / "b" / "live.png"
+    watch = types.SimpleNamespace(records={"step": [0], "layers": {"x ReLU": {"dead_per_epoch": [3]}}})
+    live = LivePlot(path, watch=watch, title="run")
+    assert live.dpi == 72
+    run = types.SimpleNamespace(comm=types.SimpleNamespace(is_root=True), epochs=4, steps_per_epoch=3,
+                                state=types.SimpleNamespace(history={"epoch": [2], "train_loss": [1.0, 0.5],
+                                                                     "watch": {"layers": {}}}))
+    live.on_train_begin(run)
+    assert (live._epochs, live._steps) == (4, 12)
+    drawn = []
+    monkeypatch.setattr(live, "_build", lambda series: setattr(live, "figure", object()))
+    monkeypatch.setattr(live, "_update", lambda series, title: drawn.append((series, title)))
+    monkeypatch.setattr(live, "_png", lambda: b"png")
+    moves = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (moves.append((a, b)), real_replace(a, b)))
+    live.on_epoch_end(run)
+    series, title = drawn[0]
+    assert title == "run: epoch 2/4" and series["dead"] == {"x ReLU": ([1], [3])}  # the watch's, not the history's
+    assert moves == [(path.with_name("live.png.part"), path)] and path.read_bytes() == b"png"
+    assert live.frames == 1 and not path.with_name("live.png.part").exists()
