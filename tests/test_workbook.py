@@ -334,3 +334,92 @@ def test_the_workbooks_folder_is_refused_in_one_line(tmp_path, monkeypatch, caps
         f"{tmp_path / 'wb' / 'README.md'}, then run: nanoae workbook --check {tmp_path / 'wb'}\n")
     workbook.write(tmp_path / "ans", solved=True)
     assert capsys.readouterr().out.startswith(f"wrote the answers into {tmp_path / 'ans'}: ")
+
+
+# -- the generator's pieces, on small inputs written out by hand ---------------------------------
+
+def test_the_formula_lines_picked_for_each_method():
+    owner = ["Dense layer.", "dL/dW = x^T @ g", "    y = x @ W + b", "not indented = no",
+             "the fused logits_grad: dL/dz = p - t", "Fused gradients: dL/dz = ...",
+             "    forward: y = max(0, x)", "    step <- lr * m"]
+    method = ["Backward.", "dL/dx = g @ W^T", "dL/dW = x^T @ g", "    indented, no equals"]
+    assert generate.formula_lines(owner, method, "backward") == [
+        "dL/dx = g @ W^T", "dL/dW = x^T @ g", "y = x @ W + b", "forward: y = max(0, x)", "step <- lr * m"]
+    assert generate.formula_lines(owner, [], "logits_grad") == ["the fused logits_grad: dL/dz = p - t"]
+    assert generate.formula_lines(owner, [], "forward") == ["forward: y = max(0, x)"]
+    assert generate.formula_lines(owner, ["m <- b1 m"], None) == [
+        "m <- b1 m", "dL/dW = x^T @ g", "y = x @ W + b", "the fused logits_grad: dL/dz = p - t",
+        "Fused gradients: dL/dz = ...", "forward: y = max(0, x)", "step <- lr * m"]
+
+
+def test_what_each_stub_asks_for():
+    assert generate.what_to_return("function", "adam_step", [], ["w", "m"]) == (
+        "return nothing: update w, m in place (a[...] = ..., a -= ...), each keeping its shape and dtype")
+    assert generate.what_to_return("loss", "logits_grad", [], []) == (
+        "return dL/dz, shaped like pred (N, ...), in pred's dtype; z is the input of the activation before "
+        "the loss")
+    assert generate.what_to_return("loss", "backward", [], []) == (
+        "return dL/dpred, shaped like pred (the first input of forward), in its dtype")
+    assert generate.what_to_return("layer", "backward", ["W", "b"], []) == (
+        "set self.W.grad (dL/dW, shaped like self.W.data); set self.b.grad (dL/db, shaped like self.b.data); "
+        "return dL/dx, shaped like forward's input x (N, features), in its dtype")
+    assert generate.what_to_return("layer", "backward", [], []) == (
+        "return dL/dx, shaped like forward's input x (N, features), in its dtype")
+
+
+def test_a_stub_is_the_formula_as_comments_then_the_raise():
+    assert generate.STUB_MARK == "TODO"
+    assert generate._stub("Dense.backward", "return dL/dx", ["dL/dW = x^T @ g", "y = x @ W + b",
+                                                              "w <- w - lr * g", "no equation"],
+                          ["_x", "_y"], "  ") == (
+        "  # TODO: write Dense.backward. It must return dL/dx.\n"
+        "  # The formula, from the docstring (g: grad_out, the gradient w.r.t. the output):\n"
+        "  #     dL/dW = x^T @ g\n  #     y = x @ W + b\n  #     w <- w - lr * g\n  #     no equation\n"
+        "  # forward kept: self._x, self._y\n"
+        "  raise NotImplementedError(\n"
+        "      'TODO Dense.backward: return dL/dx; dL/dW = x^T @ g; y = x @ W + b; w <- w - lr * g'\n"
+        "  )\n")
+    assert generate._stub("adam_step", "return nothing", ["m <- b1 m"], [], "") == (
+        "# TODO: write adam_step. It must return nothing.\n# The formula, from the docstring:\n"
+        "#     m <- b1 m\nraise NotImplementedError(\n    'TODO adam_step: return nothing; m <- b1 m'\n)\n")
+    long = generate._stub("X.backward", "do " + "a" * 100, [], [], "")
+    comment = [ln for ln in long.splitlines() if ln.startswith("#")]
+    assert len(comment) == 2 and all(len(ln) <= 88 for ln in comment)  # wrapped at 88 columns
+    assert comment[0].startswith("# TODO: write X.backward. It must do") and comment[1].startswith("#   ")
+    raised = long.split("raise NotImplementedError(\n")[1].splitlines()[:-1]
+    assert len(raised) == 2 and all(len(eval(r)) <= 86 for r in raised)  # noqa: S307 - our own repr
+    assert "".join(eval(r) for r in raised) == "TODO X.backward: do " + "a" * 100 + "; "  # noqa: S307
+
+
+def test_what_a_name_of_the_core_is_and_which_arguments_a_function_updates():
+    assert generate._kind("layers", "Dense") == "layer" and generate._kind("losses", "CrossEntropy") == "loss"
+    assert generate._kind("optim", "Adam") == "optimizer" and generate._kind("optim", "adam_step") == "function"
+    func = ast.parse("def f(w, m, v, lr, t):\n    m[...] = 1\n    w -= lr\n    x = v\n    v.y = 2\n"
+                     "    t += 1\n    q[0] = 3\n").body[0]
+    assert generate._in_place_args(func) == ["w", "m", "t"]  # in the order of the arguments
+    owner = ast.parse('class Adam:\n    """Adam.\n\n    m <- b1 m\n    """\n    def step(self):\n'
+                      '        adam_step(1)\nclass Other:\n    """Other."""\n')
+    lines = ast.unparse(owner).splitlines(keepends=True)
+    assert generate._host_docstring("adam_step", [ln + "\n" for ln in ast.unparse(owner).splitlines()]) == [
+        "Adam.", "", "m <- b1 m"]
+    assert generate._host_docstring("nothing", lines) == []
+
+
+def test_fill_in_writes_a_body_as_a_learner_does(tmp_path):
+    generate.write_workbook(tmp_path)
+    path = generate.fill_in(tmp_path, "ReLU.backward", "\n    mask = self._y > 0\n    return grad_out * mask\n")
+    assert path == tmp_path / "layers.py"
+    relu = next(n for n in ast.parse(path.read_text()).body if getattr(n, "name", None) == "ReLU")
+    backward = next(f for f in relu.body if isinstance(f, ast.FunctionDef) and f.name == "backward")
+    assert [ast.unparse(s) for s in backward.body] == ["mask = self._y > 0", "return grad_out * mask"]
+    assert "        # forward kept: self._y\n        mask = self._y > 0\n" in path.read_text()  # comments stay
+    generate.fill_in(tmp_path, "adam_step", "m[...] = 0")
+    step = next(n for n in ast.parse((tmp_path / "optim.py").read_text()).body
+                if getattr(n, "name", None) == "adam_step")
+    assert ast.unparse(step.body[-1]) == "m[...] = 0" and step.body[-1].col_offset == 4
+    with pytest.raises(ValueError) as err:
+        generate.fill_in(tmp_path, "Tanh.backward", "pass")
+    assert str(err.value) == ("no exercise 'Tanh.backward'; the exercises: Dense.backward, ReLU.backward, "
+                              "Sigmoid.backward, Softmax.backward, BinaryCrossEntropy.backward, "
+                              "BinaryCrossEntropy.logits_grad, CrossEntropy.backward, CrossEntropy.logits_grad, "
+                              "adam_step")
