@@ -32,7 +32,7 @@ def calls(monkeypatch):
     def record(name, result):
         def stage(*args, **kw):
             seen.setdefault(name, []).append((args, kw))
-            return result
+            return dict(result) if isinstance(result, dict) else result  # a fresh one each call
         monkeypatch.setattr(commands, name, stage)
 
     record("run_demo", {"a": 1, "histories": {}, "settings": {}, "versions": {}})
@@ -227,3 +227,48 @@ def test_tsne_refuses_a_count_of_points_it_cannot_map_and_says_what_it_changed(c
     assert refusal(commands.tsne, parse(*base, "--points", "12", "--out", str(tmp_path / "m.png"))) == (
         "--points 12: odd")
     assert calls["check_output_dir"][-1][0] == (tmp_path, f"--out {tmp_path / 'm.png'}")
+
+
+def test_evaluate_scores_what_it_is_given_with_the_right_prefix(calls, monkeypatch, tmp_path):
+    from nanoae.fashion.models import FineTuned  # noqa: PLC0415
+
+    for name in ("ae.npz", "clf.npz"):
+        (tmp_path / name).write_bytes(b"")
+    tuned = FineTuned.__new__(FineTuned)
+    models = {"ae.npz": "the ae", "clf.npz": ("scaler", "head")}
+    loaded, scored, checked = [], [], []
+
+    def load_model(path, kinds, option="--ae"):
+        loaded.append((Path(path).name, kinds, option))
+        return models[Path(path).name]
+
+    monkeypatch.setattr(commands, "load_model", load_model)
+    monkeypatch.setattr(commands, "score_classifier", lambda clf, splits, prefix, test_mirror: (
+        scored.append((clf, prefix, test_mirror)), {f"{prefix}_test_accuracy": 0.5})[1])
+    monkeypatch.setattr(commands, "check_same_autoencoder", lambda *a: checked.append(a))
+    monkeypatch.setattr(commands, "ImageClassifier", lambda ae, scaler, head: ("images", ae, scaler, head))
+    ae, clf = str(tmp_path / "ae.npz"), str(tmp_path / "clf.npz")
+    assert refusal(commands.evaluate_checkpoints, parse("evaluate", "--classifier", clf)) == (
+        "this classifier works on codes; give the autoencoder it was trained on with --ae")
+    assert loaded == [("clf.npz", ("classifier", "finetuned"), "--classifier")]
+    result = commands.evaluate_checkpoints(parse("evaluate", "--ae", ae, "--classifier", clf))
+    assert result == {"ae_test_bce": 0.5, "clf_frozen_test_accuracy": 0.5}
+    assert loaded[1:] == [("ae.npz", ("autoencoder",), "--ae"), ("clf.npz", ("classifier", "finetuned"),
+                                                                   "--classifier")]
+    assert checked == [(Path(clf), "the ae", Path(ae))]
+    assert scored == [(("images", "the ae", "scaler", "head"), "clf_frozen", True)]
+    models["clf.npz"] = tuned
+    assert commands.evaluate_checkpoints(parse("evaluate", "--classifier", clf)) == {
+        "clf_finetune_test_accuracy": 0.5}
+    assert scored[-1] == (tuned, "clf_finetune", True) and len(checked) == 1
+    assert commands.evaluate_checkpoints(parse("evaluate", "--ae", ae)) == {"ae_test_bce": 0.5}
+    assert len(scored) == 2
+
+
+def test_a_run_saved_without_a_record_of_its_epochs_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(commands, "read_checkpoint_meta", lambda path: {})
+    commands._check_resume(tmp_path / "x.npz", 1)  # nothing recorded: nothing done, no refusal
+    monkeypatch.setattr(commands, "read_checkpoint_meta", lambda path: {"user": {"epoch": 2}})
+    with pytest.raises(UsageError, match=r"\(2 epochs done, --epochs 2\)"):
+        commands._check_resume(tmp_path / "x.npz", 2)
+    commands._check_resume(tmp_path / "x.npz", 3)

@@ -213,3 +213,14 @@ def test_the_baseline_sentence_when_it_wins_nothing_and_when_the_components_are_
         "| test BCE | 0.3000 | 0.3000 | - |",
         "| 5-NN accuracy (5-fold, on the t-SNE's test images) | 80.00 % | 81.00 % | - |"]
     assert baseline_table({"ae_test_bce": 0.3}).count("\n") == 1  # no PCA figure: no row
+
+
+def test_the_readme_table_without_the_maps_or_pcas_size():
+    metrics = {"settings": Settings().as_dict(), "tsne_trustworthiness": 0.9, "pca_test_bce": 0.3,
+               "pca_test_mse": 0.02}
+    assert readme_table(metrics).splitlines() == [
+        "| result | nanoae | target (PyTorch reference, same work) |", "| --- | ---: | --- |",
+        "| t-SNE of the 0 test codes (perplexity 0): trustworthiness (k=5) | 0.9000 | >= 0.998 (PyTorch codes "
+        "0.9989) |",
+        "| baseline: PCA with 0 components (fit on the training split), test BCE / MSE per pixel | 0.3000 / "
+        "0.0200 | above the default autoencoder's |"]
