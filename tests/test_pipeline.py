@@ -345,3 +345,51 @@ def test_the_demos_small_pieces():
         2, 1, 4, 0, 5, 6, 7, 8, 9, 10]
     v = pipeline.versions()
     assert set(v) == {"nanoae", "numpy", "scikit-learn", "python", "machine"} and v["numpy"] == numpy.__version__
+
+
+def test_the_demos_figures_are_drawn_from_its_figures(monkeypatch, tmp_path):
+    """The stages' figures, with the drawing recorded: the t-SNE map, the reconstructions and the
+    diagnostics get the run's own numbers in their titles."""
+    import types  # noqa: PLC0415
+
+    from nanoae.fashion import pipeline, plots  # noqa: PLC0415
+
+    drawn, logged = [], []
+    for name in ("plot_tsne", "plot_reconstructions", "plot_diagnostics"):
+        monkeypatch.setattr(plots, name, lambda *a, _name=name, **kw: drawn.append((_name, a, kw)))
+    y_test = numpy.r_[numpy.arange(10), numpy.arange(10)]
+    splits = types.SimpleNamespace(x_test=numpy.arange(20 * 4, dtype=numpy.uint8).reshape(20, 4), y_test=y_test)
+    ae = Autoencoder((4, 3, 2), code_activation="linear", seed=0)
+    mapped = []
+
+    def tsne_map(codes, labels, **kw):
+        mapped.append((codes, labels, kw))
+        return "emb", {"tsne_seconds": 3.6, "tsne_trustworthiness": 0.98765, "tsne_knn_accuracy": 0.8125}
+
+    monkeypatch.setattr(pipeline, "tsne_map", tsne_map)
+    metrics = {"ae_test_bce": 0.123456}
+    settings = Settings(seed=5, tsne_points=12, tsne_perplexity=7.0)
+    pipeline._tsne_stage(ae, "codes", splits, settings, metrics, tmp_path, logged.append)
+    assert mapped == [("codes", y_test, {"seed": 5, "points": 12, "perplexity": 7.0})]
+    assert metrics["tsne_trustworthiness"] == 0.98765 and logged == ["    t-SNE done in 4 s"]
+    name, args, kw = drawn[0]
+    assert args[0] == "emb" and args[1].tolist() == y_test[:12].tolist() and args[3] == tmp_path / "tsne.png"
+    assert kw == {"title": "t-SNE of 12 test codes (2-d)",
+                  "subtitle": "trustworthiness (k=5) 0.9877, 5-NN accuracy on the map 81.2 %"}
+    pipeline._tsne_stage(ae, "codes", splits, Settings(tsne_points=100), metrics, tmp_path, logged.append)
+    assert mapped[-1][2]["points"] == 20  # no more than the test images
+    pipeline._plot_reconstructions(ae, splits, metrics, tmp_path)
+    name, (originals, recon, labels, names, path), kw = drawn[-1]
+    assert name == "plot_reconstructions" and labels.tolist() == list(range(10))
+    numpy.testing.assert_array_equal(originals, splits.x_test[:10])
+    expected = nn.backend.to_numpy(ae.reconstruct(splits.x_test[:10].astype(numpy.float32) / 255))
+    numpy.testing.assert_allclose(recon, expected, rtol=1e-6)
+    assert path == tmp_path / "reconstructions.png" and kw == {
+        "title": "Test images (top) and their reconstructions by the autoencoder 4-3-2 (linear code), "
+                 "test BCE 0.1235"}
+    records = {"step": [0], "epoch": [1], "layers": {"r": {"kind": "ReLU", "dead_per_epoch": [2]}}}
+    pipeline.write_diagnostics(records, tmp_path, metrics)
+    assert drawn[-1] == ("plot_diagnostics", (records, tmp_path / "diagnostics.png"), {
+        "title": "Inside the reference autoencoder while it trained (nanoae.train.watch)"})
+    assert metrics["ref_ae_diagnostics"] == [
+        "After 1 epochs, dead units (zero for every training example of the epoch): r 2 (the first in epoch 1)."]
