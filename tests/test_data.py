@@ -614,3 +614,31 @@ def test_a_good_copy_after_a_broken_one_warns_naming_both(tmp_path):
         f"ignored invalid copies of t10k-labels-idx1-ubyte.gz: {tmp_path / 'b' / 't10k-labels-idx1-ubyte'}: "
         f"truncated header: 1 dims need 8 bytes, found 4; using {good}"]
     del bad
+
+
+def test_download_messages_in_full(monkeypatch, tmp_path):
+    import tempfile  # noqa: PLC0415
+
+    raw, gz = _labels_gz()
+    sha = hashlib.sha256(raw).hexdigest()
+    monkeypatch.setattr(data, "_urlopen", fake_opener({"http://m/f.gz": gz}))
+    with pytest.raises(DatasetError) as err:
+        data.download_file("http://m/f.gz", tmp_path / "f.gz", expected_sha256=sha, expected_size=len(raw) + 1)
+    assert str(err.value) == (f"http://m/f.gz: downloaded content does not match: expected {len(raw) + 1} bytes "
+                              f"with sha256 {sha}, found {len(raw)} bytes with sha256 {sha}")
+    with pytest.raises(DatasetError, match=f"^http://m/f.gz: downloaded content does not match: expected None "
+                                           f"bytes with sha256 {'1' * 64}, found"):
+        data.download_file("http://m/f.gz", tmp_path / "f.gz", expected_sha256="1" * 64)
+    assert data.download_file("http://m/f.gz", tmp_path / "f.gz") == tmp_path / "f.gz"  # nothing expected
+    assert (tmp_path / "f.gz").read_bytes() == gz
+    (tmp_path / "f.gz").unlink()
+    assert data.download_file("http://m/f.gz", tmp_path / "f", expected_sha256=hashlib.sha256(gz).hexdigest(),
+                              expected_size=len(gz)).read_bytes() == gz  # not .gz: the bytes as they came
+    with pytest.raises(DatasetError) as err:
+        data.download_file("http://m/missing.gz", tmp_path / "g.gz")
+    assert str(err.value) == "http://m/missing.gz: download failed: HTTP Error 404: Not Found"
+    monkeypatch.setattr(tempfile, "mkstemp", lambda **kw: (_ for _ in ()).throw(OSError(28, "No space")))
+    with pytest.raises(DatasetError) as err:
+        data.download_file("http://m/f.gz", tmp_path / "h.gz")
+    assert str(err.value) == f"cannot write to the cache directory {tmp_path}: [Errno 28] No space"
+    assert sorted(os.listdir(tmp_path)) == ["f"]
