@@ -497,3 +497,232 @@ def test_a_watch_file_that_cannot_be_written_is_one_line_exit_1(tmp_path, fake_d
     assert "Traceback" not in err
     assert err.splitlines()[-1] == (f"nanoae: error: could not write {tmp_path / 'ae.watch.json'}: [Errno 28] "
                    "No space left on device")
+
+
+def test_every_commands_options_and_defaults(monkeypatch, tmp_path):
+    """What each command parses to when given nothing optional: the option names, defaults and
+    choices the README and the help promise (the parser's builders are left out of mutation
+    testing for their help texts; this pins the rest)."""
+    import argparse  # noqa: PLC0415
+
+    from nanoae.cli.main import build_parser  # noqa: PLC0415
+
+    monkeypatch.delenv("NANOAE_BACKEND", raising=False)
+    ckpt = tmp_path / "ae.npz"
+    ckpt.write_bytes(b"")
+    parse = build_parser().parse_args
+    common = {"backend": "numpy", "data_dir": None, "verify": True}
+    training = {**common, "batch_size": 256, "progress": None, "seed": 0}
+    recipe = {"epochs": None, "lr": None, "mask": None, "code": None, "widths": None}
+    assert vars(parse(["demo"])) == {"command": "demo", **training, **recipe, "out": Path("runs/demo"),
+                                     "quick": False, "no_reference": False}
+    assert vars(parse(["train-ae"])) == {"command": "train-ae", **training, **recipe,
+                                         "out": Path("runs/autoencoder.npz"), "reference": False,
+                                         "resume": False, "force": False, "watch": False}
+    assert vars(parse(["train-classifier", "--ae", str(ckpt)])) == {
+        "command": "train-classifier", **training, "ae": ckpt, "out": Path("runs/classifier.npz"),
+        "epochs": 30, "lr": 1e-3, "hidden": [512, 512], "finetune": 0, "force": False, "watch": False}
+    assert vars(parse(["evaluate"])) == {"command": "evaluate", **common, "ae": None, "classifier": None}
+    assert vars(parse(["tsne", "--ae", str(ckpt)])) == {
+        "command": "tsne", **common, "seed": 0, "ae": ckpt, "out": Path("runs/tsne.png"), "points": 10000,
+        "perplexity": 20.0}
+    assert vars(parse(["gradcheck"])) == {"command": "gradcheck", "layer": None, "args": "", "shape": None,
+                                          "seed": 0, "backend": "numpy"}
+    assert vars(parse(["workbook", "wb"])) == {"command": "workbook", **common, "seed": 0, "dir": Path("wb"),
+                                               "check": False, "solved": False, "force": False,
+                                               "images": 10000}
+    given = parse(["train-ae", "--backend", "auto", "--seed", "3", "--data-dir", "d", "--no-verify",
+                   "--batch-size", "8", "--no-progress", "--epochs", "2", "--lr", "0.5", "--mask", "0",
+                   "--code", "relu", "--widths", "16", "4", "--resume", "--force", "--watch", "--reference"])
+    assert (given.backend, given.seed, given.data_dir, given.verify, given.batch_size, given.progress,
+            given.epochs, given.lr, given.mask, given.code, given.widths, given.resume, given.force,
+            given.watch, given.reference) == ("auto", 3, "d", False, 8, False, 2, 0.5, 0.0, "relu", [16, 4],
+                                              True, True, True, True)
+    assert parse(["gradcheck", "m.py:L", "--args", "slope=0.1", "--shape", "2x3", "--seed", "4",
+                  "--backend", "cupy"]).shape == (2, 3)
+    assert parse(["demo", "--quick", "--no-reference", "--progress"]).progress is True
+    assert parse(["tsne", "--ae", str(ckpt), "--points", "20", "--perplexity", "5"]).points == 20
+    assert parse(["workbook", "wb", "--check", "--solved", "--images", "7"]).images == 7
+    assert parse(["train-classifier", "--ae", str(ckpt), "--finetune", "0", "--hidden", "4"]).hidden == [4]
+    monkeypatch.setenv("NANOAE_BACKEND", "cupy")
+    assert build_parser().parse_args(["evaluate"]).backend == "cupy"
+    assert build_parser().parse_args(["gradcheck"]).backend == "cupy"
+    for bad in (["demo", "--code", "tanh"], ["demo", "--backend", "torch"], ["evaluate", "--seed", "1"],
+                ["evaluate", "--batch-size", "2"], ["gradcheck", "--data-dir", "d"],
+                ["train-classifier", "--ae", str(tmp_path / "missing.npz")], ["train-classifier"],
+                ["demo", "--mask", "1"], ["demo", "--batch-size", "0"], ["tsne"]):
+        with pytest.raises(SystemExit):
+            parse(bad)
+    assert isinstance(build_parser(), argparse.ArgumentParser)
+
+
+def test_the_output_check_says_where_and_why_in_one_line(tmp_path, monkeypatch):
+    import errno  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    from nanoae.cli.outputs import check_output_dir  # noqa: PLC0415
+    from nanoae.errors import UsageError  # noqa: PLC0415
+
+    (tmp_path / "f").write_text("")
+    with pytest.raises(UsageError) as err:
+        check_output_dir(tmp_path / "f" / "sub" / "x", "--watch")
+    assert str(err.value) == (f"--watch: cannot create the directory {tmp_path / 'f' / 'sub' / 'x'}: "
+                              f"{tmp_path / 'f'} is a file; choose another place")
+    probes = []
+
+    def refused(dir, prefix):
+        probes.append((dir, prefix))
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(UsageError) as err:
+        check_output_dir(tmp_path)
+    assert str(err.value) == (f"--out: cannot write in {tmp_path} (Read-only file system); choose a "
+                              "place you can write to")
+    with pytest.raises(UsageError) as err:
+        check_output_dir(tmp_path / "new" / "deeper")
+    assert str(err.value) == (f"--out: cannot create {tmp_path / 'new' / 'deeper'} in {tmp_path} "
+                              "(Read-only file system); choose a place you can write to")
+    assert probes == [(tmp_path, ".nanoae-probe-")] * 2
+    monkeypatch.setattr(tempfile, "mkstemp", lambda dir, prefix: (_ for _ in ()).throw(OSError("odd")))
+    with pytest.raises(UsageError, match=r"cannot write in .* \(odd\)"):
+        check_output_dir(tmp_path)
+    monkeypatch.undo()
+    check_output_dir("relative-that-does-not-exist/x")  # its nearest existing part: the working folder
+    assert not os.path.exists("relative-that-does-not-exist")
+
+
+def test_the_option_types_say_what_was_wrong():
+    import argparse  # noqa: PLC0415
+
+    cli = __import__("importlib").import_module("nanoae.cli.main")
+
+    def message(parse, text):
+        with pytest.raises(argparse.ArgumentTypeError) as err:
+            parse(text)
+        return str(err.value)
+
+    positive, non_negative = cli._whole_number(1), cli._whole_number(0)
+    assert positive("1") == 1 and non_negative("0") == 0 and positive(" 7 ") == 7
+    assert message(positive, "0") == "must be at least 1, got 0"
+    assert message(non_negative, "-1") == "must be at least 0, got -1"
+    assert message(positive, "1.5") == "expected a whole number, got '1.5'"
+    assert cli._positive_int("3") == 3 and cli._non_negative_int("0") == 0
+    assert message(cli._positive_int, "0") == "must be at least 1, got 0"
+    assert message(cli._non_negative_int, "-2") == "must be at least 0, got -2"
+    assert cli._number("1e-3") == 1e-3
+    assert message(cli._number, "x") == "expected a number, got 'x'"
+    assert cli._positive_float("0.5") == 0.5
+    for bad in ("0", "-1", "nan", "inf"):
+        assert message(cli._positive_float, bad) == f"must be a positive number, got {bad}"
+    assert message(cli._positive_float, "two") == "expected a number, got 'two'"
+    assert cli._probability("0") == 0.0 and cli._probability("0.99") == 0.99
+    for bad in ("1", "-0.1", "nan"):
+        assert message(cli._probability, bad) == f"must be in [0, 1), got {bad}"
+    assert message(cli._existing_file, "no/such.npz") == "no such file: no/such.npz"
+    assert cli._existing_file(__file__) == Path(__file__)
+    assert message(cli._existing_file, str(Path(__file__).parent)) == f"no such file: {Path(__file__).parent}"
+    assert cli._shape("4,5") == (4, 5) and cli._shape("2x3x4") == (2, 3, 4) and cli._shape("7") == (7,)
+    assert message(cli._shape, "4,a") == "expected sizes like 4,5 (batch, features), got '4,a'"
+    assert message(cli._shape, "4,0") == "sizes must be positive whole numbers, got '4,0'"
+    assert message(cli._shape, "") == "expected sizes like 4,5 (batch, features), got ''"
+
+
+class _Comm:
+    """What main reads of a communicator: its size, whether it is rank 0, and an allgather."""
+
+    def __init__(self, size=1, is_root=True, others=()):
+        import types  # noqa: PLC0415
+
+        self.size, self.is_root, self.gpu = size, is_root, []
+        self.mpi_comm = types.SimpleNamespace(allgather=lambda mine: [mine, *others])
+
+    def use_gpu(self):
+        self.gpu.append(True)
+
+
+def test_main_ends_each_kind_of_error_with_its_exit_status_and_one_line(monkeypatch, capsys):
+    import errno  # noqa: PLC0415
+
+    from nanoae.cli import commands  # noqa: PLC0415
+    cli = __import__("importlib").import_module("nanoae.cli.main")
+    from nanoae.errors import DataDirError, NanoaeError, UsageError  # noqa: PLC0415
+    from nanoae.parallel import communicator  # noqa: PLC0415
+
+    import contextlib  # noqa: PLC0415
+
+    monkeypatch.setattr(communicator, "world", lambda: _Comm())
+    monkeypatch.setattr(communicator, "abort_on_error", lambda comm: contextlib.nullcontext())  # (tested apart)
+    raised = {}
+    monkeypatch.setitem(commands.COMMANDS, "evaluate", lambda args: (_ for _ in ()).throw(raised["exc"]))
+    for exc, code, line in (
+            (UsageError("bad use"), 2, "nanoae evaluate: error: bad use"),
+            (DataDirError("no data"), 2, "nanoae evaluate: error: no data"),
+            (NanoaeError("it broke"), 1, "nanoae: error: it broke"),
+            (KeyboardInterrupt(), 130, "\nnanoae: interrupted."),
+            (KeyboardInterrupt("at epoch 3"), 130, "\nnanoae: interrupted: at epoch 3."),
+            (OSError(errno.ENOSPC, "No space left on device", "/x/fig.png"), 1,
+             "nanoae: error: could not write /x/fig.png: [Errno 28] No space left on device"),
+            (OSError(errno.EACCES, "Permission denied"), 1,
+             "nanoae: error: could not write an output file: [Errno 13] Permission denied")):
+        raised["exc"] = exc
+        assert cli.main(["evaluate"]) == code
+        captured = capsys.readouterr()
+        assert captured.err == line + "\n" and captured.out == ""
+    raised["exc"] = OSError(errno.ENOENT, "No such file or directory")
+    with pytest.raises(FileNotFoundError):  # not the disk: a bug, with its traceback
+        cli.main(["evaluate"])
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO):
+        assert code in cli.DISK_ERRORS
+    monkeypatch.setitem(commands.COMMANDS, "train-ae", lambda args: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert cli.main(["train-ae"]) == 130
+    assert capsys.readouterr().err == ("\nnanoae: interrupted. Resume with the same command and --resume.\n")
+    monkeypatch.setitem(commands.COMMANDS, "evaluate", lambda args: {"a": 1})
+    assert cli.main(["evaluate"]) == 0
+    assert capsys.readouterr().out == '{\n  "a": 1\n}\n'
+    monkeypatch.setitem(commands.COMMANDS, "evaluate", lambda args: None)
+    assert cli.main(["evaluate"]) == 0 and capsys.readouterr().out == ""
+    monkeypatch.setattr(communicator, "world", lambda: _Comm(size=2, is_root=False, others=[None]))
+    monkeypatch.setitem(commands.COMMANDS, "train-ae", lambda args: {"a": 1})
+    assert cli.main(["train-ae"]) == 0 and capsys.readouterr().out == ""  # rank 1 prints nothing
+    monkeypatch.setitem(commands.COMMANDS, "train-ae", lambda args: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert cli.main(["train-ae"]) == 130 and capsys.readouterr().err == ""  # rank 0 says it
+    monkeypatch.setattr(communicator, "world", lambda: (_ for _ in ()).throw(RuntimeError("no mpi4py")))
+    assert cli.main(["evaluate"]) == 2
+    assert capsys.readouterr().err == "nanoae evaluate: error: no mpi4py\n"
+    monkeypatch.setattr(communicator, "world", lambda: (_ for _ in ()).throw(ValueError("bad size")))
+    assert cli.main(["evaluate"]) == 2 and capsys.readouterr().err == "nanoae evaluate: error: bad size\n"
+
+
+def test_under_mpiexec_only_the_training_commands_run_and_every_rank_refuses_alike(monkeypatch, capsys):
+    from nanoae import backend  # noqa: PLC0415
+    from nanoae.cli import commands  # noqa: PLC0415
+    cli = __import__("importlib").import_module("nanoae.cli.main")
+    from nanoae.parallel import communicator  # noqa: PLC0415
+
+    assert cli.DATA_PARALLEL == ("train-ae", "train-classifier", "demo")
+    ran = []
+    for command in ("train-ae", "train-classifier", "demo", "evaluate", "tsne", "gradcheck", "workbook"):
+        monkeypatch.setitem(commands.COMMANDS, command, lambda args: ran.append(args.command))
+    two = _Comm(size=2, others=[None])
+    monkeypatch.setattr(communicator, "world", lambda: two)
+    assert cli.main(["train-ae"]) == 0 and ran == ["train-ae"] and two.gpu == []
+    assert cli.main(["evaluate"]) == 2 and ran == ["train-ae"]
+    assert capsys.readouterr().err == (
+        "nanoae evaluate: error: this command runs on one process, but mpiexec started 2; run it "
+        "without mpiexec (data parallel: train-ae, train-classifier, demo)\n")
+    quiet = _Comm(size=2, is_root=False, others=[None])
+    monkeypatch.setattr(communicator, "world", lambda: quiet)
+    assert cli.main(["gradcheck"]) == 2 and capsys.readouterr().err == ""  # said by rank 0 alone
+    # another rank refused (its GPU, say): this one ends too, with that rank's reason
+    other = _Comm(size=2, others=["rank 1 has no GPU"])
+    monkeypatch.setattr(communicator, "world", lambda: other)
+    assert cli.main(["train-ae"]) == 2 and ran == ["train-ae"]
+    assert capsys.readouterr().err == "nanoae train-ae: error: rank 1 has no GPU\n"
+    monkeypatch.setattr(communicator, "world", lambda: _Comm(size=1, others=["never asked"]))
+    assert cli.main(["evaluate"]) == 0 and ran[-1] == "evaluate"  # one process: no allgather
+    cli._check_data_parallel(_Comm(size=1), "evaluate")  # one process: anything runs
+    gpu = _Comm(size=3)
+    monkeypatch.setattr(backend, "get_backend", lambda: "cupy")
+    cli._check_data_parallel(gpu, "demo")
+    assert gpu.gpu == [True]  # one GPU per rank asked for

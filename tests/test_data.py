@@ -424,3 +424,221 @@ def test_real_test_split():
     images, labels = data.load_fashion_mnist("test", REAL_DIR, download=False, verify=True)
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert np.bincount(labels, minlength=10).tolist() == [1000] * 10
+
+
+# --- every message in full, and the checksum's two conditions ------------------------------
+
+@pytest.mark.parametrize("blob, kw, message", [
+    (b"\x00\x00\x08", {}, "f: too short for an IDX header: expected at least 4 bytes, found 3"),
+    (b"\x1f\x8b\x08\x00", {}, "f: not an IDX file: expected bytes 00 00 at offset 0, found 1f 8b "
+                             "(this looks like gzip data: decompress it first)"),
+    (b"\x1f\x00\x08\x01", {}, "f: not an IDX file: expected bytes 00 00 at offset 0, found 1f 00"),
+    (b"\x00\x8b\x08\x01", {}, "f: not an IDX file: expected bytes 00 00 at offset 0, found 00 8b"),
+    (b"\x00\x00\x09\x01", {}, "f: unsupported IDX data type: expected 0x08 (unsigned byte), found 0x09"),
+    (b"\x00\x00\x08\x00", {}, "f: expected 1 to 4 dimensions in the IDX header, found 0"),
+    (b"\x00\x00\x08\x05", {}, "f: expected 1 to 4 dimensions in the IDX header, found 5"),
+    (idx_bytes(np.zeros(3, np.uint8)), {"expect_magic": 0x0803},
+     "f: wrong magic number: expected 2051 (0x00000803, 3 dims), found 2049 (0x00000801, 1 dims)"),
+    (b"\x00\x00\x08\x02" + bytes(7), {}, "f: truncated header: 2 dims need 12 bytes, found 11"),
+    (idx_bytes(np.zeros((2, 3), np.uint8)), {"expect_count": 3}, "f: expected 3 items, found 2"),
+    (idx_bytes(np.zeros((2, 3), np.uint8)), {"expect_shape": (4,)},
+     "f: expected items of shape (4,), found (3,)"),
+    (idx_bytes(np.zeros((2, 3), np.uint8))[:-1], {}, "f: truncated: expected 6 bytes of data, found 5"),
+    (idx_bytes(np.zeros((2, 3), np.uint8)) + b"z", {},
+     "f: 1 trailing bytes after the expected 6 bytes of data"),
+])
+def test_parse_idx_says_what_was_expected_and_found(blob, kw, message):
+    with pytest.raises(DatasetError) as err:
+        data.parse_idx(blob, name="f", **kw)
+    assert str(err.value) == message
+
+
+def test_parse_idx_reads_big_endian_dims_and_returns_a_writable_copy():
+    x = np.arange(2 * 300, dtype=np.uint32).astype(np.uint8).reshape(2, 300)
+    blob = idx_bytes(x)
+    assert blob[:4] == b"\x00\x00\x08\x02" and blob[8:12] == (300).to_bytes(4, "big")
+    out = data.parse_idx(blob, name="x", expect_magic=0x0802, expect_count=2, expect_shape=(300,))
+    np.testing.assert_array_equal(out, x)
+    out[0, 0] = 7  # writable
+    assert data.parse_idx(idx_bytes(np.zeros((1, 4), np.uint8)), name="x", expect_shape=[4]).shape == (1, 4)
+    for ndim in (1, 4):
+        assert data.parse_idx(idx_bytes(np.zeros((1,) * ndim, np.uint8)), name="x").ndim == ndim
+
+
+def test_content_checks_name_the_file_the_official_figures_and_the_found_ones(tmp_path, monkeypatch):
+    size, sha = data.CHECKSUMS["t10k-labels-idx1-ubyte"]
+    same_size = idx_bytes(np.zeros(size - 8, np.uint8))
+    found = hashlib.sha256(same_size).hexdigest()
+    with pytest.raises(DatasetError) as err:
+        data._check_content(same_size, "t10k-labels-idx1-ubyte", "L")
+    assert str(err.value) == (f"L: content does not match the official t10k-labels-idx1-ubyte: expected "
+                              f"{size} bytes with sha256 {sha}, found {size} bytes with sha256 {found}")
+    monkeypatch.setitem(data.CHECKSUMS, "t10k-labels-idx1-ubyte", (size + 1, found))  # the sha alone
+    with pytest.raises(DatasetError, match=f"found {size} bytes with sha256 {found}"):
+        data._check_content(same_size, "t10k-labels-idx1-ubyte", "L")
+    monkeypatch.setitem(data.CHECKSUMS, "t10k-labels-idx1-ubyte", (size, found))
+    data._check_content(same_size, "t10k-labels-idx1-ubyte", "L")  # both match: accepted
+    # through the loader: an official name is verified unless verify=False
+    path = tmp_path / "t10k-labels-idx1-ubyte"
+    path.write_bytes(idx_bytes(np.arange(10, dtype=np.uint8)))
+    with pytest.raises(DatasetError, match=f"^{path}: content does not match the official "):
+        data._load_one(path, labels=True, verify=True)
+    assert data._load_one(path, labels=True, verify=False).tolist() == list(range(10))
+    with pytest.raises(DatasetError, match=f"^{path}: wrong magic number: expected 2051"):
+        data._load_one(path, labels=False, verify=False)  # images: the images' magic
+    with pytest.raises(DatasetError, match=f"^{path}: expected 9 items, found 10"):
+        data._load_one(path, labels=True, verify=False, expect_count=9)
+
+
+def test_images_and_labels_must_agree(tmp_path):
+    images, labels = np.zeros((3, 28, 28), np.uint8), np.array([1, 2], np.uint8)
+    with pytest.raises(DatasetError) as err:
+        data._check_pair(images, labels, "I", "L")
+    assert str(err.value) == "I holds 3 images but L holds 2 labels: expected the same count"
+    with pytest.raises(DatasetError) as err:
+        data._check_pair(images[:3], np.array([9, 10, 11], np.uint8), "I", "L")
+    assert str(err.value) == "L: expected labels 0..9, found 2 out of range (first: 10 at index 1)"
+    data._check_pair(images, np.array([0, 9, 5], np.uint8), "I", "L")
+    data._check_pair(images[:0], np.array([], np.uint8), "I", "L")
+    write_idx(tmp_path / "i", np.zeros((2, 28, 28), np.uint8), gz=False)
+    write_idx(tmp_path / "l", np.array([3, 4], np.uint8), gz=False)
+    i, lab = data.load_idx_pair(tmp_path / "i", tmp_path / "l", expect_count=2)
+    assert i.shape == (2, 28, 28) and lab.tolist() == [3, 4]
+    with pytest.raises(DatasetError, match="expected 3 items, found 2"):
+        data.load_idx_pair(tmp_path / "i", tmp_path / "l", expect_count=3)
+
+
+def test_reading_says_which_file_and_why(tmp_path):
+    with pytest.raises(DatasetError) as err:
+        data._read_bytes(tmp_path, label="D")
+    assert str(err.value).startswith("D: cannot read: [Errno 21] Is a directory")
+    (tmp_path / "x.gz").write_bytes(b"plain")
+    with pytest.raises(DatasetError, match=r"^.*x\.gz: truncated or corrupt gzip stream \("):
+        data._read_bytes(tmp_path / "x.gz")
+    assert data._read_bytes(tmp_path / "x.gz", gz=False) == b"plain"
+    (tmp_path / "y").write_bytes(gzip.compress(b"z"))
+    assert data._read_bytes(tmp_path / "y", gz=True) == b"z"
+
+
+def test_the_cache_directory_problems_say_how_to_fix_them(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DatasetError) as err:
+        data._prepare_dir(tmp_path / "file" / "cache")
+    assert str(err.value).startswith(f"cannot create the cache directory {tmp_path / 'file' / 'cache'}: ")
+    assert str(err.value).endswith("; set XDG_CACHE_HOME to a writable place, or pass --data-dir / set "
+                                   "NANOAE_DATA_DIR")
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK)
+    with pytest.raises(DatasetError) as err:
+        data._prepare_dir(tmp_path / "ok")
+    assert str(err.value) == (f"cannot write to the cache directory {tmp_path / 'ok'} (permission denied); "
+                              "set XDG_CACHE_HOME to a writable place, or pass --data-dir / set NANOAE_DATA_DIR")
+    assert (tmp_path / "ok").is_dir()
+
+
+def test_a_named_directory_and_where_nanoae_looks_otherwise(tmp_path, monkeypatch):
+    fix = (f"put the Fashion-MNIST files there, or name another directory; without --data-dir, nanoae "
+           f"looks in {data.default_cache_dir()} and {data.SYSTEM_DIR}, then downloads")
+    with pytest.raises(data.DataDirError) as err:
+        data._check_named_dir(tmp_path / "nope", "--data-dir", ("a.gz", "b.gz"))
+    assert str(err.value) == f"--data-dir names {tmp_path / 'nope'}, which is not a directory; {fix}"
+    (tmp_path / "b").write_bytes(b"")  # raw is as good as gzipped
+    with pytest.raises(data.DataDirError) as err:
+        data._check_named_dir(tmp_path, "--data-dir", ("a.gz", "b.gz", "c.gz"))
+    assert str(err.value) == (f"--data-dir names {tmp_path}, which holds no a.gz and no c.gz (gzipped or raw); "
+                              f"{fix}")
+    (tmp_path / "a.gz").mkdir()  # a directory is not a file
+    with pytest.raises(data.DataDirError, match="holds no a.gz and no c.gz"):
+        data._check_named_dir(tmp_path, "--data-dir", ("a.gz", "b.gz", "c.gz"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data.named_dir("~/d") == (tmp_path / "home" / "d", "--data-dir")
+    monkeypatch.setenv("NANOAE_DATA_DIR", "~/e")
+    assert data.named_dir() == (tmp_path / "home" / "e", "NANOAE_DATA_DIR")
+    monkeypatch.setenv("NANOAE_DATA_DIR", "")
+    assert data.named_dir() is None
+    with pytest.raises(ValueError, match=r"^split must be one of \['test', 'train'\], got 'val'$"):
+        data.load_fashion_mnist("val")
+
+
+def test_the_full_report_when_no_copy_is_found(tmp_path, monkeypatch):
+    cache = data.default_cache_dir()
+    cache.mkdir(parents=True)
+    (cache / "t10k-labels-idx1-ubyte").write_bytes(b"junk")
+    monkeypatch.setattr(data, "MIRRORS", ("http://a/",))
+    with pytest.raises(DatasetError) as err:
+        data._find("t10k-labels-idx1-ubyte.gz", labels=True, dirs=[cache, tmp_path / "system"],
+                   download=False, progress=False, verify=False)
+    assert str(err.value) == (
+        "no valid copy of Fashion-MNIST file t10k-labels-idx1-ubyte.gz found. Looked at:\n"
+        f"  - {cache / 't10k-labels-idx1-ubyte'}: not an IDX file: expected bytes 00 00 at offset 0, "
+        "found 6a 75\n"
+        f"  - {tmp_path / 'system'}: no such directory\n"
+        "  - download: disabled (download=False / --no-download)\n"
+        "To fix:\n"
+        f"  - {data._INSTALL_HINT}\n"
+        f"  - remove or replace the invalid file(s): {cache / 't10k-labels-idx1-ubyte'}\n"
+        "  - or allow downloading (drop download=False / --no-download)\n")
+    (tmp_path / "system").mkdir()
+    monkeypatch.setattr(data, "_urlopen", fake_opener({}))
+    with pytest.raises(DatasetError) as err:
+        data._find("t10k-labels-idx1-ubyte.gz", labels=True, dirs=[tmp_path / "system"], download=True,
+                   progress=False, verify=True)
+    assert str(err.value) == (
+        "no valid copy of Fashion-MNIST file t10k-labels-idx1-ubyte.gz found. Looked at:\n"
+        f"  - {tmp_path / 'system'}: no t10k-labels-idx1-ubyte.gz or t10k-labels-idx1-ubyte\n"
+        "  - download from http://a/t10k-labels-idx1-ubyte.gz: download failed: HTTP Error 404: Not Found\n"
+        "To fix:\n"
+        f"  - {data._INSTALL_HINT}\n")
+
+
+def test_a_good_copy_after_a_broken_one_warns_naming_both(tmp_path):
+    (tmp_path / "a").mkdir()
+    write_idx(tmp_path / "a" / "t10k-labels-idx1-ubyte.gz", np.array([1, 2], np.uint8))
+    (tmp_path / "a" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01")
+    good = tmp_path / "a" / "t10k-labels-idx1-ubyte.gz"
+    bad = tmp_path / "a" / "t10k-labels-idx1-ubyte"
+    (tmp_path / "b").mkdir()
+    write_idx(tmp_path / "b" / "t10k-labels-idx1-ubyte", np.array([5], np.uint8), gz=False)
+    import warnings  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing broken on the way: no warning
+        path, labels = data._find("t10k-labels-idx1-ubyte.gz", labels=True, dirs=[tmp_path / "b", tmp_path / "a"],
+                                  download=False, progress=False, verify=False)
+    assert path == tmp_path / "b" / "t10k-labels-idx1-ubyte" and labels.tolist() == [5]
+    (tmp_path / "b" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01")
+    with pytest.warns(UserWarning) as rec:
+        path, labels = data._find("t10k-labels-idx1-ubyte.gz", labels=True, dirs=[tmp_path / "b", tmp_path / "a"],
+                                  download=False, progress=False, verify=False)
+    assert path == good and labels.tolist() == [1, 2]  # the .gz before the raw in a directory
+    assert [str(w.message) for w in rec] == [
+        f"ignored invalid copies of t10k-labels-idx1-ubyte.gz: {tmp_path / 'b' / 't10k-labels-idx1-ubyte'}: "
+        f"truncated header: 1 dims need 8 bytes, found 4; using {good}"]
+    del bad
+
+
+def test_download_messages_in_full(monkeypatch, tmp_path):
+    import tempfile  # noqa: PLC0415
+
+    raw, gz = _labels_gz()
+    sha = hashlib.sha256(raw).hexdigest()
+    monkeypatch.setattr(data, "_urlopen", fake_opener({"http://m/f.gz": gz}))
+    with pytest.raises(DatasetError) as err:
+        data.download_file("http://m/f.gz", tmp_path / "f.gz", expected_sha256=sha, expected_size=len(raw) + 1)
+    assert str(err.value) == (f"http://m/f.gz: downloaded content does not match: expected {len(raw) + 1} bytes "
+                              f"with sha256 {sha}, found {len(raw)} bytes with sha256 {sha}")
+    with pytest.raises(DatasetError, match=f"^http://m/f.gz: downloaded content does not match: expected None "
+                                           f"bytes with sha256 {'1' * 64}, found"):
+        data.download_file("http://m/f.gz", tmp_path / "f.gz", expected_sha256="1" * 64)
+    assert data.download_file("http://m/f.gz", tmp_path / "f.gz") == tmp_path / "f.gz"  # nothing expected
+    assert (tmp_path / "f.gz").read_bytes() == gz
+    (tmp_path / "f.gz").unlink()
+    assert data.download_file("http://m/f.gz", tmp_path / "f", expected_sha256=hashlib.sha256(gz).hexdigest(),
+                              expected_size=len(gz)).read_bytes() == gz  # not .gz: the bytes as they came
+    with pytest.raises(DatasetError) as err:
+        data.download_file("http://m/missing.gz", tmp_path / "g.gz")
+    assert str(err.value) == "http://m/missing.gz: download failed: HTTP Error 404: Not Found"
+    monkeypatch.setattr(tempfile, "mkstemp", lambda **kw: (_ for _ in ()).throw(OSError(28, "No space")))
+    with pytest.raises(DatasetError) as err:
+        data.download_file("http://m/f.gz", tmp_path / "h.gz")
+    assert str(err.value) == f"cannot write to the cache directory {tmp_path}: [Errno 28] No space"
+    assert sorted(os.listdir(tmp_path)) == ["f"]

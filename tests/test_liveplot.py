@@ -214,3 +214,94 @@ def test_a_long_run_draws_each_step_line_with_at_most_max_points(tmp_path):
         numpy.testing.assert_allclose(line.get_ydata()[0], numpy.exp(numpy.log(record[:3]).mean()))
     with pytest.raises(ValueError, match="max_points"):
         LivePlot(tmp_path / "x.png", max_points=1)
+
+
+def test_the_series_drawn_come_from_the_history_and_the_watch_records():
+    from nanoae.train.liveplot import _series  # noqa: PLC0415
+
+    history = {"train_loss": [0.5, 0.4], "val_loss": [], "train_accuracy": [0.5, 0.75],
+               "val_accuracy": [0.25]}
+    records = {"step": [0, 5, 10], "layers": {
+        "encoder layer 0 Dense(4, 2)": {"update_ratio": [1e-3, 2e-3]},
+        "decoder layer 1 ReLU()": {"dead_per_epoch": [0, 2]},
+        "layer 2 Dense(2, 4)": {"update_ratio": []},
+        "layer 3 ReLU()": {"dead_per_epoch": []}}}
+    assert _series(history, records) == {
+        "loss": {"train": ([1, 2], [0.5, 0.4])},
+        "accuracy": {"train": ([1, 2], [50.0, 75.0]), "validation": ([1], [25.0])},
+        "update_ratio": {"enc 0 Dense(4, 2)": ([0, 5], [1e-3, 2e-3])},
+        "dead": {"dec 1 ReLU()": ([1, 2], [0, 2]), "layer 3 ReLU()": ([], [])}}
+    assert _series({"val_loss": [1.0]}, None) == {
+        "loss": {"validation": ([1], [1.0])}, "accuracy": {}, "update_ratio": {}, "dead": {}}
+    assert _series({}, {}) == {"loss": {}, "accuracy": {}, "update_ratio": {}, "dead": {}}
+
+
+def test_the_y_limits_grow_only_when_the_values_leave_them():
+    from nanoae.train.liveplot import _grown  # noqa: PLC0415
+
+    assert _grown(None, [], False) is None
+    assert _grown(None, [float("nan"), float("inf")], False) is None
+    assert _grown(None, [1.0, 3.0], False) == (0.0, 4.0)  # half the span to spare on each side
+    assert _grown((0.0, 4.0), [1.0, 3.5], False) is None  # inside: no redraw
+    assert _grown((0.0, 4.0), [0.0, 4.0], False) is None  # on the edges: still inside
+    assert _grown((0.0, 4.0), [-0.5, 3.0], False) == (-2.25, 4.75)
+    assert _grown((0.0, 4.0), [1.0, 4.5], False) == (-0.75, 6.25)
+    assert _grown(None, [2.0, 2.0], False) == pytest.approx((1.9, 2.1))  # 5 % of the value
+    assert _grown(None, [0.0, 0.0], False) == (-1e-3, 1e-3)  # at least `least`
+    assert _grown(None, [0.0, 0.0], False, least=1.0) == (-1.0, 1.0)
+    assert _grown(None, [-2.0, -2.0], False) == pytest.approx((-2.1, -1.9))  # 5 % of |value|
+    # log scale: in decades; zero and negative values are left out; at least a decade spare
+    assert _grown(None, [1e-3, 1e-1], True) == pytest.approx((1e-4, 1.0))
+    assert _grown(None, [0.0, -1.0, 1e-2], True) == pytest.approx((1e-3, 1e-1))
+    assert _grown((1e-4, 1.0), [1e-3, 1e-1], True) is None
+    assert _grown((1e-4, 1.0), [1e-5, 1e-1], True) == pytest.approx((10 ** -7, 10 ** 1))
+    assert _grown(None, [0.0], True) is None
+
+
+def test_a_live_plot_on_rank_0_only_and_its_repr(tmp_path):
+    live = LivePlot(tmp_path / "x" / "live.png", display=False)
+    assert repr(live) == f"LivePlot({str(tmp_path / 'x' / 'live.png')!r})"
+    assert live.display is False and live.frames == 0 and live.full_redraws == 0
+    run = types.SimpleNamespace(comm=types.SimpleNamespace(is_root=False), epochs=2, steps_per_epoch=3)
+    live.on_train_begin(run)
+    live.on_epoch_end(run)  # another rank: nothing drawn, nothing written
+    assert live.figure is None and live.frames == 0 and not (tmp_path / "x").exists()
+    assert repr(LivePlot(display=True)) == "LivePlot(None)"
+    assert LivePlot(display=1).display is True
+
+
+def test_an_ipython_terminal_is_not_a_notebook(monkeypatch):
+    terminal = types.SimpleNamespace()  # IPython's terminal shell has no kernel
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: terminal))
+    assert not in_notebook()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    assert not in_notebook()
+    shell = types.SimpleNamespace(kernel=None)
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    assert not in_notebook()
+
+
+def test_an_epochs_frame_draws_the_given_watchs_records_and_lands_atomically(tmp_path, monkeypatch):
+    import os  # noqa: PLC0415
+
+    path = tmp_path / "a" / "b" / "live.png"
+    watch = types.SimpleNamespace(records={"step": [0], "layers": {"x ReLU": {"dead_per_epoch": [3]}}})
+    live = LivePlot(path, watch=watch, title="run")
+    assert live.dpi == 72
+    run = types.SimpleNamespace(comm=types.SimpleNamespace(is_root=True), epochs=4, steps_per_epoch=3,
+                                state=types.SimpleNamespace(history={"epoch": [2], "train_loss": [1.0, 0.5],
+                                                                     "watch": {"layers": {}}}))
+    live.on_train_begin(run)
+    assert (live._epochs, live._steps) == (4, 12)
+    drawn = []
+    monkeypatch.setattr(live, "_build", lambda series: setattr(live, "figure", object()))
+    monkeypatch.setattr(live, "_update", lambda series, title: drawn.append((series, title)))
+    monkeypatch.setattr(live, "_png", lambda: b"png")
+    moves = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (moves.append((a, b)), real_replace(a, b)))
+    live.on_epoch_end(run)
+    series, title = drawn[0]
+    assert title == "run: epoch 2/4" and series["dead"] == {"x ReLU": ([1], [3])}  # the watch's, not the history's
+    assert moves == [(path.with_name("live.png.part"), path)] and path.read_bytes() == b"png"
+    assert live.frames == 1 and not path.with_name("live.png.part").exists()

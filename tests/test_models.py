@@ -119,3 +119,11 @@ def test_finetuned_and_classifier_predict_alike(rng):
     rebuilt = Standardize.from_config(scaler.config)
     numpy.testing.assert_allclose(to_numpy(rebuilt(ae.encode(x))), to_numpy(scaler(ae.encode(x))),
                                   rtol=1e-6)
+
+
+def test_a_classifier_predicts_the_most_probable_class_of_each_row():
+    clf = Classifier(3, (4,), 5, seed=1)
+    x = numpy.random.default_rng(0).normal(size=(7, 3)).astype(numpy.float32)
+    probs = to_numpy(clf(x))
+    assert to_numpy(clf.predict(x)).tolist() == probs.argmax(axis=1).tolist()
+    assert len(set(probs.argmax(axis=1).tolist())) > 1  # rows differ: not the argmax of a column

@@ -274,3 +274,157 @@ def test_no_figures_left_open(tmp_path, rng):
     plots.plot_tsne(rng.normal(size=(30, 2)), labels, names, tmp_path / "t.png")
     plots.plot_codes_activity(rng.random((50, 8)), tmp_path / "a.png")
     assert plt.get_fignums() == before == []
+
+
+# -- what the figures compute (the drawing functions are left out of mutation testing) --------
+
+def test_images_are_made_square_and_scaled_to_0_1():
+    flat = np.arange(2 * 9).reshape(2, 9).astype(np.uint8)
+    out = plots._as_images(flat)
+    assert out.shape == (2, 3, 3) and out.dtype == np.float64
+    np.testing.assert_array_equal(out.ravel(), np.arange(18) / 255.0)
+    floats = np.array([[[0.0, 0.5], [1.5, 1.0]]])  # max 1.5: still on the 0..1 scale
+    np.testing.assert_array_equal(plots._as_images(floats), [[[0.0, 0.5], [1.0, 1.0]]])
+    big = np.array([[[0.0, 51.0], [255.0, 300.0]]])  # floats never divided by 255
+    np.testing.assert_array_equal(plots._as_images(big), [[[0.0, 0.2], [1.0, 1.0]]])
+    np.testing.assert_array_equal(plots._as_images(np.array([[[-1.0, 0.5]]])), [[[0.0, 0.5]]])
+    assert plots._as_images(np.empty((0, 2, 2))).shape == (0, 2, 2)
+    with pytest.raises(ValueError, match="expected square images, got rows of 8 pixels"):
+        plots._as_images(np.zeros((2, 8)))
+    with pytest.raises(ValueError, match=r"expected images of shape \(N, 784\) or \(N, 28, 28\), got \(4,\)"):
+        plots._as_images(np.zeros(4))
+
+
+def test_a_history_series_is_the_first_key_with_values():
+    h = {"a": [], "b": [[1, 2]], "c": [3]}
+    np.testing.assert_array_equal(plots._series(h, "a", "b", "c"), [1.0, 2.0])
+    assert plots._series(h, "a", "z").shape == (0,) and plots._series(h, "c").dtype == float
+    assert plots._series({"a": None, "c": [3]}, "a", "c").tolist() == [3.0]
+
+
+def test_accuracies_are_shown_in_percent_and_panels_share_one_range():
+    np.testing.assert_array_equal(plots._as_percent(np.array([0.5, 1.0])), [50.0, 100.0])
+    np.testing.assert_array_equal(plots._as_percent(np.array([-1.0, 0.2])), [-100.0, 20.0])
+    np.testing.assert_array_equal(plots._as_percent(np.array([50.0, 90.0])), [50.0, 90.0])
+    np.testing.assert_array_equal(plots._as_percent(np.array([1.01])), [1.01])
+    np.testing.assert_array_equal(plots._as_percent(np.array([np.nan, 0.5])), [np.nan, 50.0])
+    assert plots._union([(40, 80), (10, 60), (30, 95)]) == (10, 95)
+
+
+def test_confusion_cells_in_percent_of_each_true_class_or_as_counts():
+    cm = np.array([[3, 1, 0], [0, 0, 0], [1, 1, 2]])
+    values, vmax, label, acc = plots.confusion_cells(cm)
+    np.testing.assert_allclose(values, [[75, 25, 0], [0, 0, 0], [25, 25, 50]])
+    assert (vmax, label, acc) == (100.0, "% of true class", "62.50 %")  # 5 of 8
+    values, vmax, label, acc = plots.confusion_cells(cm, normalize=False)
+    np.testing.assert_array_equal(values, cm)
+    assert (vmax, label, acc) == (3.0, "count", "62.50 %")
+    assert plots.confusion_cells(np.zeros((2, 2)), normalize=False)[1:] == (1.0, "count", "n/a")
+    assert plots.cell_text(75.0, 100.0, True) == ("75.0", "white")
+    assert plots.cell_text(55.0, 100.0, True) == ("55.0", "black")  # not above 55 %
+    assert plots.cell_text(56.0, 100.0, True)[1] == "white"
+    assert plots.cell_text(2.0, 3.0, False) == ("2", "white")
+    assert plots.cell_text(1.0, 3.0, False) == ("1", "black")
+
+
+def test_the_map_draws_a_fixed_subset_and_says_so():
+    assert plots.drawn_points(5, None).tolist() == [True] * 5
+    assert plots.drawn_points(5, 5).all()
+    shown = plots.drawn_points(50, 20)
+    assert shown.sum() == 20 and np.array_equal(shown, plots.drawn_points(50, 20))  # fixed
+    expected = np.zeros(50, bool)
+    expected[np.random.default_rng(0).choice(50, 20, replace=False)] = True
+    assert np.array_equal(shown, expected)
+    assert plots.drawn_points(50, 20.0).sum() == 20
+    assert plots.tsne_caption(np.ones(3, bool)) == "t-SNE axes have no units: only neighbourhoods are meaningful"
+    assert plots.tsne_caption(shown) == ("t-SNE axes have no units: only neighbourhoods are meaningful; "
+                                         "20 of 50 points drawn")
+    np.testing.assert_allclose(plots.label_box(np.array([[0.0, 0.0], [10.0, 100.0], [5.0, 20.0]])),
+                               [1.3, 3.5])
+    assert (plots.label_box(np.zeros((3, 2))) > 0).all()  # a map of one spot: still a box
+
+
+def test_the_codes_figures_size_and_spread():
+    linear, relu = np.ones((4, 10)) * 0.5, np.zeros((4, 60))
+    assert plots.codes_figure_size([linear]) == ([3.6], 6.0)  # at least 6 inches wide
+    assert plots.codes_figure_size([linear, relu]) == ([3.6, 5.0], 13.5)  # 0.2 * 60 + 1.5
+    assert plots.codes_figure_size([np.zeros((2, 100))])[1] == 16.0  # at most 16
+    codes = np.array([[0.0, 1.0, 2.0], [0.0, 3.0, 0.0], [0.0, 5.0, 0.0], [0.0, 7.0, 0.0], [0.0, 9.0, 4.0]])
+    percentiles, active, dead = plots.code_spread(codes)
+    np.testing.assert_allclose(percentiles[:, 1], [1.4, 3.0, 5.0, 7.0, 8.6])
+    np.testing.assert_allclose(active, [0.0, 1.0, 0.4])
+    assert dead.tolist() == [True, False, False]
+    assert plots.dead_state(dead) == "1 of 3 units dead"
+    assert plots.dead_state(np.array([False, False])) == "2 units, none dead"
+    assert plots._rectified(codes) and not plots._rectified(codes + 0.5)
+    assert plots._as_codes([[1, 2]]).dtype == float
+    for bad in (np.zeros(3), np.zeros((0, 3))):
+        with pytest.raises(ValueError, match="expected a non-empty"):
+            plots._as_codes(bad)
+
+
+def test_the_diagnostics_grid_and_histogram_shares():
+    assert [plots.grid_rows(n, 3) for n in (0, 1, 3, 4, 6, 7)] == [1, 1, 1, 2, 2, 3]
+    share, edges = plots.histogram_shares({"range": [0.0, 1.0], "counts": [1, 3, 0, 4]})
+    np.testing.assert_allclose(share, [0.125, 0.375, 0.0, 0.5])
+    np.testing.assert_allclose(edges, [0.0, 0.25, 0.5, 0.75, 1.0])
+    share, _ = plots.histogram_shares({"range": [-1, 1], "counts": [0, 0]})
+    assert share.tolist() == [0.0, 0.0]  # an empty histogram: no division by zero
+    share, _ = plots.histogram_shares({"range": [-1, 1], "counts": [0.25, 0.25]})
+    assert share.tolist() == [0.25, 0.25]  # fewer than one count in all: divided by 1
+
+
+def test_legend_labels_of_the_layers_and_their_histograms():
+    assert plots._short("encoder layer 0 Dense(784, 128)") == "enc 0 Dense(784, 128)"
+    assert plots._short("decoder layer 2 ReLU()") == "dec 2 ReLU()"
+    assert plots._short("layer 3 Sigmoid()") == "3 Sigmoid()"
+    relu = {"dead_per_epoch": [0, 4, 7]}
+    assert plots._hist_label(relu, 1, [1, 1, 2, 3]) == "epoch 1: 0 dead units"
+    assert plots._hist_label(relu, 3, [1, 1, 2, 3]) == "epoch 3: 7 dead units"
+    assert plots._hist_label(relu, 4, [1, 4]) == "epoch 4"  # beyond the counts
+    sig = {"saturated": [0.1, 0.2, 0.3, 0.45]}
+    assert plots._hist_label(sig, 2, [1, 1, 2, 2]) == "epoch 2: 30.0% saturated"  # its first record
+    assert plots._hist_label(sig, 1, (1, 1, 2, 2)) == "epoch 1: 10.0% saturated"
+    assert plots._hist_label(sig, 3, [1, 1, 2, 2]) == "epoch 3"
+    assert plots._hist_label({}, 2, [2]) == "epoch 2"
+
+
+def test_label_positions_push_an_overlapping_pair_apart_by_half_their_overlap_each():
+    pos = plots.label_positions([[0.0, 0.0], [0.5, 0.1]], (1.0, 0.4))
+    np.testing.assert_allclose(pos, [[0.0, -0.15], [0.5, 0.25]])  # overlap 0.3: 0.15 each
+    pos = plots.label_positions([[0.0, 0.1], [0.5, 0.0]], (1.0, 0.4))
+    np.testing.assert_allclose(pos, [[0.0, 0.25], [0.5, -0.15]])  # the lower one goes down
+    pos = plots.label_positions([[0.0, 0.0], [1.0, 0.0], [0.0, 0.4]], (1.0, 0.4))
+    np.testing.assert_allclose(pos, [[0.0, 0.0], [1.0, 0.0], [0.0, 0.4]])  # touching: apart already
+    pos = plots.label_positions([[0.0, 0.0], [0.0, 0.0]], (1.0, 0.4))
+    np.testing.assert_allclose(pos, [[0.0, -0.2], [0.0, 0.2]])  # a tie: the second goes up
+    three = [[0.0, 0.0], [0.1, 0.1], [0.2, 0.2]]
+    once = plots.label_positions(three, (1.0, 0.4), iterations=1)
+    settled = plots.label_positions(three, (1.0, 0.4))
+    assert not np.allclose(once, settled)  # one pass is not enough for three in a pile
+    gaps = np.diff(np.sort(settled[:, 1]))
+    assert (gaps >= 0.4 - 1e-9).all() and gaps.max() < 0.4 + 1e-6
+
+
+def test_label_anchors_are_medoids_of_the_largest_island():
+    """Class 0: an island of 4 points (its medoid is the point nearest the others) and a lone
+    far point; class 1: two points (fewer than 5 others: the spacing of the nearest)."""
+    emb = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [2.6, 0.0], [40.0, 0.0], [5.0, 5.0], [5.0, 6.0]])
+    labels = np.array([0, 0, 0, 0, 0, 1, 1])
+    anchors = plots.label_anchors(emb, labels, [1, 0])
+    np.testing.assert_array_equal(anchors, [[5.0, 5.0], [2.0, 0.0]])
+    one = plots.label_anchors(np.array([[3.0, 4.0]]), np.array([0]), [0])
+    np.testing.assert_array_equal(one, [[3.0, 4.0]])
+    assert plots.label_anchors(emb, labels, []).shape == (0, 2)
+    # at most `sample` points per class, a fixed subset: the same anchor on every call
+    rng = np.random.default_rng(3)
+    many = rng.normal(size=(400, 2))
+    a = plots.label_anchors(many, np.zeros(400, int), [0], sample=50)
+    assert np.array_equal(a, plots.label_anchors(many, np.zeros(400, int), [0], sample=50))
+    assert not np.array_equal(a, plots.label_anchors(many, np.zeros(400, int), [0]))
+    # seven points a step apart and two far ones: the seven are the largest island, whose
+    # medoid is the middle one; a link wide enough joins all nine, and the medoid moves right
+    line = np.array([[x, 0.0] for x in (0, 1, 2, 3, 4, 5, 6, 30, 31)])
+    np.testing.assert_array_equal(plots.label_anchors(line, np.zeros(9, int), [0]), [[3.0, 0.0]])
+    np.testing.assert_array_equal(plots.label_anchors(line, np.zeros(9, int), [0], link=100.0),
+                                  [[4.0, 0.0]])

@@ -72,3 +72,91 @@ def test_the_classifier_learns_labels_of_any_kind_and_pickles(xp):
     numpy.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
     again = pickle.loads(pickle.dumps(clf))
     numpy.testing.assert_array_equal(again.predict(x), clf.predict(x))
+
+
+def test_what_fit_hands_to_nanoae(monkeypatch):
+    """The estimator's settings reach nanoae.fit: epochs, batch size, Adam's lr, the mask, the
+    data-order seed (the second of two drawn from random_state), one process, a quiet bar."""
+    from sklearn.utils import check_random_state  # noqa: PLC0415
+
+    from nanoae.sklearn import estimators  # noqa: PLC0415
+
+    calls = []
+
+    def fit(model, loss, optimizer, x, y, **kw):
+        calls.append((model, loss, optimizer, x, y, kw))
+        return {"epoch": [1]}
+
+    monkeypatch.setattr(estimators, "fit", fit)
+    X = numpy.array([[0.0, 255.0, 51.0], [102.0, 0.0, 255.0]])
+    ae = AutoencoderTransformer(4, hidden=(5,), code_activation="relu", epochs=3, batch_size=7,
+                                learning_rate=0.25, mask=0.5, random_state=11, verbose=True).fit(X)
+    model, loss, optimizer, x, y, kw = calls[-1]
+    seeds = [int(s) for s in check_random_state(11).randint(numpy.iinfo(numpy.int32).max, size=2)]
+    assert estimators._seeds(11, 2) == seeds and len(estimators._seeds(None, 3)) == 3
+    assert model is ae.autoencoder_ and repr(loss) == "BinaryCrossEntropy()" and y is None
+    assert optimizer.lr == 0.25 and optimizer.params == model.parameters()
+    assert kw["epochs"] == 3 and kw["batch_size"] == 7 and kw["seed"] == seeds[1] == ae._fit_seed
+    assert kw["augment"].mask == 0.5 and kw["comm"].size == 1
+    assert [type(c).__name__ for c in kw["callbacks"]] == ["Progress"]
+    assert kw["callbacks"][0].verbose is True and kw["callbacks"][0].bar is False
+    assert kw["callbacks"][0].desc == "AutoencoderTransformer"
+    assert ae.autoencoder_.config["widths"] == [3, 5, 4] and ae.autoencoder_.config["code_activation"] == "relu"
+    from nanoae.fashion.models import Autoencoder, Classifier  # noqa: PLC0415
+
+    same = Autoencoder((3, 5, 4), code_activation="relu", seed=seeds[0])
+    assert all(numpy.array_equal(backend.to_numpy(a.data), backend.to_numpy(b.data))
+               for a, b in zip(ae.autoencoder_.parameters(), same.parameters()))
+    assert ae.history_ == {"epoch": [1]}
+    numpy.testing.assert_allclose(x, X / 255.0, rtol=1e-6)  # one scale for all features: 0..255 -> 0..1
+    assert x.dtype == numpy.float32 and (ae.data_min_, ae.data_max_) == (0.0, 255.0)
+    clf = MLPClassifier(hidden=(6, 2), epochs=2, batch_size=5, learning_rate=0.5, random_state=11).fit(
+        X, ["b", "a"])
+    model, loss, optimizer, x, y, kw = calls[-1]
+    assert repr(loss) == "CrossEntropy()" and optimizer.lr == 0.5 and kw["epochs"] == 2
+    assert kw["batch_size"] == 5 and kw["augment"].mask == 0.0 and kw["seed"] == seeds[1]
+    assert kw["callbacks"][0].verbose is False and kw["callbacks"][0].desc == "MLPClassifier"
+    assert y.tolist() == [1, 0] and y.dtype == numpy.int64 and x.dtype == numpy.float32
+    assert list(clf.classes_) == ["a", "b"]
+    assert clf.model_[1].config["hidden"] == [6, 2] and clf.model_[1].config["classes"] == 2
+    same = Classifier(3, (6, 2), 2, seed=seeds[0])
+    assert all(numpy.array_equal(backend.to_numpy(a.data), backend.to_numpy(b.data))
+               for a, b in zip(clf.model_[1].parameters(), same.parameters()))
+    numpy.testing.assert_allclose(clf.model_[0].mean, X.mean(axis=0), rtol=1e-6)
+
+
+def test_the_defaults_are_the_documented_ones():
+    assert AutoencoderTransformer().get_params() == {
+        "n_components": 32, "hidden": (256, 128), "code_activation": "linear", "epochs": 10,
+        "batch_size": 256, "learning_rate": 2e-3, "mask": 0.0, "random_state": None, "verbose": False}
+    assert MLPClassifier().get_params() == {"hidden": (64,), "epochs": 20, "batch_size": 256,
+                                            "learning_rate": 1e-3, "random_state": None, "verbose": False}
+    assert AutoencoderTransformer().__sklearn_tags__().transformer_tags.preserves_dtype == ["float64", "float32"]
+
+
+def test_scaling_back_and_the_codes_width_checked():
+    X = numpy.full((6, 3), 7.0)  # constant: nothing to scale, span 1
+    ae = AutoencoderTransformer(2, hidden=(3,), epochs=1, random_state=0).fit(X)
+    assert (ae.data_min_, ae.data_max_, ae._span()) == (7.0, 7.0, 1.0)
+    numpy.testing.assert_allclose(ae._scaled(X), 0.0)
+    recon = ae.inverse_transform(numpy.zeros((2, 2)))
+    p = backend.to_numpy(ae.autoencoder_.decoder(numpy.zeros((2, 2), numpy.float32)))
+    numpy.testing.assert_allclose(recon, 7.0 + p, rtol=1e-6)
+    X = numpy.array([[2.0, 4.0, 6.0], [10.0, 2.0, 3.0]] * 3)
+    ae = AutoencoderTransformer(2, hidden=(3,), epochs=1, random_state=0).fit(X)
+    assert ae._span() == 8.0
+    numpy.testing.assert_allclose(ae._scaled(X), (X - 2.0) / 8.0, rtol=1e-6)
+    codes = numpy.array([[0.5, -1.0]], dtype=numpy.float32)
+    p = backend.to_numpy(ae.autoencoder_.decoder(codes))
+    out = ae.inverse_transform(codes)
+    assert out.dtype == numpy.float32
+    numpy.testing.assert_allclose(out, 2.0 + 8.0 * p, rtol=1e-5)
+    with pytest.raises(ValueError) as err:
+        ae.inverse_transform(numpy.zeros((1, 3)))
+    assert str(err.value) == ("X has 3 features, but AutoencoderTransformer.inverse_transform is expecting 2 "
+                              "(the code's width)")
+    assert list(ae.get_feature_names_out()) == ["autoencodertransformer0", "autoencodertransformer1"]
+    clf = MLPClassifier(hidden=(4,), epochs=1, random_state=0).fit(X, [0, 1] * 3)
+    probs = clf.predict_proba(X.astype(numpy.float32))
+    assert probs.dtype == numpy.float32 and probs.shape == (6, 2)
+    assert clf.predict(X).tolist() == probs.argmax(axis=1).tolist()

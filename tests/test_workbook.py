@@ -8,12 +8,30 @@ The training part runs on small fake IDX files.
 import ast
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from helpers.idx_helpers import make_fake_fashion
 
+import nanoae
 from nanoae.cli import main
 from nanoae.workbook import generate, grade
+
+PACKAGE = Path(nanoae.__file__).resolve().parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def core_source():
+    """The workbook is cut from the core's source text. Under mutmut the imported core is its
+    rewritten copy in ``mutants/`` (every function a trampoline), so the text is read from the
+    tree it was copied from, ``mutants/..``; elsewhere nothing changes."""
+    if PACKAGE.parent.name != "mutants":
+        yield
+        return
+    pristine = PACKAGE.parent.parent / "nanoae"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(generate, "module_source", lambda module: (pristine / f"{module}.py").read_text())
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +293,133 @@ def test_the_generator_reads_names_not_lines():
     relu = next(n for n in tree.body if getattr(n, "name", None) == "ReLU")
     backward = next(f for f in relu.body if getattr(f, "name", None) == "backward")
     assert isinstance(backward.body[-1], ast.Raise)
+
+
+def test_the_workbooks_folder_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    import os  # noqa: PLC0415
+
+    from nanoae import workbook  # noqa: PLC0415
+    from nanoae.errors import UsageError  # noqa: PLC0415
+
+    (tmp_path / "f").write_text("")
+    for directory, message in (
+            (tmp_path / "f", f"{tmp_path / 'f'} is a file; give a folder for the workbook (new or existing)"),
+            (tmp_path / "f" / "wb", f"{tmp_path / 'f' / 'wb'}: cannot make a folder there ({tmp_path / 'f'} "
+                                    "is a file)")):
+        with pytest.raises(UsageError) as err:
+            workbook.refuse_unwritable(directory)
+        assert str(err.value) == message
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK | os.X_OK)
+    with pytest.raises(UsageError) as err:
+        workbook.refuse_unwritable(tmp_path / "wb")
+    assert str(err.value) == (f"{tmp_path / 'wb'}: cannot write there ({tmp_path} is not writable); choose "
+                              "a folder of your own")
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    workbook.refuse_unwritable(Path("wb"))  # relative, new: the working folder is checked
+    (tmp_path / "wb").mkdir()
+    (tmp_path / "wb" / "losses.py").write_text("")
+    (tmp_path / "wb" / "layers.py").write_text("")
+    with pytest.raises(UsageError) as err:
+        workbook.write(tmp_path / "wb")
+    assert str(err.value) == (f"{tmp_path / 'wb'} already holds layers.py, losses.py (your work?); check it "
+                              f"with --check {tmp_path / 'wb'}, or replace it with --force")
+    with pytest.raises(UsageError) as err:
+        workbook.check(tmp_path / "none")
+    assert str(err.value) == f"no workbook folder {tmp_path / 'none'}; write one with: nanoae workbook {tmp_path / 'none'}"
+    capsys.readouterr()
+    assert workbook.write(tmp_path / "wb", force=True) is None
+    assert capsys.readouterr().out == (
+        f"wrote your workbook into {tmp_path / 'wb'}: layers.py, losses.py, optim.py, README.md; read "
+        f"{tmp_path / 'wb' / 'README.md'}, then run: nanoae workbook --check {tmp_path / 'wb'}\n")
+    workbook.write(tmp_path / "ans", solved=True)
+    assert capsys.readouterr().out.startswith(f"wrote the answers into {tmp_path / 'ans'}: ")
+
+
+# -- the generator's pieces, on small inputs written out by hand ---------------------------------
+
+def test_the_formula_lines_picked_for_each_method():
+    owner = ["Dense layer.", "dL/dW = x^T @ g", "    y = x @ W + b", "not indented = no",
+             "the fused logits_grad: dL/dz = p - t", "Fused gradients: dL/dz = ...",
+             "    forward: y = max(0, x)", "    step <- lr * m"]
+    method = ["Backward.", "dL/dx = g @ W^T", "dL/dW = x^T @ g", "    indented, no equals"]
+    assert generate.formula_lines(owner, method, "backward") == [
+        "dL/dx = g @ W^T", "dL/dW = x^T @ g", "y = x @ W + b", "forward: y = max(0, x)", "step <- lr * m"]
+    assert generate.formula_lines(owner, [], "logits_grad") == ["the fused logits_grad: dL/dz = p - t"]
+    assert generate.formula_lines(owner, [], "forward") == ["forward: y = max(0, x)"]
+    assert generate.formula_lines(owner, ["m <- b1 m"], None) == [
+        "m <- b1 m", "dL/dW = x^T @ g", "y = x @ W + b", "the fused logits_grad: dL/dz = p - t",
+        "Fused gradients: dL/dz = ...", "forward: y = max(0, x)", "step <- lr * m"]
+
+
+def test_what_each_stub_asks_for():
+    assert generate.what_to_return("function", "adam_step", [], ["w", "m"]) == (
+        "return nothing: update w, m in place (a[...] = ..., a -= ...), each keeping its shape and dtype")
+    assert generate.what_to_return("loss", "logits_grad", [], []) == (
+        "return dL/dz, shaped like pred (N, ...), in pred's dtype; z is the input of the activation before "
+        "the loss")
+    assert generate.what_to_return("loss", "backward", [], []) == (
+        "return dL/dpred, shaped like pred (the first input of forward), in its dtype")
+    assert generate.what_to_return("layer", "backward", ["W", "b"], []) == (
+        "set self.W.grad (dL/dW, shaped like self.W.data); set self.b.grad (dL/db, shaped like self.b.data); "
+        "return dL/dx, shaped like forward's input x (N, features), in its dtype")
+    assert generate.what_to_return("layer", "backward", [], []) == (
+        "return dL/dx, shaped like forward's input x (N, features), in its dtype")
+
+
+def test_a_stub_is_the_formula_as_comments_then_the_raise():
+    assert generate.STUB_MARK == "TODO"
+    assert generate._stub("Dense.backward", "return dL/dx", ["dL/dW = x^T @ g", "y = x @ W + b",
+                                                              "w <- w - lr * g", "no equation"],
+                          ["_x", "_y"], "  ") == (
+        "  # TODO: write Dense.backward. It must return dL/dx.\n"
+        "  # The formula, from the docstring (g: grad_out, the gradient w.r.t. the output):\n"
+        "  #     dL/dW = x^T @ g\n  #     y = x @ W + b\n  #     w <- w - lr * g\n  #     no equation\n"
+        "  # forward kept: self._x, self._y\n"
+        "  raise NotImplementedError(\n"
+        "      'TODO Dense.backward: return dL/dx; dL/dW = x^T @ g; y = x @ W + b; w <- w - lr * g'\n"
+        "  )\n")
+    assert generate._stub("adam_step", "return nothing", ["m <- b1 m"], [], "") == (
+        "# TODO: write adam_step. It must return nothing.\n# The formula, from the docstring:\n"
+        "#     m <- b1 m\nraise NotImplementedError(\n    'TODO adam_step: return nothing; m <- b1 m'\n)\n")
+    long = generate._stub("X.backward", "do " + "a" * 100, [], [], "")
+    comment = [ln for ln in long.splitlines() if ln.startswith("#")]
+    assert len(comment) == 2 and all(len(ln) <= 88 for ln in comment)  # wrapped at 88 columns
+    assert comment[0].startswith("# TODO: write X.backward. It must do") and comment[1].startswith("#   ")
+    raised = long.split("raise NotImplementedError(\n")[1].splitlines()[:-1]
+    assert len(raised) == 2 and all(len(eval(r)) <= 86 for r in raised)  # noqa: S307 - our own repr
+    assert "".join(eval(r) for r in raised) == "TODO X.backward: do " + "a" * 100 + "; "  # noqa: S307
+
+
+def test_what_a_name_of_the_core_is_and_which_arguments_a_function_updates():
+    assert generate._kind("layers", "Dense") == "layer" and generate._kind("losses", "CrossEntropy") == "loss"
+    assert generate._kind("optim", "Adam") == "optimizer" and generate._kind("optim", "adam_step") == "function"
+    func = ast.parse("def f(w, m, v, lr, t):\n    m[...] = 1\n    w -= lr\n    x = v\n    v.y = 2\n"
+                     "    t += 1\n    q[0] = 3\n").body[0]
+    assert generate._in_place_args(func) == ["w", "m", "t"]  # in the order of the arguments
+    owner = ast.parse('class Adam:\n    """Adam.\n\n    m <- b1 m\n    """\n    def step(self):\n'
+                      '        adam_step(1)\nclass Other:\n    """Other."""\n')
+    lines = ast.unparse(owner).splitlines(keepends=True)
+    assert generate._host_docstring("adam_step", [ln + "\n" for ln in ast.unparse(owner).splitlines()]) == [
+        "Adam.", "", "m <- b1 m"]
+    assert generate._host_docstring("nothing", lines) == []
+
+
+def test_fill_in_writes_a_body_as_a_learner_does(tmp_path):
+    generate.write_workbook(tmp_path)
+    path = generate.fill_in(tmp_path, "ReLU.backward", "\n    mask = self._y > 0\n    return grad_out * mask\n")
+    assert path == tmp_path / "layers.py"
+    relu = next(n for n in ast.parse(path.read_text()).body if getattr(n, "name", None) == "ReLU")
+    backward = next(f for f in relu.body if isinstance(f, ast.FunctionDef) and f.name == "backward")
+    assert [ast.unparse(s) for s in backward.body] == ["mask = self._y > 0", "return grad_out * mask"]
+    assert "        # forward kept: self._y\n        mask = self._y > 0\n" in path.read_text()  # comments stay
+    generate.fill_in(tmp_path, "adam_step", "m[...] = 0")
+    step = next(n for n in ast.parse((tmp_path / "optim.py").read_text()).body
+                if getattr(n, "name", None) == "adam_step")
+    assert ast.unparse(step.body[-1]) == "m[...] = 0" and step.body[-1].col_offset == 4
+    with pytest.raises(ValueError) as err:
+        generate.fill_in(tmp_path, "Tanh.backward", "pass")
+    assert str(err.value) == ("no exercise 'Tanh.backward'; the exercises: Dense.backward, ReLU.backward, "
+                              "Sigmoid.backward, Softmax.backward, BinaryCrossEntropy.backward, "
+                              "BinaryCrossEntropy.logits_grad, CrossEntropy.backward, CrossEntropy.logits_grad, "
+                              "adam_step")

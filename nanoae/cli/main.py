@@ -88,7 +88,7 @@ def _existing_file(text):
     return path
 
 
-def _common(p, *, training=True, seed="seed for weights and data order"):
+def _common(p, *, training=True, seed="seed for weights and data order"):  # pragma: no mutate block (help texts)
     """The options every command shares; ``seed``: what --seed seeds (None: no --seed)."""
     p.add_argument("--backend", choices=("numpy", "cupy", "auto"),
                    default=os.environ.get("NANOAE_BACKEND", "numpy"),
@@ -106,13 +106,13 @@ def _common(p, *, training=True, seed="seed for weights and data order"):
                        help="show progress bars (default: only on a terminal)")
 
 
-def _widths(p):
+def _widths(p):  # pragma: no mutate block (help texts)
     p.add_argument("--widths", type=_positive_int, nargs="+", metavar="W",
                    help="the encoder's layer widths after the 784 pixels, the last being the code "
                    "(default: 256 128 32; the reference is 128 64 32); the decoder mirrors them")
 
 
-def _add_demo(sub) -> None:
+def _add_demo(sub) -> None:  # pragma: no mutate block (help texts)
     """nanoae demo"""
     p = sub.add_parser("demo", help="the whole pipeline: autoencoder, classifiers, t-SNE, report",
                        description="Train the autoencoder, a classifier on its codes and a "
@@ -129,7 +129,7 @@ def _add_demo(sub) -> None:
                    "reported beside the default one")
 
 
-def _recipe(p, epochs: str) -> None:
+def _recipe(p, epochs: str) -> None:  # pragma: no mutate block (help texts)
     """The autoencoder recipe's options (demo, train-ae); None when not given, so a command can
     tell given from default (the defaults are ``pipeline.Settings``')."""
     p.add_argument("--epochs", type=_positive_int, help=f"autoencoder epochs (default: {epochs})")
@@ -141,7 +141,7 @@ def _recipe(p, epochs: str) -> None:
     _widths(p)
 
 
-def _add_train_ae(sub) -> None:
+def _add_train_ae(sub) -> None:  # pragma: no mutate block (help texts)
     """nanoae train-ae"""
     p = sub.add_parser("train-ae", help="train an autoencoder and save a checkpoint",
                        description="Train an autoencoder on the Fashion-MNIST training set. The "
@@ -158,13 +158,13 @@ def _add_train_ae(sub) -> None:
     _watch(p)
 
 
-def _watch(p) -> None:
+def _watch(p) -> None:  # pragma: no mutate block (help texts)
     p.add_argument("--watch", action="store_true", help="record per-layer diagnostics (update-to-data "
                    "ratios, gradients, saturated and dead units) and write them beside --out: "
                    "NAME.diagnostics.png and NAME.watch.json")
 
 
-def _add_train_classifier(sub) -> None:
+def _add_train_classifier(sub) -> None:  # pragma: no mutate block (help texts)
     """nanoae train-classifier"""
     p = sub.add_parser("train-classifier", help="train a classifier on an autoencoder's codes",
                        description="Train a dense softmax head on the frozen codes of --ae, or, "
@@ -183,7 +183,7 @@ def _add_train_classifier(sub) -> None:
     _watch(p)
 
 
-def _add_evaluate(sub) -> None:
+def _add_evaluate(sub) -> None:  # pragma: no mutate block (help texts)
     """nanoae evaluate"""
     p = sub.add_parser("evaluate", help="test-set metrics of saved checkpoints, as JSON",
                        description="Score an autoencoder (test BCE, MSE, dead code units) and/or a "
@@ -195,7 +195,7 @@ def _add_evaluate(sub) -> None:
                    "unless it was fine-tuned)")
 
 
-def _add_tsne(sub) -> None:
+def _add_tsne(sub) -> None:  # pragma: no mutate block (help texts)
     """nanoae tsne"""
     p = sub.add_parser("tsne", help="the t-SNE map of an autoencoder's test codes",
                        description="Map the codes of the first --points test images to 2-D with "
@@ -225,7 +225,7 @@ def _shape(text):
     return shape
 
 
-def _add_gradcheck(sub) -> None:
+def _add_gradcheck(sub) -> None:  # pragma: no mutate block (help texts)
     """nanoae gradcheck"""
     p = sub.add_parser("gradcheck", help="check backward() against finite differences",
                        description="With no LAYER: check every built-in layer, loss and fused "
@@ -250,7 +250,7 @@ def _add_gradcheck(sub) -> None:
                    help="array backend (default: %(default)s)")
 
 
-def _add_workbook(sub) -> None:
+def _add_workbook(sub) -> None:  # pragma: no mutate block (help texts)
     """nanoae workbook"""
     p = sub.add_parser("workbook", help="write the core's backward passes yourself, and check them",
                        description="Write into DIR a copy of nanoae's layers, losses and Adam, "
@@ -267,7 +267,7 @@ def _add_workbook(sub) -> None:
     _common(p, training=False, seed="--check: seed of the inputs and the training run")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # pragma: no mutate block (help texts)
     parser = argparse.ArgumentParser(
         prog="nanoae", description="A dense autoencoder and classifier on Fashion-MNIST, "
         "written from scratch on NumPy/CuPy.", epilog=EPILOG,

@@ -44,7 +44,7 @@ DPI = 110
 _OUTLINE = [patheffects.withStroke(linewidth=3, foreground="white")]
 
 
-def _save(fig: Figure, path) -> Path:
+def _save(fig: Figure, path) -> Path:  # pragma: no mutate block (drawing)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # No pyplot, so no registry holds the figure: it is freed once the caller's
@@ -70,7 +70,7 @@ def _as_images(x) -> np.ndarray:
 
 
 def plot_reconstructions(originals, reconstructions, labels, class_names, path,
-                         per_class=1, title=None) -> Path:
+                         per_class=1, title=None) -> Path:  # pragma: no mutate block (drawing)
     """Grid: one column per class, rows alternate original / reconstruction."""
     orig, rec = _as_images(originals), _as_images(reconstructions)
     labels = np.asarray(labels).astype(int).ravel()
@@ -106,7 +106,7 @@ def plot_reconstructions(originals, reconstructions, labels, class_names, path,
     return _save(fig, path)
 
 
-def plot_reconstruction_rows(originals, rows: dict, labels, class_names, path, title=None) -> Path:
+def plot_reconstruction_rows(originals, rows: dict, labels, class_names, path, title=None) -> Path:  # pragma: no mutate block (drawing)
     """Grid: one column per image (named by its class), the originals on top, then one row
     per entry of ``rows`` (row name -> reconstructions of the same images, in order)."""
     images = [("original", _as_images(originals))] + [(name, _as_images(r)) for name, r in rows.items()]
@@ -139,7 +139,7 @@ def _series(history: dict, *keys) -> np.ndarray:
     return np.empty(0)
 
 
-def plot_curves(histories, path, title=None, train_labels=None, loss_names=None) -> Path:
+def plot_curves(histories, path, title=None, train_labels=None, loss_names=None) -> Path:  # pragma: no mutate block (drawing)
     """One panel per stage: loss (left axis) and accuracy in % (right axis) per epoch.
 
     train_labels: stage -> the legend label of its training loss, to say what it
@@ -160,15 +160,14 @@ def plot_curves(histories, path, title=None, train_labels=None, loss_names=None)
                      for ax, (stage, hist) in zip(axes, histories.items())]
     accuracy_axes = [a for a in accuracy_axes if a is not None]
     if accuracy_axes:  # one accuracy scale for every panel: the union of their ranges
-        low = min(a.get_ylim()[0] for a in accuracy_axes)
-        high = max(a.get_ylim()[1] for a in accuracy_axes)
+        low, high = _union([a.get_ylim() for a in accuracy_axes])
         for a in accuracy_axes:
             a.set_ylim(low, high)
     fig.suptitle(title or "Training curves", fontsize=12)
     return _save(fig, path)
 
 
-def _curves_panel(ax, stage: str, hist: dict, train_label: str, loss_name: str):
+def _curves_panel(ax, stage: str, hist: dict, train_label: str, loss_name: str):  # pragma: no mutate block (drawing)
     """One stage's losses, accuracies and kept epoch, all lines with the same marker.
 
     Returns the accuracy axis, or None when the stage recorded no accuracy.
@@ -189,8 +188,7 @@ def _curves_panel(ax, stage: str, hist: dict, train_label: str, loss_name: str):
         ax2.set_ylabel("accuracy (%)", color="tab:orange")
         for y, s in accs:
             if y.size:
-                # Histories may store fractions or percentages; show percent either way.
-                y = y * 100.0 if np.nanmax(np.abs(y), initial=0.0) <= 1.0 else y
+                y = _as_percent(y)
                 handles += ax2.plot(np.arange(1, y.size + 1), y, "-" if s == "train" else "--",
                                     color="tab:orange", marker=".",
                                     label="train accuracy" if s == "train" else "validation accuracy")
@@ -210,32 +208,21 @@ def _curves_panel(ax, stage: str, hist: dict, train_label: str, loss_name: str):
     return ax2
 
 
-def plot_confusion(cm, class_names, path, title=None, normalize=True) -> Path:
+def plot_confusion(cm, class_names, path, title=None, normalize=True) -> Path:  # pragma: no mutate block (drawing)
     """Heat map of the confusion matrix (rows true, columns predicted), values in each cell."""
     cm = np.asarray(cm)
     k = len(class_names)
     if cm.shape != (k, k):
         raise ValueError(f"confusion matrix must be ({k}, {k}) for {k} classes, got {cm.shape}")
-    counts = cm.astype(np.float64)
-    total = counts.sum()
-    acc = f"{100.0 * np.trace(counts) / total:.2f} %" if total > 0 else "n/a"
-    if normalize:
-        rows = counts.sum(axis=1, keepdims=True)
-        # A class with no test images gives a zero row: show 0 instead of dividing by zero.
-        values = np.divide(100.0 * counts, rows, out=np.zeros_like(counts), where=rows > 0)
-        vmax, label = 100.0, "% of true class"
-    else:
-        values, vmax, label = counts, max(counts.max(initial=0.0), 1.0), "count"
+    values, vmax, label, acc = confusion_cells(cm, normalize)
     fig = Figure(figsize=(8.0, 6.8), layout="constrained")
     ax = fig.subplots()
     im = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax)
     fig.colorbar(im, ax=ax, shrink=0.85, label=label)
     for i in range(k):
         for j in range(k):
-            v = values[i, j]
-            text = f"{v:.1f}" if normalize else f"{int(v)}"  # one format in every cell
-            ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
-                    color="white" if v > 0.55 * vmax else "black")
+            text, color = cell_text(values[i, j], vmax, normalize)
+            ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color=color)
     ax.set_xticks(range(k), class_names, rotation=45, ha="right", rotation_mode="anchor",
                   fontsize=8)
     ax.set_yticks(range(k), class_names, fontsize=8)
@@ -246,7 +233,7 @@ def plot_confusion(cm, class_names, path, title=None, normalize=True) -> Path:
 
 
 def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
-              max_points=20000) -> Path:
+              max_points=20000) -> Path:  # pragma: no mutate block (drawing)
     """2-D scatter of a t-SNE embedding coloured by class, each named where most of its points are.
 
     At most ``max_points`` points are drawn (a fixed random subset, said in the
@@ -258,10 +245,7 @@ def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
     if emb.ndim != 2 or emb.shape[1] != 2 or len(emb) != len(labels):
         raise ValueError(f"expected embedding (N, 2) and labels (N,), got {emb.shape} "
                          f"and {labels.shape}")
-    shown = np.ones(len(emb), dtype=bool)
-    if max_points is not None and len(emb) > max_points:
-        shown[:] = False
-        shown[np.random.default_rng(0).choice(len(emb), int(max_points), replace=False)] = True
+    shown = drawn_points(len(emb), max_points)
     colors = matplotlib.colormaps["tab10"].colors  # qualitative: classes have no order
     fig = Figure(figsize=(8.2, 6.6), layout="constrained")
     ax = fig.subplots()
@@ -276,17 +260,13 @@ def plot_tsne(embedding, labels, class_names, path, title=None, subtitle=None,
                    linewidths=0, rasterized=True, label=name)
         present.append(c)
     if present:
-        span = np.ptp(emb, axis=0) + 1e-12
         anchors = label_anchors(emb, labels, present)
-        for c, (x, y) in zip(present, label_positions(anchors, span * (0.13, 0.035))):
+        for c, (x, y) in zip(present, label_positions(anchors, label_box(emb))):
             ax.text(x, y, class_names[c], ha="center", va="center", fontsize=9, weight="bold",
                     color=colors[c % len(colors)], path_effects=_OUTLINE)
     ax.set_xticks([])
     ax.set_yticks([])
-    caption = "t-SNE axes have no units: only neighbourhoods are meaningful"
-    if not shown.all():
-        caption += f"; {int(shown.sum())} of {len(emb)} points drawn"
-    ax.set_xlabel(caption, fontsize=8, color="grey")
+    ax.set_xlabel(tsne_caption(shown), fontsize=8, color="grey")
     if ax.collections:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, markerscale=5,
                   frameon=False, scatterpoints=1)
@@ -360,7 +340,7 @@ def label_positions(points, box, iterations: int = 100):
     return pos
 
 
-def plot_codes_activity(codes, path, title=None) -> Path:
+def plot_codes_activity(codes, path, title=None) -> Path:  # pragma: no mutate block (drawing)
     """Per code unit: the spread of its values over the images, dead units marked.
 
     codes: an (N, code_dim) array, or a mapping {model name: array} for one
@@ -375,15 +355,13 @@ def plot_codes_activity(codes, path, title=None) -> Path:
     return _save(_codes_figure(codes, title), path)
 
 
-def _codes_figure(codes, title=None) -> Figure:
+def _codes_figure(codes, title=None) -> Figure:  # pragma: no mutate block (drawing)
     named = dict(codes) if isinstance(codes, dict) else {None: codes}
     if not named:
         raise ValueError("codes is empty: nothing to plot")
     arrays = {name: _as_codes(c) for name, c in named.items()}
-    heights = [5.0 if _rectified(c) else 3.6 for c in arrays.values()]
-    widest = max(c.shape[1] for c in arrays.values())
-    fig = Figure(figsize=(min(max(6.0, 0.2 * widest + 1.5), 16.0), sum(heights)),
-                 layout="constrained")
+    heights, width = codes_figure_size(arrays.values())
+    fig = Figure(figsize=(width, sum(heights)), layout="constrained")
     if len(arrays) == 1:
         _codes_panels(fig, next(iter(arrays.values())), title or "Code units")
         return fig
@@ -405,13 +383,11 @@ def _rectified(codes) -> bool:
     return bool((codes == 0).any())  # exact zeros: a rectified code
 
 
-def _codes_panels(fig, codes, title) -> None:
+def _codes_panels(fig, codes, title) -> None:  # pragma: no mutate block (drawing)
     """One model's code units into ``fig`` (a Figure or SubFigure)."""
     d = codes.shape[1]
     x = np.arange(d)
-    p5, q1, med, q3, p95 = np.percentile(codes, [5, 25, 50, 75, 95], axis=0)
-    active = (codes != 0).mean(axis=0)
-    dead = active == 0
+    (p5, q1, med, q3, p95), active, dead = code_spread(codes)
     relu_like = _rectified(codes)
     axes = fig.subplots(2 if relu_like else 1, 1, sharex=True, squeeze=False)[:, 0]
     ax = axes[0]
@@ -433,11 +409,10 @@ def _codes_panels(fig, codes, title) -> None:
     axes[-1].xaxis.get_major_locator().set_params(integer=True)
     for a in axes:
         a.grid(axis="y", alpha=0.3)
-    state = f"{int(dead.sum())} of {d} units dead" if dead.any() else f"{d} units, none dead"
-    fig.suptitle(f"{title} ({state})", fontsize=11)
+    fig.suptitle(f"{title} ({dead_state(dead)})", fontsize=11)
 
 
-def plot_diagnostics(records: dict, path, title=None) -> Path:
+def plot_diagnostics(records: dict, path, title=None) -> Path:  # pragma: no mutate block (drawing)
     """``diagnostics.png``: what happened inside each layer while it trained (``watch.Watch``).
 
     Top row, one line per layer: the update-to-data ratio ``std(step) / std(W)``
@@ -451,7 +426,7 @@ def plot_diagnostics(records: dict, path, title=None) -> Path:
     dense = [n for n, r in layers.items() if "update_ratio" in r]
     acts = [n for n in records.get("histograms", {}).get("first", {}).get("output", {})]
     cols = 3
-    act_rows = max(1, -(-len(acts) // cols))
+    act_rows = grid_rows(len(acts), cols)
     fig = Figure(figsize=(13, 3.6 * (1 + act_rows)), layout="constrained")
     grid = fig.add_gridspec(1 + act_rows, cols)
     colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, max(1, len(dense))))
@@ -491,9 +466,7 @@ def plot_diagnostics(records: dict, path, title=None) -> Path:
             h = entry.get("output", {}).get(name)
             if h is None:
                 continue
-            counts = np.asarray(h["counts"], dtype=float)
-            edges = np.linspace(*h["range"], len(counts) + 1)
-            share = counts / max(1.0, counts.sum())
+            share, edges = histogram_shares(h)
             ax.stairs(share, edges, label=_hist_label(layers[name], entry["epoch"], records["epoch"]),
                       **style)
         ax.set(xlabel="output (the end bins hold everything beyond them)", ylabel="share of outputs",
@@ -519,3 +492,91 @@ def _hist_label(record: dict, epoch: int, record_epochs) -> str:
     if saturated and epoch in record_epochs:  # the first record of that epoch
         return f"epoch {epoch}: {100 * saturated[list(record_epochs).index(epoch)]:.1f}% saturated"
     return f"epoch {epoch}"
+
+
+# -- what the figures compute (pure functions, tested and mutated; the drawing above is not) --
+
+def _as_percent(y: np.ndarray) -> np.ndarray:
+    """Accuracies in %: histories may store fractions (all |y| <= 1) or percentages."""
+    return y * 100.0 if np.nanmax(np.abs(y), initial=0.0) <= 1.0 else y
+
+
+def _union(limits) -> tuple:
+    """(lowest low, highest high) of several (low, high) ranges: one scale for every panel."""
+    return min(lo for lo, _ in limits), max(hi for _, hi in limits)
+
+
+def confusion_cells(cm, normalize: bool = True):
+    """(cell values, colour-scale top, colour-bar label, accuracy text) of a confusion matrix.
+
+    Normalised: each row in % of its true class (a class with no examples: a row of 0, not a
+    division by zero), the scale 0..100. Else the counts, the scale 0..max(largest, 1).
+    """
+    counts = np.asarray(cm).astype(np.float64)
+    total = counts.sum()
+    acc = f"{100.0 * np.trace(counts) / total:.2f} %" if total > 0 else "n/a"
+    if normalize:
+        rows = counts.sum(axis=1, keepdims=True)
+        values = np.divide(100.0 * counts, rows, out=np.zeros_like(counts), where=rows > 0)
+        return values, 100.0, "% of true class", acc
+    return counts, max(counts.max(initial=0.0), 1.0), "count", acc
+
+
+def cell_text(v: float, vmax: float, normalize: bool) -> tuple:
+    """(text, colour) of one cell: one format in every cell, white on the dark ones."""
+    return (f"{v:.1f}" if normalize else f"{int(v)}"), ("white" if v > 0.55 * vmax else "black")
+
+
+def drawn_points(n: int, max_points) -> np.ndarray:
+    """Which of ``n`` map points are drawn: all, or a fixed random ``max_points`` of them."""
+    shown = np.ones(n, dtype=bool)
+    if max_points is not None and n > max_points:
+        shown[:] = False
+        shown[np.random.default_rng(0).choice(n, int(max_points), replace=False)] = True
+    return shown
+
+
+def tsne_caption(shown) -> str:
+    caption = "t-SNE axes have no units: only neighbourhoods are meaningful"
+    if not shown.all():
+        caption += f"; {int(shown.sum())} of {len(shown)} points drawn"
+    return caption
+
+
+def label_box(emb) -> np.ndarray:
+    """(width, height) of a class label on the map: 13 % and 3.5 % of the map's extent."""
+    return (np.ptp(emb, axis=0) + 1e-12) * (0.13, 0.035)
+
+
+def codes_figure_size(arrays) -> tuple:
+    """(panel heights, figure width) of the codes figure: taller for a rectified code (its second
+    panel), wider for more units (0.2 inch each, within 6..16 inches)."""
+    arrays = list(arrays)
+    heights = [5.0 if _rectified(c) else 3.6 for c in arrays]
+    widest = max(c.shape[1] for c in arrays)
+    return heights, min(max(6.0, 0.2 * widest + 1.5), 16.0)
+
+
+def code_spread(codes):
+    """(5th, 25th, 50th, 75th, 95th percentiles per unit, share of non-zero values per unit,
+    dead units: zero on every image)."""
+    percentiles = np.percentile(codes, [5, 25, 50, 75, 95], axis=0)
+    active = (codes != 0).mean(axis=0)
+    return percentiles, active, active == 0
+
+
+def dead_state(dead) -> str:
+    d = len(dead)
+    return f"{int(dead.sum())} of {d} units dead" if dead.any() else f"{d} units, none dead"
+
+
+def grid_rows(panels: int, cols: int) -> int:
+    """Rows of ``cols`` panels that hold ``panels`` (at least one)."""
+    return max(1, -(-panels // cols))
+
+
+def histogram_shares(h: dict):
+    """(share of each bin, bin edges) of a Watch histogram {"range": [lo, hi], "counts": [...]}."""
+    counts = np.asarray(h["counts"], dtype=float)
+    edges = np.linspace(*h["range"], len(counts) + 1)
+    return counts / max(1.0, counts.sum()), edges

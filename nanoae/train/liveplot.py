@@ -105,7 +105,7 @@ class LivePlot(Callback):
         self.frames += 1
 
     # -- the figure --------------------------------------------------------------------------
-    def _build(self, series):
+    def _build(self, series):  # pragma: no mutate block (drawing)
         """Panels for what the run records; every line "animated" (left out of the background)."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
         from matplotlib.figure import Figure  # noqa: PLC0415
@@ -132,7 +132,7 @@ class LivePlot(Callback):
         self._suptitle = fig.suptitle("", animated=True)
         self.figure, self._background = fig, None
 
-    def _update(self, series, title):
+    def _update(self, series, title):  # pragma: no mutate block (drawing)
         """New data into the lines; a full redraw only when some axis must grow to hold it."""
         stale = self._background is None
         for ax, name, lines, log in self._panels:
@@ -156,7 +156,7 @@ class LivePlot(Callback):
                 ax.draw_artist(line)
         self.figure.draw_artist(self._suptitle)
 
-    def _png(self) -> bytes:
+    def _png(self) -> bytes:  # pragma: no mutate block (drawing)
         import numpy  # noqa: PLC0415
 
         rgba = numpy.asarray(self.figure.canvas.buffer_rgba())  # (height, width, 4), no copy
