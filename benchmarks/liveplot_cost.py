@@ -91,6 +91,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the run (default 20)")
     parser.add_argument("--images", type=int, default=60000, help="training images (default 60000)")
     parser.add_argument("--quick", action="store_true", help="6,000 images, 4 epochs: a smoke test")
+    parser.add_argument("--dpi", type=int, default=None, help="LivePlot's dpi (default: LivePlot's)")
+    parser.add_argument("--max-points", type=int, default=None,
+                        help="LivePlot's max_points (default: LivePlot's)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     if args.quick:
@@ -100,7 +103,8 @@ def main(argv=None) -> int:
     x = x.reshape(len(x), -1)[:args.images]
     model = Autoencoder((784, 128, 64, 32), code_activation="relu", init="glorot_uniform", seed=0)
     with tempfile.TemporaryDirectory() as tmp:
-        live = TimedLivePlot(Path(tmp) / "live.png", display=False, title="reference AE")
+        knobs = {k: v for k, v in (("dpi", args.dpi), ("max_points", args.max_points)) if v is not None}
+        live = TimedLivePlot(Path(tmp) / "live.png", display=False, title="reference AE", **knobs)
         history = nn.fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters(), lr=1e-3), x,
                          epochs=args.epochs, batch_size=256, seed=0,
                          callbacks=[nn.Progress(bar=False, verbose=False), nn.Watch(model), live])
@@ -111,7 +115,7 @@ def main(argv=None) -> int:
     result = {
         "cpu": cpu_model(), "python": platform.python_version(), "epochs": args.epochs,
         "images": len(x), "epoch_median_s": statistics.median(epochs),
-        "frames": len(frames), "first_frame_s": frames[0], "later_frame_median_s": statistics.median(later),
+        "dpi": live.dpi, "max_points": live.max_points, "frames": len(frames), "first_frame_s": frames[0], "later_frame_median_s": statistics.median(later),
         "later_frame_max_s": max(later),
         "draw_median_s": statistics.median(live.seconds["draw"][1:] or live.seconds["draw"]),
         "encode_median_s": statistics.median(live.seconds["encode"][1:] or live.seconds["encode"]),
@@ -119,7 +123,8 @@ def main(argv=None) -> int:
         "whole_run_share": sum(frames) / sum(epochs),
         "later_frames_share": sum(later) / sum(epochs[1:] or epochs),
     }
-    print(f"CPU: {result['cpu']}; reference AE, {len(x)} images, {args.epochs} epochs, with a Watch")
+    print(f"CPU: {result['cpu']}; reference AE, {len(x)} images, {args.epochs} epochs, with a Watch; "
+          f"LivePlot dpi {live.dpi}, max_points {live.max_points}")
     print(f"epoch (median)                 {1e3 * result['epoch_median_s']:8.1f} ms")
     print(f"first frame (imports, draws)   {1e3 * result['first_frame_s']:8.1f} ms")
     print(f"later frames: median / max     {1e3 * result['later_frame_median_s']:8.1f} ms / "
