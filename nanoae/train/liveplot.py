@@ -13,7 +13,7 @@ In a notebook (a Jupyter kernel) the figure is one output, updated in place
 (an IPython display handle). Outside one it is written to ``path`` after
 every epoch (atomically, so an image viewer never shows half a file).
 
-Why it is cheap (under 1 % of an epoch of the reference autoencoder; measured by
+Why it is cheap (a frame is 1-1.3 % of an epoch of the reference autoencoder; measured by
 ``benchmarks/liveplot_cost.py``): it reads nothing from the device, and it does not
 redraw the whole figure each epoch. Axes, ticks and legends are drawn once into a
 background image; each epoch only the lines and the title are drawn over a copy
