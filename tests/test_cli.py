@@ -521,7 +521,7 @@ def test_every_commands_options_and_defaults(monkeypatch, tmp_path):
                                          "resume": False, "force": False, "watch": False}
     assert vars(parse(["train-classifier", "--ae", str(ckpt)])) == {
         "command": "train-classifier", **training, "ae": ckpt, "out": Path("runs/classifier.npz"),
-        "epochs": 30, "lr": 1e-3, "hidden": [512, 512], "finetune": 0, "force": False, "watch": False}
+        "epochs": 12, "lr": 1e-3, "hidden": [512, 512], "finetune": 0, "force": False, "watch": False}
     assert vars(parse(["evaluate"])) == {"command": "evaluate", **common, "ae": None, "classifier": None}
     assert vars(parse(["tsne", "--ae", str(ckpt)])) == {
         "command": "tsne", **common, "seed": 0, "ae": ckpt, "out": Path("runs/tsne.png"), "points": 10000,
