@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy
 
 from nanoae.backend import get_array_module
+from nanoae.layers import keep_mask
 
 __all__ = ["mirror_images", "flip_some", "shift_images", "mask_inputs", "mask_bits", "Augmentation"]
 
@@ -79,21 +80,15 @@ def mask_inputs(x, p: float, keep):
 def mask_bits(seed: int, epoch: int, start: int, stop: int, features: int, p: float):
     """The keep-bits of the examples at positions start..stop-1 of an epoch's order, packed.
 
-    Position q's bits come from NumPy's Philox (a counter-based generator) with
-    key (seed, epoch), starting at counter q * blocks: one 32-bit draw u per
-    feature, kept where u >= p * 2^32. So any range is drawn on its own, and
-    equals the same rows of a longer range. Returns uint8 (stop - start,
-    ceil(features / 8)), each row's bits padded to whole bytes (``numpy.packbits``).
+    They are ``layers.keep_mask``'s stream 0 (the one rule every mask of a run
+    follows, Dropout's too): position q's bits come from NumPy's Philox (a
+    counter-based generator) with key (seed, epoch), starting at counter
+    q * ceil(features / 8): one 32-bit draw u per feature, kept where
+    u >= p * 2^32. So any range is drawn on its own, and equals the same rows of
+    a longer range. Returns uint8 (stop - start, ceil(features / 8)), each row's
+    bits padded with zeros to whole bytes (``numpy.packbits``).
     """
-    per_row = 8 * math.ceil(features / 8)  # bits per row: whole bytes
-    blocks = math.ceil(per_row / 8)  # Philox gives 4 x 64 = 8 x 32 bits per counter step
-    generator = numpy.random.Philox(key=numpy.array([seed, epoch], dtype=numpy.uint64),
-                                    counter=start * blocks)
-    raw = generator.random_raw((stop - start) * blocks * 4).view(numpy.uint32)
-    draws = raw.reshape(stop - start, blocks * 8)[:, :per_row]
-    keep = draws >= numpy.uint32(min(round(p * 2.0 ** 32), 2 ** 32 - 1))
-    keep[:, features:] = False
-    return numpy.packbits(keep, axis=1)
+    return numpy.packbits(keep_mask(seed, epoch, start, stop, features, p), axis=1)
 
 
 @dataclass(frozen=True)
