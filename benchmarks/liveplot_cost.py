@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         "later_frame_max_s": max(later),
         "draw_median_s": statistics.median(live.seconds["draw"][1:] or live.seconds["draw"]),
         "encode_median_s": statistics.median(live.seconds["encode"][1:] or live.seconds["encode"]),
-        "full_redraws": live.full_redraws, "encoders": encoders,
+        "full_redraws": live.full_redraws, "panel_redraws": live.panel_redraws, "encoders": encoders,
         "whole_run_share": sum(frames) / sum(epochs),
         "later_frames_share": sum(later) / sum(epochs[1:] or epochs),
     }
@@ -133,7 +133,8 @@ def main(argv=None) -> int:
     print(f"  of which PNG (median)        {1e3 * result['encode_median_s']:8.1f} ms")
     for name, e in encoders.items():
         print(f"  last frame by {name:15s} {1e3 * e['median_s']:8.1f} ms, {e['bytes']:,} bytes")
-    print(f"full redraws                   {result['full_redraws']:8d} of {len(frames)} frames")
+    print(f"full redraws / panel redraws   {result['full_redraws']:8d} / {result['panel_redraws']} "
+          f"in {len(frames)} frames")
     print(f"later frames / their epochs    {100 * result['later_frames_share']:8.2f} %")
     print(f"all frames / all epochs        {100 * result['whole_run_share']:8.2f} %  "
           "(the first frame's import included)")

@@ -1,6 +1,7 @@
 """LivePlot: a PNG per epoch, the Watch's panels, a notebook's display handle, no device reads."""
 
 import io
+import math
 import sys
 import types
 
@@ -75,7 +76,8 @@ def test_a_classifier_gets_accuracy_and_a_watch_gets_its_panels(tmp_path):
     assert set(acc) == {"train", "validation"} and len(acc["train"]) == 2
     assert all(0 <= a <= 100 for a in acc["validation"])
     assert {line.get_label() for line in loss_ax.lines} == {"train", "validation"}
-    assert live.figure.texts[0].get_text() == "training: epoch 2/2"
+    assert live.figure.get_suptitle() == "training"  # the title, in the background
+    assert [t.get_text() for t in live.figure.texts] == ["training", "epoch 2/2"]  # the epoch: redrawn each frame
 
 
 def test_without_a_watch_only_the_loss(tmp_path):
@@ -246,16 +248,25 @@ def test_the_y_limits_grow_only_when_the_values_leave_them():
     assert _grown((0.0, 4.0), [0.0, 4.0], False) is None  # on the edges: still inside
     assert _grown((0.0, 4.0), [-0.5, 3.0], False) == (-2.25, 4.75)
     assert _grown((0.0, 4.0), [1.0, 4.5], False) == (-0.75, 6.25)
-    assert _grown(None, [2.0, 2.0], False) == pytest.approx((1.9, 2.1))  # 5 % of the value
+    assert _grown(None, [2.0, 3.0], False, least=0.1) == (1.5, 3.5)  # half the span ...
+    assert _grown(None, [20.0, 21.0], False) == pytest.approx((18.95, 22.05))  # ... or 5 % of the value
+    assert _grown(None, [2.0, 2.0], False) == (1.0, 3.0)  # one value: half of it
     assert _grown(None, [0.0, 0.0], False) == (-1e-3, 1e-3)  # at least `least`
     assert _grown(None, [0.0, 0.0], False, least=1.0) == (-1.0, 1.0)
-    assert _grown(None, [-2.0, -2.0], False) == pytest.approx((-2.1, -1.9))  # 5 % of |value|
+    assert _grown(None, [-2.0, -2.0], False) == (-3.0, -1.0)  # half of |value|
+    assert _grown(None, [80.0], False, bounds=(0.0, 100.5)) == (69.75, 90.25)  # half the way to 100.5
+    assert _grown(None, [30.0], False, bounds=(0.0, 100.5)) == (15.0, 45.0)  # half the way to 0
+    assert _grown(None, [100.0], False, bounds=(0.0, 100.5)) == (95.0, 100.5)  # 5 %, under the ceiling
     # log scale: in decades; zero and negative values are left out; at least a decade spare
     assert _grown(None, [1e-3, 1e-1], True) == pytest.approx((1e-4, 1.0))
     assert _grown(None, [0.0, -1.0, 1e-2], True) == pytest.approx((1e-3, 1e-1))
     assert _grown((1e-4, 1.0), [1e-3, 1e-1], True) is None
     assert _grown((1e-4, 1.0), [1e-5, 1e-1], True) == pytest.approx((10 ** -7, 10 ** 1))
     assert _grown(None, [0.0], True) is None
+    counts = (-0.5, math.inf)
+    assert _grown(None, [0.0, 4.0], False, least=1.0, bounds=counts) == (-0.5, 6.0)  # none below -0.5
+    assert _grown(None, [10.0, 14.0], False, bounds=counts) == (8.0, 16.0)  # a floor below changes nothing
+    assert _grown((-0.5, 6.0), [0.0, 8.0], False, bounds=counts) == (-0.5, 12.0)
 
 
 def test_a_live_plot_on_rank_0_only_and_its_repr(tmp_path):
@@ -295,13 +306,42 @@ def test_an_epochs_frame_draws_the_given_watchs_records_and_lands_atomically(tmp
     assert (live._epochs, live._steps) == (4, 12)
     drawn = []
     monkeypatch.setattr(live, "_build", lambda series: setattr(live, "figure", object()))
-    monkeypatch.setattr(live, "_update", lambda series, title: drawn.append((series, title)))
+    monkeypatch.setattr(live, "_update", lambda series, epoch: drawn.append((series, epoch)))
     monkeypatch.setattr(live, "_png", lambda: b"png")
     moves = []
     real_replace = os.replace
     monkeypatch.setattr(os, "replace", lambda a, b: (moves.append((a, b)), real_replace(a, b)))
     live.on_epoch_end(run)
-    series, title = drawn[0]
-    assert title == "run: epoch 2/4" and series["dead"] == {"x ReLU": ([1], [3])}  # the watch's, not the history's
+    series, epoch = drawn[0]
+    assert epoch == "epoch 2/4" and series["dead"] == {"x ReLU": ([1], [3])}  # the watch's, not the history's
     assert moves == [(path.with_name("live.png.part"), path)] and path.read_bytes() == b"png"
     assert live.frames == 1 and not path.with_name("live.png.part").exists()
+
+
+def test_a_panel_whose_axis_grows_is_redrawn_alone_and_the_frame_is_what_a_full_draw_gives(tmp_path):
+    """Blitting: the background is drawn once, then only the cell of a panel whose y axis had to
+    grow is drawn anew. Each frame's pixels must equal those of the whole figure drawn from scratch."""
+    model = Autoencoder((784, 8, 4), code_activation="relu", seed=0)
+    live = LivePlot(tmp_path / "live.png")
+    pixels = []
+
+    class Compare(Callback):
+        order = 60  # after LivePlot
+
+        def on_epoch_end(self, run):
+            canvas = live.figure.canvas
+            blitted = numpy.asarray(canvas.buffer_rgba()).copy()
+            canvas.draw()  # the whole figure, from scratch (the animated lines left out) ...
+            for _, ax, _, lines, _, _ in live._panels:  # ... then the lines and the epoch over it
+                for line in lines.values():
+                    ax.draw_artist(line)
+            live.figure.draw_artist(live._epoch_text)
+            pixels.append((blitted, numpy.asarray(canvas.buffer_rgba()).copy()))
+
+    fit(model, nn.BinaryCrossEntropy(), nn.Adam(model.parameters(), lr=1e-2), tiny_images(), epochs=4,
+        batch_size=16, callbacks=quiet(nn.Watch(model), live, Compare()))
+    assert live.full_redraws == 1  # the first frame only
+    assert live.panel_redraws >= 1  # the loss fell out of the first frame's limits
+    assert live.panel_redraws < 3 * (live.frames - 1)  # not every panel every frame
+    for blitted, drawn in pixels:
+        numpy.testing.assert_array_equal(blitted, drawn)

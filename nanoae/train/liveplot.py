@@ -13,13 +13,18 @@ In a notebook (a Jupyter kernel) the figure is one output, updated in place
 (an IPython display handle). Outside one it is written to ``path`` after
 every epoch (atomically, so an image viewer never shows half a file).
 
-Why it is cheap (a frame is 1-1.3 % of an epoch of the reference autoencoder; measured by
-``benchmarks/liveplot_cost.py``): it reads nothing from the device, and it does not
-redraw the whole figure each epoch. Axes, ticks and legends are drawn once into a
-background image; each epoch only the lines and the title are drawn over a copy
-of it ("blitting"). A full redraw (about 10x dearer) happens only when a curve
-leaves its axis limits, which are chosen with room to spare. Two more things keep
-a frame's cost flat over a long run:
+Why it is cheap (a frame after the first is under 1 % of an epoch of the reference
+autoencoder, measured by ``benchmarks/liveplot_cost.py``; docs/training.md gives the
+figures): it reads nothing from the device, and it does not redraw the whole figure
+each epoch. Each panel is a cell of its own (a matplotlib subfigure, opaque white).
+The first frame draws everything once into a background image: axes, ticks, legends,
+the title; each later frame copies that image back and draws only the lines and the
+epoch over it ("blitting"). Only a panel whose curves leave its y limits is drawn anew
+into the background first, and its cell alone (a quarter of a full draw); the limits
+are chosen with room to spare (``_grown``), so that in the reference run this happens
+once, to the dead units at the second epoch.
+
+Two more things keep a frame's cost flat over a long run:
 
 * a line over the steps (the update ratios: about 50 points an epoch) is drawn
   with at most ``max_points`` points, each the geometric mean of a run of
@@ -82,7 +87,8 @@ class LivePlot(Callback):
         self.watch, self.title, self.dpi, self.max_points = watch, title, dpi, max_points
         self.figure = None  # the matplotlib Figure, built at the first epoch's end
         self.frames = 0     # epochs drawn
-        self.full_redraws = 0
+        self.full_redraws = 0  # the whole figure drawn: the first frame
+        self.panel_redraws = 0  # one panel drawn anew: its y axis had to grow
         self._handle = None  # the notebook's display handle
 
     def __repr__(self) -> str:
@@ -100,27 +106,36 @@ class LivePlot(Callback):
         series = _series(history, records, self.max_points)
         if self.figure is None:
             self._build(series)
-        self._update(series, f"{self.title}: epoch {history['epoch'][-1]}/{self._epochs}")
+        self._update(series, f"epoch {history['epoch'][-1]}/{self._epochs}")
         self._show(self._png())
         self.frames += 1
 
     # -- the figure --------------------------------------------------------------------------
     def _build(self, series):  # pragma: no mutate block (drawing)
-        """Panels for what the run records; every line "animated" (left out of the background)."""
+        """A panel per thing the run records, each in a cell of its own (a subfigure, white, opaque),
+        so that one panel can be redrawn without the others; every line "animated" (left out of
+        the background)."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
         from matplotlib.figure import Figure  # noqa: PLC0415
+        from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
         panels = [p for p in PANELS if series[p[0]]]
         rows = -(-len(panels) // 2)
         fig = Figure(figsize=(10, 3.1 * rows + 0.5), dpi=self.dpi)
-        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12 / rows, top=1 - 0.45 / (3.1 * rows + 0.5),
-                            wspace=0.22, hspace=0.45)
         FigureCanvasAgg(fig)
-        self._panels = []  # (axes, panel name, {label: Line2D}, log scale?)
-        for i, (name, title, xlabel, ylabel, log) in enumerate(panels):
-            ax = fig.add_subplot(rows, 2, i + 1)
+        # the top 0.5 inch: the title's row (a subfigure fills its share of the grid's ratios)
+        cells = fig.add_gridspec(rows + 1, 2, height_ratios=[0.5] + [3.1] * rows, wspace=0, hspace=0)
+        self._panels = []  # (cell, axes, panel name, {label: Line2D}, log scale?, y bounds)
+        for i, (name, title, xlabel, ylabel, log, bounds) in enumerate(panels):
+            cell = fig.add_subfigure(cells[1 + i // 2, i % 2], facecolor="white")
+            cell.subplots_adjust(left=0.16, right=0.97, bottom=0.14, top=0.89)
+            ax = cell.add_subplot()
             ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-            ax.set_xlim(0.5, self._epochs + 0.5) if xlabel == "epoch" else ax.set_xlim(0, self._steps)
+            if xlabel == "epoch":
+                ax.set_xlim(0.5, self._epochs + 0.5)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 2.5
+            else:
+                ax.set_xlim(0, self._steps)
             if log:
                 ax.set(yscale="log", ylim=(1e-5, 1e-1))  # (the data's own limits come below)
                 ax.axhline(1e-3, color="0.5", ls="--", lw=1, label="1e-3 guide")
@@ -128,33 +143,44 @@ class LivePlot(Callback):
             lines = {label: ax.plot([], [], style, lw=1.2, label=label, animated=True)[0]
                      for label in series[name]}
             ax.legend(fontsize=7, loc="upper right")
-            self._panels.append((ax, name, lines, log))
-        self._suptitle = fig.suptitle("", animated=True)
+            self._panels.append((cell, ax, name, lines, log, bounds))
+        fig.suptitle(self.title)  # in the background: drawn only on a full redraw
+        # only the epoch is redrawn each frame: a text's glyphs cost about 40 us apiece
+        self._epoch_text = fig.text(0.99, 0.995, "", ha="right", va="top", animated=True)
         self.figure, self._background = fig, None
 
-    def _update(self, series, title):  # pragma: no mutate block (drawing)
-        """New data into the lines; a full redraw only when some axis must grow to hold it."""
-        stale = self._background is None
-        for ax, name, lines, log in self._panels:
+    def _update(self, series, epoch_text):  # pragma: no mutate block (drawing)
+        """New data into the lines. The first frame draws everything into the background (axes,
+        ticks, legends); later frames copy it back and draw only the lines and the epoch over
+        it ("blitting"), except in a panel whose y axis must grow to hold its lines: that
+        panel's cell is drawn anew into the background first (about a quarter of a full draw)."""
+        grown_cells = []
+        for cell, ax, name, lines, log, bounds in self._panels:
             for label, line in lines.items():
                 line.set_data(*series[name].get(label, ([], [])))
             values = [v for x, y in series[name].values() for v in y]
             grown = _grown(None if self._background is None else ax.get_ylim(), values, log,
-                           least=1.0 if name == "dead" else 1e-3)  # counts: at least +-1
+                           least=1.0 if name == "dead" else 1e-3, bounds=bounds)  # dead: counts
             if grown is not None:
                 ax.set_ylim(*grown)
-                stale = True
-        self._suptitle.set_text(title)
+                grown_cells.append(cell)
+        self._epoch_text.set_text(epoch_text)
         canvas = self.figure.canvas
-        if stale:  # axes, ticks, legends: drawn once, then copied back each epoch
+        if self._background is None:
             canvas.draw()
-            self._background = canvas.copy_from_bbox(self.figure.bbox)
             self.full_redraws += 1
+        elif grown_cells:
+            canvas.restore_region(self._background)
+            for cell in grown_cells:  # its white face covers the old ticks, then the new ones
+                cell.draw(canvas.get_renderer())
+            self.panel_redraws += len(grown_cells)
+        if self._background is None or grown_cells:
+            self._background = canvas.copy_from_bbox(self.figure.bbox)
         canvas.restore_region(self._background)
-        for ax, _, lines, _ in self._panels:
+        for _, ax, _, lines, _, _ in self._panels:
             for line in lines.values():
                 ax.draw_artist(line)
-        self.figure.draw_artist(self._suptitle)
+        self.figure.draw_artist(self._epoch_text)
 
     def _png(self) -> bytes:  # pragma: no mutate block (drawing)
         import numpy  # noqa: PLC0415
@@ -177,11 +203,12 @@ class LivePlot(Callback):
                 self._handle.update(Image(data=png, format="png"))
 
 
-# (series key, title, x label, y label, log y)
-PANELS = (("loss", "loss per epoch", "epoch", "loss", False),
-          ("accuracy", "accuracy per epoch", "epoch", "accuracy (%)", False),
-          ("update_ratio", "update-to-data ratio per Dense layer", "step", "std(update) / std(W)", True),
-          ("dead", "dead units per epoch (rectifiers)", "epoch", "dead units", False))
+# (series key, title, x label, y label, log y, (lowest, highest) y limit the values allow)
+PANELS = (("loss", "loss per epoch", "epoch", "loss", False, (-math.inf, math.inf)),  # any loss
+          ("accuracy", "accuracy per epoch", "epoch", "accuracy (%)", False, (0.0, 100.5)),
+          ("update_ratio", "update-to-data ratio per Dense layer", "step", "std(update) / std(W)", True,
+           (-math.inf, math.inf)),
+          ("dead", "dead units per epoch (rectifiers)", "epoch", "dead units", False, (-0.5, math.inf)))
 
 
 def png_bytes(rgb) -> bytes:
@@ -197,7 +224,9 @@ def png_bytes(rgb) -> bytes:
     if channels != 3 or rgb.dtype != numpy.uint8:
         raise ValueError(f"png_bytes: expected uint8 (height, width, 3), got {rgb.dtype} {rgb.shape}")
     rows = numpy.zeros((height, 1 + 3 * width), numpy.uint8)  # column 0: each row's filter byte
-    rows[:, 1:].reshape(height, width, 3)[...] = rgb  # one copy, even from a strided view of RGBA
+    pixels = rows[:, 1:].reshape(height, width, 3)
+    for channel in range(3):  # = `pixels[...] = rgb`, which NumPy copies 4-5x slower from RGBA's strides
+        pixels[..., channel] = rgb[..., channel]
     # level 1 with Z_RLE: the fastest here, and a plot's flat areas are long runs
     deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
     idat = deflate.compress(rows) + deflate.flush()  # the array's own buffer: no copy
@@ -261,22 +290,33 @@ def _series(history: dict, records: dict | None, max_points: int = 300) -> dict:
     return out
 
 
-def _grown(limits, values, log: bool, least: float = 1e-3):
+def _grown(limits, values, log: bool, least: float = 1e-3, bounds=(-math.inf, math.inf)):
     """New y limits when ``values`` leave ``limits`` (None: none yet), else None.
 
     The new limits hold the values with half their span to spare on each side, so
-    a loss that keeps falling forces a new background only every few epochs.
+    a loss that keeps falling forces a new background only every few epochs. One value
+    (the first epoch's) has no span to go by: it gets half the way it can still go,
+    to 0 or to its ceiling (a loss falls by a good part of itself in the next epochs,
+    an accuracy of 85 % can rise by 15 points at most; 5 % of the value forced a redraw
+    at the second epoch). The limits stay within ``bounds``, which the values cannot
+    pass (an accuracy: up to 100.5 %; counts: from -0.5, so that 0 shows and nothing
+    below); on a log axis they are in decades and the spare is at least one.
     """
+    import numpy  # noqa: PLC0415
+
+    values = numpy.asarray(values, dtype=float)  # whole arrays: a panel has thousands of values
     if log:
-        values = [math.log10(v) for v in values if v > 0]
-    values = [v for v in values if math.isfinite(v)]
-    if not values:
+        values = numpy.log10(values[values > 0])
+    values = values[numpy.isfinite(values)]
+    if not len(values):
         return None
-    lo, hi = min(values), max(values)
+    lo, hi = float(values.min()), float(values.max())
     if limits is not None:
         old = [math.log10(v) for v in limits] if log else list(limits)
         if old[0] <= lo and hi <= old[1]:
             return None
     spare = max(0.5 * (hi - lo), 0.05 * abs(hi), 1.0 if log else least)
-    new = (lo - spare, hi + spare)
+    if hi == lo:  # one value: half the way it can go (to 0, or to the ceiling of its bounds)
+        spare = max(spare, 0.5 * min(abs(hi), bounds[1] - hi))
+    new = (max(lo - spare, bounds[0]), min(hi + spare, bounds[1]))
     return tuple(10 ** v for v in new) if log else new
