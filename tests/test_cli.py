@@ -592,6 +592,41 @@ def test_the_output_check_says_where_and_why_in_one_line(tmp_path, monkeypatch):
     assert not os.path.exists("relative-that-does-not-exist")
 
 
+def test_a_full_disk_is_refused_before_the_work_and_the_probe_is_gone(tmp_path, monkeypatch):
+    """An empty file fits on a full disk: the probe writes PROBE_BYTES, and a disk that refuses
+    them (ENOSPC, or a short write) is named with what to do; the probe is removed either way."""
+    import errno  # noqa: PLC0415
+
+    import nanoae.cli.outputs as outputs  # noqa: PLC0415
+    from nanoae.errors import UsageError  # noqa: PLC0415
+
+    written, real_write = [], os.write
+
+    def counted(fd, data):
+        written.append(len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(outputs.os, "write", counted)
+    outputs.check_output_dir(tmp_path)
+    assert written == [outputs.PROBE_BYTES] and outputs.PROBE_BYTES >= 4096
+    full = f"--out: cannot write in {tmp_path} (No space left on device); free some space there or " \
+           "choose another place"
+    monkeypatch.setattr(outputs.os, "write", lambda fd, data: real_write(fd, data[:100]))  # a short write
+    with pytest.raises(UsageError) as err:
+        outputs.check_output_dir(tmp_path)
+    assert str(err.value) == full
+
+    def no_space(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(outputs.os, "write", no_space)
+    with pytest.raises(UsageError) as err:
+        outputs.check_output_dir(tmp_path / "new", "--watch")
+    assert str(err.value) == (f"--watch: cannot create {tmp_path / 'new'} in {tmp_path} (No space left "
+                              "on device); free some space there or choose another place")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_option_types_say_what_was_wrong():
     import argparse  # noqa: PLC0415
 

@@ -7,6 +7,7 @@ could never be saved is refused in the first second, not after its training.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -15,6 +16,8 @@ from nanoae.errors import UsageError
 
 __all__ = ["check_output_dir"]
 
+PROBE_BYTES = 64 * 1024  # what the probe writes: less than any checkpoint, more than a full disk takes
+
 
 def check_output_dir(directory, option: str = "--out") -> None:
     """UsageError (one line, exit 2) unless files can be written in ``directory``.
@@ -22,8 +25,9 @@ def check_output_dir(directory, option: str = "--out") -> None:
     The directory may not exist yet: then its nearest existing ancestor must be
     a directory we can write in, as creating the missing ones needs. The test
     is a real one, not a guess from permission bits (which say nothing of a
-    read-only file system, and are all yes for root): an empty probe file is
-    created there and removed at once. Nothing is created or left behind, so a
+    read-only file system, and are all yes for root): a probe file of
+    ``PROBE_BYTES`` is written there and removed at once (a full disk refuses
+    it, where it would take an empty file). Nothing is created or left behind, so a
     command refused later (bad data, say) leaves no empty folder either.
 
     option: how the user named the place, for the message ("--out runs/ae.npz").
@@ -37,10 +41,15 @@ def check_output_dir(directory, option: str = "--out") -> None:
                          "file; choose another place")
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".nanoae-probe-")
-        os.close(fd)
-        os.unlink(probe)
+        try:  # some bytes, not an empty file: a full disk still takes an empty one
+            if os.write(fd, bytes(PROBE_BYTES)) < PROBE_BYTES:  # a short write: the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        finally:
+            os.close(fd)
+            os.unlink(probe)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         where = "write in" if existing == directory else f"create {directory} in"
-        raise UsageError(f"{option}: cannot {where} {existing} ({reason}); choose a place you "
-                         "can write to") from exc
+        remedy = "free some space there or choose another place" if exc.errno == errno.ENOSPC \
+            else "choose a place you can write to"
+        raise UsageError(f"{option}: cannot {where} {existing} ({reason}); {remedy}") from exc
