@@ -8,8 +8,10 @@ The training part runs on small fake IDX files.
 import ast
 import re
 import shutil
+import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers.idx_helpers import make_fake_fashion
 
@@ -18,6 +20,7 @@ from nanoae.cli import main
 from nanoae.workbook import generate, grade
 
 PACKAGE = Path(nanoae.__file__).resolve().parent
+_MODULE_SOURCE = generate.module_source  # the real one: the fixture below replaces it under mutmut
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -334,6 +337,8 @@ def test_the_workbooks_folder_is_refused_in_one_line(tmp_path, monkeypatch, caps
         f"{tmp_path / 'wb' / 'README.md'}, then run: nanoae workbook --check {tmp_path / 'wb'}\n")
     workbook.write(tmp_path / "ans", solved=True)
     assert capsys.readouterr().out.startswith(f"wrote the answers into {tmp_path / 'ans'}: ")
+    assert "NotImplementedError" not in (tmp_path / "ans" / "layers.py").read_text()  # the answers, no stubs
+    assert "NotImplementedError" in (tmp_path / "wb" / "layers.py").read_text()
 
 
 # -- the generator's pieces, on small inputs written out by hand ---------------------------------
@@ -346,6 +351,10 @@ def test_the_formula_lines_picked_for_each_method():
     assert generate.formula_lines(owner, method, "backward") == [
         "dL/dx = g @ W^T", "dL/dW = x^T @ g", "y = x @ W + b", "forward: y = max(0, x)", "step <- lr * m"]
     assert generate.formula_lines(owner, [], "logits_grad") == ["the fused logits_grad: dL/dz = p - t"]
+    # a class line about logits_grad, or a fused one, is not backward's even when it names backward
+    loss_doc = ["logits_grad: dL/dz = p - t", "the fused backward: dL/dz = p - t", "backward: dL/dp = -t / p"]
+    assert generate.formula_lines(loss_doc, [], "backward") == ["backward: dL/dp = -t / p"]
+    assert generate.formula_lines(loss_doc, [], "logits_grad") == ["logits_grad: dL/dz = p - t"]
     assert generate.formula_lines(owner, [], "forward") == ["forward: y = max(0, x)"]
     assert generate.formula_lines(owner, ["m <- b1 m"], None) == [
         "m <- b1 m", "dL/dW = x^T @ g", "y = x @ W + b", "the fused logits_grad: dL/dz = p - t",
@@ -394,8 +403,9 @@ def test_a_stub_is_the_formula_as_comments_then_the_raise():
 def test_what_a_name_of_the_core_is_and_which_arguments_a_function_updates():
     assert generate._kind("layers", "Dense") == "layer" and generate._kind("losses", "CrossEntropy") == "loss"
     assert generate._kind("optim", "Adam") == "optimizer" and generate._kind("optim", "adam_step") == "function"
+    assert generate._kind("layers", "HookHandle") == "class"  # neither layer, loss nor optimizer
     func = ast.parse("def f(w, m, v, lr, t):\n    m[...] = 1\n    w -= lr\n    x = v\n    v.y = 2\n"
-                     "    t += 1\n    q[0] = 3\n").body[0]
+                     "    t += 1\n    q[0] = 3\n    lr = 2 * lr\n").body[0]  # lr rebound, not updated
     assert generate._in_place_args(func) == ["w", "m", "t"]  # in the order of the arguments
     owner = ast.parse('class Adam:\n    """Adam.\n\n    m <- b1 m\n    """\n    def step(self):\n'
                       '        adam_step(1)\nclass Other:\n    """Other."""\n')
@@ -403,6 +413,7 @@ def test_what_a_name_of_the_core_is_and_which_arguments_a_function_updates():
     assert generate._host_docstring("adam_step", [ln + "\n" for ln in ast.unparse(owner).splitlines()]) == [
         "Adam.", "", "m <- b1 m"]
     assert generate._host_docstring("nothing", lines) == []
+    assert generate._docstring_lines(ast.parse("class Bare:\n    x = 1\n").body[0]) == []
 
 
 def test_fill_in_writes_a_body_as_a_learner_does(tmp_path):
@@ -413,6 +424,13 @@ def test_fill_in_writes_a_body_as_a_learner_does(tmp_path):
     backward = next(f for f in relu.body if isinstance(f, ast.FunctionDef) and f.name == "backward")
     assert [ast.unparse(s) for s in backward.body] == ["mask = self._y > 0", "return grad_out * mask"]
     assert "        # forward kept: self._y\n        mask = self._y > 0\n" in path.read_text()  # comments stay
+    generate.write_workbook(tmp_path / "answers", solved=True)  # a body of several statements, all replaced
+    generate.fill_in(tmp_path / "answers", "Dense.backward", "\nX = grad_out\nreturn X  # mine  \n\n")
+    dense = next(n for n in ast.parse((tmp_path / "answers" / "layers.py").read_text()).body
+                 if getattr(n, "name", None) == "Dense")
+    backward = next(f for f in dense.body if isinstance(f, ast.FunctionDef) and f.name == "backward")
+    assert ast.get_docstring(backward) and [ast.unparse(s) for s in backward.body[1:]] == ["X = grad_out", "return X"]
+    assert "        X = grad_out\n        return X  # mine  \n" in (tmp_path / "answers" / "layers.py").read_text()
     generate.fill_in(tmp_path, "adam_step", "m[...] = 0")
     step = next(n for n in ast.parse((tmp_path / "optim.py").read_text()).body
                 if getattr(n, "name", None) == "adam_step")
@@ -423,3 +441,246 @@ def test_fill_in_writes_a_body_as_a_learner_does(tmp_path):
                               "Sigmoid.backward, Softmax.backward, BinaryCrossEntropy.backward, "
                               "BinaryCrossEntropy.logits_grad, CrossEntropy.backward, CrossEntropy.logits_grad, "
                               "adam_step")
+
+
+# -- the checker's pieces, on small inputs written out by hand -----------------------------------
+
+class _Recorder:
+    """A stand-in model: forward is the identity, the loss of a batch is its mean; records calls."""
+
+    def __init__(self):
+        self.batches, self.backward = [], 0
+
+    def forward(self, x):
+        return x
+
+    def loss_value(self, loss, pred, target):
+        assert pred is target
+        self.batches.append(pred.copy())
+        return pred.mean()
+
+    def backward_from_loss(self, loss):
+        self.backward += 1
+
+
+def test_the_test_loss_is_the_mean_over_every_image_in_batches_of_1000():
+    model = _Recorder()
+    x = np.arange(2500, dtype=np.float64)
+    assert grade._test_loss(model, None, x) == 1249.5
+    assert [len(b) for b in model.batches] == [1000, 1000, 500]
+    model = _Recorder()
+    assert grade._test_loss(model, None, np.array([1.0, 2.0, 3.0, 10.0, 20.0]), batch=2) == 7.2
+    assert [b.tolist() for b in model.batches] == [[1.0, 2.0], [3.0, 10.0], [20.0]]
+
+
+def test_one_epoch_of_training_steps_through_the_order_in_batches():
+    model, steps = _Recorder(), []
+    optimizer = type("Opt", (), {"step": lambda self: steps.append(model.backward)})()
+    x = np.array([0.0, 10.0, 20.0, 30.0, 40.0])
+    values = grade._train(model, None, optimizer, x, np.array([4, 0, 3, 1, 2]), 2)
+    assert values == [20.0, 20.0, 20.0] and all(type(v) is float for v in values)
+    assert [b.tolist() for b in model.batches] == [[40.0, 0.0], [30.0, 10.0], [20.0]]
+    assert steps == [1, 2, 3]  # each step after its backward
+
+
+def test_training_lines_say_whether_the_runs_agree_and_where_they_part():
+    result = {"yours": 0.25, "nanoae": 0.250004, "agree": True, "steps": 3, "parted_at": None,
+              "step_losses": ([0.5, 0.4, 0.3], [0.5, 0.4, 0.3])}
+    head = ["reference autoencoder 784-128-64-32-64-128-784, one epoch on 700 training images (3 steps), "
+            "same seed, test BCE on 50 test images:",
+            "    with your classes   0.25000000",
+            "    with nanoae's       0.25000400"]
+    assert grade.training_lines(result, 700, 50) == head + ["    |difference| 4e-06 <= 1e-05: they agree"]
+    result.update(agree=False, nanoae=0.5, parted_at=1, step_losses=([0.5, 0.4, 0.3], [0.5, 0.45, 0.3]))
+    assert grade.training_lines(result, 700, 50)[1:] == head[1:2] + [
+        "    with nanoae's       0.50000000",
+        "    |difference| 0.25 > 1e-05: they disagree; they part at step 1: your loss 0.40000000, nanoae's "
+        "0.45000000"]
+    result["parted_at"] = None  # only the test losses differ
+    assert grade.training_lines(result, 700, 50)[-1] == "    |difference| 0.25 > 1e-05: they disagree"
+
+
+def _learners_modules():
+    """nanoae's classes under the learner's module name, as the learner's files hold them."""
+    from nanoae import layers, losses, optim  # noqa: PLC0415
+
+    def mine(cls):
+        return type(cls.__name__, (cls,), {"__module__": "learner"})
+
+    return {"layers": types.SimpleNamespace(**{n: mine(getattr(layers, n)) for n in ("Dense", "ReLU", "Sigmoid")}),
+            "losses": types.SimpleNamespace(BinaryCrossEntropy=mine(losses.BinaryCrossEntropy)),
+            "optim": types.SimpleNamespace(Adam=mine(optim.Adam))}
+
+
+def _compared(monkeypatch, yours, theirs, test_losses, seed=3):
+    """compare_training with the two runs' step losses and test losses given."""
+    steps, tests, seen = [yours, theirs], list(test_losses), []
+
+    def train(model, loss, optimizer, x, order, batch):
+        seen.append({"classes": {type(o).__module__ for o in (loss, optimizer, *model.leaves())},
+                     "leaves": [type(leaf).__name__ for leaf in model.leaves()],
+                     "weights": [p.data.copy() for p in model.parameters()],
+                     "same params": [p is q for p, q in zip(optimizer.params, model.parameters())],
+                     "adam": (optimizer.lr, optimizer.in_place), "x": x, "order": order.tolist(),
+                     "batch": batch})
+        return steps.pop(0)
+
+    def test_loss(model, loss, x):
+        seen[-1]["test"] = (x, type(loss).__module__)
+        return tests.pop(0)
+
+    monkeypatch.setattr(grade, "_train", train)
+    monkeypatch.setattr(grade, "_test_loss", test_loss)
+    x_train, x_test = np.zeros((5, 784), np.float32), np.zeros((2, 784), np.float32)
+    kw = {} if seed is None else {"seed": seed}
+    result = grade.compare_training(_learners_modules(), x_train, x_test, batch=2, **kw)
+    for run in seen:
+        assert run["x"] is x_train and run["test"][0] is x_test
+    return result, seen
+
+
+def test_the_training_runs_agree_within_the_tolerance_at_every_step_and_on_the_test_set(monkeypatch):
+    from nanoae.fashion.models import Autoencoder  # noqa: PLC0415
+
+    tol = grade.TRAIN_TOLERANCE
+    # off by exactly the tolerance (0.0 and 1e-5: no rounding) is within it
+    result, (yours, ours) = _compared(monkeypatch, [1.0, 0.0, 0.25], [1.0, tol, 0.25], [tol, 0.0])
+    assert result == {"yours": tol, "nanoae": 0.0, "agree": True, "steps": 3, "parted_at": None,
+                      "step_losses": ([1.0, 0.0, 0.25], [1.0, tol, 0.25])}
+    # the learner's classes first, then nanoae's (Adam in its plain form), from the same weights
+    assert yours["classes"] == {"learner"} and yours["test"][1] == "learner"
+    assert "learner" not in ours["classes"] and ours["test"][1] == "nanoae.losses"
+    assert yours["adam"] == (1e-3, True) and ours["adam"] == (1e-3, False)  # (lr, in_place): the learner's defaults
+    assert yours["same params"] == ours["same params"] == [True] * 12
+    reference = Autoencoder((784, 128, 64, 32), code_activation="relu", init="glorot_uniform", seed=3)
+    assert yours["leaves"] == ours["leaves"] == [type(leaf).__name__ for leaf in reference.leaves()]
+    for mine, theirs, ref in zip(yours["weights"], ours["weights"], reference.parameters()):
+        assert mine.dtype == theirs.dtype == np.float32
+        np.testing.assert_array_equal(mine, ref.data)
+        np.testing.assert_array_equal(theirs, ref.data)
+    order = np.random.default_rng(3).permutation(5).tolist()
+    assert (yours["order"], yours["batch"]) == (ours["order"], ours["batch"]) == (order, 2)
+    # where they part: the first step off by more than the tolerance, else the first that differs at all
+    result, _ = _compared(monkeypatch, [1.0, 0.5, 0.25, 0.125], [1.0, 0.5 + tol / 2, 0.5, 0.25], [0.1, 0.1])
+    assert (result["agree"], result["parted_at"], result["steps"]) == (False, 2, 4)
+    result, _ = _compared(monkeypatch, [1.0, 0.5, 0.25], [1.0, 0.5 + tol / 2, 0.25], [0.1, 0.1 + 2 * tol])
+    assert (result["agree"], result["parted_at"]) == (False, 1)
+    result, _ = _compared(monkeypatch, [1.0, 0.5], [1.0, 0.5], [0.1, 0.1 + 2 * tol])
+    assert (result["agree"], result["parted_at"]) == (False, None)
+    result, _ = _compared(monkeypatch, [1.0, 0.5], [1.0, 0.5 + 2 * tol], [0.1, 0.1])
+    assert (result["agree"], result["parted_at"]) == (False, 1)
+    _, (yours, _) = _compared(monkeypatch, [1.0], [1.0], [0.1, 0.1], seed=None)  # seed 0 by default
+    assert yours["order"] == np.random.default_rng(0).permutation(5).tolist()
+
+
+def test_the_table_lists_each_exercise_with_its_numbers_and_what_failed():
+    dense, adam = generate.Exercise("layers", "Dense", "backward"), generate.Exercise("optim", None, "adam_step")
+    relu = generate.Exercise("layers", "ReLU", "backward")
+    rows = [grade.Row(dense, "passes", 0.5, "x 4x5, W 5x5, b 5", 55, 1.5e-9, 3e-7),
+            grade.Row(relu, "fails", 12.345, "x 4x6", 24, 0.5, 2.0, ["input[0, 1] wrong", "second line"]),
+            grade.Row(adam, "todo")]
+    assert grade.format_table(rows, "wb").splitlines() == [
+        "workbook wb: each backward against central differences in float64 (h=1e-05, rtol=1e-06, atol=1e-08, "
+        "random upstream gradient; shapes and dtypes in float32 too); adam_step against nanoae's update",
+        "exercise                       file       checked                              elements  max |a-n|   max rel "
+        "result seconds",
+        "Dense.backward                 layers.py  x 4x5, W 5x5, b 5                          55    1.5e-09   3.0e-07 "
+        "passes    0.50",
+        "ReLU.backward                  layers.py  x 4x6                                      24    5.0e-01   2.0e+00 "
+        " fails   12.35",
+        "    input[0, 1] wrong",
+        "    second line",
+        "adam_step                      optim.py   " + " " * 36 + " " * 31 + "  todo    0.00",
+        "1 of 3 exercises pass, 1 fail, 1 to do"]
+    assert grade.format_table(rows[:1], "wb").splitlines()[-1] == "all 1 exercises pass"
+    assert grade.format_table(rows[1:2], "wb").splitlines()[-1] == "0 of 1 exercises pass, 1 fail, 0 to do"
+    assert grade.format_table(rows[2:], "wb").splitlines()[-1] == "0 of 1 exercises pass, 0 fail, 1 to do"
+
+
+def test_adam_is_compared_element_by_element_within_its_tolerance():
+    ref = np.array([[1.0, -2.0], [0.0, 4.0]])
+    close = ref * (1 + 5e-11) + np.array([[0.0, 0.0], [5e-15, 0.0]])
+    worst = grade._compare("m", 7, close, ref, (0.0, 0.0))
+    assert worst == (float(np.abs(close - ref).max()), float((np.abs(close - ref) / np.maximum(np.abs(ref), 1e-4)).max()))
+    assert grade._compare("m", 7, close, ref, (1.0, 2.0)) == (1.0, 2.0)  # the worst so far stays
+    assert grade._compare("m", 7, ref, ref, (0.0, 0.0)) == (0.0, 0.0)
+    off = ref.copy()
+    off[1, 0], off[1, 1] = 2e-14, 4.5
+    with pytest.raises(grade.Mistake) as err:
+        grade._compare("v", 1001, off, ref, (0.0, 0.0))
+    assert str(err.value) == ("v[1, 0] after the step at t=1001: yours 2e-14, nanoae's 0 |diff| 2e-14 "
+                              "(2 of 4 elements of v differ)")
+    edge = ref.copy()
+    edge[0, 1] = -2.0 - (1e-14 + 2e-10) * 1.01  # just over atol + rtol * |ref|
+    with pytest.raises(grade.Mistake, match=r"^w\[0, 1\] after the step at t=2: "):
+        grade._compare("w", 2, edge, ref, (0.0, 0.0))
+
+
+def test_where_a_learners_error_arose_is_named_by_file_and_line(tmp_path):
+    def raised(code, filename):
+        try:
+            exec(compile(code, str(filename), "exec"), {})  # noqa: S102 - our own two lines
+        except Exception as exc:  # noqa: BLE001
+            return exc
+        raise AssertionError("no exception")
+
+    (tmp_path / "layers.py").write_text("x = 1\nraise ValueError(' bad value ')\n")
+    exc = raised((tmp_path / "layers.py").read_text(), tmp_path / "layers.py")
+    assert grade.describe_raised(exc, tmp_path) == (
+        f"raised ValueError: bad value at {tmp_path}/layers.py:2 (raise ValueError(' bad value '))")
+    gone = raised("raise KeyError('k')\n", tmp_path / "losses.py")  # no file to read the line from
+    assert grade._learner_frame(gone, tmp_path) == f"{tmp_path}/losses.py:1"
+    elsewhere = raised("raise ValueError('no')\n", tmp_path / "sub" / "layers.py")
+    assert grade._learner_frame(elsewhere, tmp_path) is None
+    assert grade.describe_raised(elsewhere, tmp_path) == "raised ValueError: no"
+    assert grade._import_problem(tmp_path, "optim", ValueError("odd")) == (
+        f"{tmp_path}/optim.py: cannot be imported: ValueError: odd")
+    assert grade._import_problem(tmp_path, "optim", exc) == (
+        f"{tmp_path}/layers.py:2 (raise ValueError(' bad value ')): cannot be imported: ValueError:  bad value ")
+
+
+def test_each_exercise_is_checked_on_the_inputs_its_row_names(solved):
+    mods = grade.load_workbook(solved)
+    rows = [grade.check_exercise(e, mods, solved) for e in generate.exercises()]
+    assert [(r.exercise.label, r.status, r.shapes, r.elements, r.details) for r in rows] == [
+        ("Dense.backward", "passes", "x 4x5, W 5x5, b 5", 50, []),
+        ("ReLU.backward", "passes", "x 4x6", 24, []),
+        ("Sigmoid.backward", "passes", "x 4x6", 24, []),
+        ("Softmax.backward", "passes", "x 4x6", 24, []),
+        ("BinaryCrossEntropy.backward", "passes", "x 4x5", 20, []),
+        ("BinaryCrossEntropy.logits_grad", "passes", "x 4x5", 20, []),
+        ("CrossEntropy.backward", "passes", "x 5x4", 20, []),
+        ("CrossEntropy.logits_grad", "passes", "x 5x4", 20, []),
+        ("adam_step", "passes", "w, m, v 4x5; t = 1..3 and 1000..1002", 360, [])]  # 3 arrays x 20 x 6 steps
+    for r in rows[:-1]:  # float64 against central differences: rounding only
+        assert 0 < r.max_abs < 1e-6 and 0 < r.max_rel < 1e-6 and r.seconds > 0
+    assert rows[-1].max_abs == rows[-1].max_rel == 0.0  # nanoae's own update, to the bit
+
+
+def test_adam_within_its_tolerance_passes_and_reports_its_worst_difference(solved):
+    from nanoae import optim  # noqa: PLC0415
+
+    def nearly(w, g, m, v, **kw):  # w off by a relative 1e-12 after every step: well within 1e-10
+        optim.adam_step(w, g, m, v, **kw)
+        w *= w.dtype.type(1 + 1e-12)
+
+    row = grade.check_exercise(generate.Exercise("optim", None, "adam_step"),
+                               {"optim": types.SimpleNamespace(adam_step=nearly)}, solved)
+    assert (row.status, row.elements, row.details) == ("passes", 360, [])
+    # compared in float64 (in float32 the change rounds away): small differences, but not none
+    assert 0 < row.max_abs < 1e-10 and 1e-12 < row.max_rel < 1e-10
+
+
+def test_the_images_become_float32_rows_in_0_to_1():
+    images = np.array([[[0, 51], [255, 102]], [[255, 255], [0, 0]]], dtype=np.uint8)
+    rows = grade.flat_images(images)
+    assert rows.dtype == np.float32 and rows.shape == (2, 4)
+    np.testing.assert_array_equal(rows, np.array([[0, 0.2, 1, 0.4], [1, 1, 0, 0]], dtype=np.float32))
+
+
+def test_the_workbook_is_cut_from_the_source_of_the_installed_core():
+    import inspect  # noqa: PLC0415
+
+    from nanoae import optim  # noqa: PLC0415
+
+    assert _MODULE_SOURCE("optim") == inspect.getsource(optim) and "def adam_step(" in _MODULE_SOURCE("optim")
