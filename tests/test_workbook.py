@@ -664,6 +664,13 @@ def test_each_exercise_is_checked_on_the_inputs_its_row_names(solved):
     for r in rows[:-1]:  # float64 against central differences: rounding only
         assert 0 < r.max_abs < 1e-6 and 0 < r.max_rel < 1e-6 and r.seconds > 0
     assert rows[-1].max_abs == rows[-1].max_rel == 0.0  # nanoae's own update, to the bit
+    # seed 0 unless told: the numbers follow the seed
+    dense = generate.exercises()[0]
+    assert grade.check_exercise(dense, mods, solved, seed=0).max_abs == rows[0].max_abs
+    assert grade.check_exercise(dense, mods, solved, seed=1).max_abs != rows[0].max_abs
+    _, again = grade.check_all(solved, seed=1)
+    assert again[0].max_abs == grade.check_exercise(dense, mods, solved, seed=1).max_abs
+    assert [r.max_abs for r in grade.check_all(solved)[1]] == [r.max_abs for r in rows]
 
 
 def test_adam_within_its_tolerance_passes_and_reports_its_worst_difference(solved):
@@ -1013,3 +1020,123 @@ def test_what_an_exercise_returned_is_named_when_it_is_no_array_of_the_right_sha
             grade._same("Dense.backward returned", found, like, "dL/dx")
         assert str(err.value) == says
     grade._same("Dense.backward returned", np.ones((4, 5), np.float32), like, "dL/dx")  # right: no Mistake
+
+
+def test_a_loss_that_returns_the_wrong_shape_is_told_which_gradient_it_owes():
+    from nanoae import losses  # noqa: PLC0415
+
+    class BinaryCrossEntropy(losses.BinaryCrossEntropy):
+        def backward(self):
+            return super().backward().T
+
+        def logits_grad(self):
+            return super().logits_grad()[:1]
+
+    mods = {"losses": types.SimpleNamespace(BinaryCrossEntropy=BinaryCrossEntropy)}
+    rows = [grade.check_exercise(generate.Exercise("losses", "BinaryCrossEntropy", name), mods, ".")
+            for name in ("backward", "logits_grad")]
+    assert [(r.status, r.details) for r in rows] == [
+        ("fails", ["BinaryCrossEntropy.backward returned shape (5, 4); it must be dL/dpred, shaped (4, 5) like its "
+                   "input"]),
+        ("fails", ["BinaryCrossEntropy.logits_grad returned shape (1, 5); it must be dL/dz, shaped (4, 5) like its "
+                   "input"])]
+
+
+def test_a_layer_is_screened_with_an_upstream_gradient_of_its_own_stream():
+    class Recorder:
+        def forward(self, x):
+            return x[:, :3]
+
+        def backward(self, grad_out):
+            self.grad_out = grad_out
+            return grad_out
+
+        def parameters(self):
+            return []
+
+    layer, x = Recorder(), np.zeros((2, 5), np.float32)
+    grad, params = grade._analytic(layer, x, None)
+    assert grad is layer.grad_out and params == [] and grad.dtype == np.float32
+    np.testing.assert_array_equal(grad, np.random.default_rng((1, 1)).standard_normal((2, 3)).astype(np.float32))
+
+
+def test_adam_step_is_checked_at_adams_defaults_over_steps_1_to_3_and_1000_to_1002():
+    import time  # noqa: PLC0415
+
+    from nanoae import optim  # noqa: PLC0415
+
+    calls = []
+
+    def recording(w, g, m, v, **kw):
+        calls.append((w.dtype, g.dtype, m.dtype, v.dtype, kw))
+        optim.adam_step(w, g, m, v, **kw)
+
+    start = time.perf_counter()
+    row = grade.check_exercise(generate.Exercise("optim", None, "adam_step"),
+                               {"optim": types.SimpleNamespace(adam_step=recording)}, ".")
+    assert 0 < row.seconds <= time.perf_counter() - start
+    assert (row.status, row.elements, row.max_abs, row.max_rel) == ("passes", 360, 0.0, 0.0)
+    settings = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}
+    assert calls == [(dtype,) * 4 + ({"t": t, **settings},) for dtype in (np.float32, np.float64)
+                     for t in (1, 2, 3, 1000, 1001, 1002)]
+
+
+def test_an_input_on_relus_kink_is_redrawn_from_the_next_seed_then_screened_in_float32(monkeypatch):
+    from nanoae import layers  # noqa: PLC0415
+
+    drawn, screened, kinks = [], [], [True, True, False]
+
+    def fake_gradcheck(obj, x, target, seed, raise_on_failure):
+        drawn.append((x, seed, raise_on_failure))
+        return types.SimpleNamespace(kinks=kinks.pop(0) if kinks else True, ok=ok)
+
+    monkeypatch.setattr(grade, "gradcheck", fake_gradcheck)
+    monkeypatch.setattr(grade, "_screen", lambda exercise, obj, x, target: screened.append(
+        (exercise.label, x, getattr(obj, "W", None) and obj.W.data.shape)))
+    relu, dense = generate.Exercise("layers", "ReLU", "backward"), generate.Exercise("layers", "Dense", "backward")
+    ok = True
+    assert grade._gradient_row(relu, {"layers": layers}, 4).kinks is False
+    assert [(seed, raise_) for _, seed, raise_ in drawn] == [(4, False)] * 3
+    for (x, _, _), s in zip(drawn, (4, 5, 6)):  # draws from seeds 4, 5, 6; gradcheck's own seed stays 4
+        np.testing.assert_array_equal(x, grade._layer_inputs(layers.ReLU, np.float64, s, True)[1])
+    assert [x is d[0] for (_, x, _), d in zip(screened, drawn)] == [True] * 3  # each draw screened first
+    assert screened[3][1].dtype == np.float32 and len(screened) == 4
+    np.testing.assert_array_equal(screened[3][1], grade._layer_inputs(layers.ReLU, np.float32, 4, True)[1])
+
+    drawn.clear(), screened.clear()
+    ok = False  # always on a kink, and failing: five draws, no float32 screen
+    assert grade._gradient_row(dense, {"layers": layers}, 0).kinks is True
+    assert len(drawn) == 5 and len(screened) == 5 and {w for _, _, w in screened} == {(5, 5)}
+    ok, kinks = True, [False]
+    screened.clear()
+    grade._gradient_row(dense, {"layers": layers}, 0)
+    assert [(x.dtype, w) for _, x, w in screened] == [(np.float64, (5, 5)), (np.float32, (5, 3))]  # square, then not
+
+
+def test_the_learners_files_are_imported_first_and_everything_put_back_after(solved, tmp_path, monkeypatch):
+    import sys  # noqa: PLC0415
+
+    decoys = tmp_path / "decoys"
+    decoys.mkdir()
+    for name in ("layers", "losses", "optim"):
+        (decoys / f"{name}.py").write_text("DECOY = True\n")
+    monkeypatch.syspath_prepend(str(decoys))
+    decoy = types.ModuleType("layers")
+    monkeypatch.setitem(sys.modules, "layers", decoy)
+    monkeypatch.delitem(sys.modules, "optim", raising=False)
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    path = list(sys.path)
+    mods = grade.load_workbook(solved)
+    assert [Path(m.__file__) for m in mods.values()] == [solved / "layers.py", solved / "losses.py",
+                                                        solved / "optim.py"]
+    assert mods["losses"].Sigmoid is mods["layers"].Sigmoid  # losses.py found the learner's layers.py
+    assert sys.modules["layers"] is decoy and "losses" not in sys.modules and "optim" not in sys.modules
+    assert sys.path == path and sys.dont_write_bytecode is False
+    assert not (solved / "__pycache__").exists()  # no bytecode cached in the learner's folder
+    with pytest.raises(grade.WorkbookError) as err:
+        grade.load_workbook(decoys.parent)
+    assert str(err.value) == (f"{tmp_path} holds no workbook (layers.py, losses.py, optim.py missing); write one "
+                              f"with: nanoae workbook {tmp_path}")
+    (tmp_path / "layers.py").write_text("")
+    with pytest.raises(grade.WorkbookError, match=r"\(losses\.py, optim\.py missing\)"):
+        grade.load_workbook(tmp_path)
