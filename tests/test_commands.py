@@ -430,3 +430,18 @@ def test_a_checkpoint_without_user_metadata_or_unreadable_on_resume_is_named(tmp
 
     monkeypatch.setattr(commands, "read_checkpoint_meta", unreadable)
     assert refusal(lambda p: commands._check_resume(p, 3), "ae.npz") == "--resume: --out ae.npz is not a checkpoint"
+
+
+def test_train_classifier_fine_tunes_without_watching_when_not_asked(calls, tmp_path, monkeypatch):
+    (tmp_path / "ae.npz").write_bytes(b"")
+    tuned = []
+    monkeypatch.setattr(commands, "load_model", lambda path, kinds: "the ae")
+    monkeypatch.setattr(commands, "train_frozen_classifier", lambda ae, splits, settings, **kw: ("frozen", {}, None))
+    monkeypatch.setattr(commands, "fine_tune", lambda frozen, splits, settings, **kw: (tuned.append(kw), ("t", {}))[1])
+    monkeypatch.setattr(commands, "score_classifier", lambda clf, splits, prefix, test_mirror: {prefix: clf})
+    out = tmp_path / "clf.npz"
+    result = commands.train_classifier(parse("train-classifier", "--ae", str(tmp_path / "ae.npz"), "--out", str(out),
+                                             "--finetune", "1"))
+    assert result == {"checkpoint": str(out), "clf_frozen": "frozen", "finetune_checkpoint": str(tmp_path / "clf.finetuned.npz"),
+                      "clf_finetune": "t"}
+    assert tuned == [{"checkpoint": tmp_path / "clf.finetuned.npz", "watch": False, "callbacks": []}]

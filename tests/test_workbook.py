@@ -1140,3 +1140,29 @@ def test_the_learners_files_are_imported_first_and_everything_put_back_after(sol
     (tmp_path / "layers.py").write_text("")
     with pytest.raises(grade.WorkbookError, match=r"\(losses\.py, optim\.py missing\)"):
         grade.load_workbook(tmp_path)
+
+
+def test_a_learners_own_not_implemented_error_fails_and_a_wrong_parameter_gradient_is_named():
+    from nanoae import layers  # noqa: PLC0415
+
+    class ReLU(layers.ReLU):
+        def backward(self, grad_out):
+            raise NotImplementedError("not for this dtype")  # not the stub's TODO: the learner's own
+
+    class Dense(layers.Dense):
+        def backward(self, grad_out, *, input_grad=True):
+            out = super().backward(grad_out, input_grad=input_grad)
+            self.W.grad = self.W.grad[:1]
+            return out
+
+    here = Path(__file__).parent  # this file plays the learner's
+    mods = {"layers": types.SimpleNamespace(ReLU=ReLU, Dense=Dense)}
+    row = grade.check_exercise(generate.Exercise("layers", "ReLU", "backward"), mods, here)
+    line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1)
+                if "not for this dtype" in text and "raise" in text)
+    assert (row.status, row.details) == ("fails", [
+        f"raised NotImplementedError: not for this dtype at {here}/{Path(__file__).name}:{line} (raise "
+        "NotImplementedError(\"not for this dtype\")  # not the stub's TODO: the learner's own)"])
+    row = grade.check_exercise(generate.Exercise("layers", "Dense", "backward"), mods, here)
+    assert (row.status, row.details) == ("fails", [
+        "Dense.backward set W.grad to shape (1, 5); it must be dL/dW, shaped (5, 5) like its input"])
