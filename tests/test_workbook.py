@@ -1166,3 +1166,57 @@ def test_a_learners_own_not_implemented_error_fails_and_a_wrong_parameter_gradie
     row = grade.check_exercise(generate.Exercise("layers", "Dense", "backward"), mods, here)
     assert (row.status, row.details) == ("fails", [
         "Dense.backward set W.grad to shape (1, 5); it must be dL/dW, shaped (5, 5) like its input"])
+
+
+def test_the_check_hands_on_its_seed_data_and_image_count_and_says_what_it_found(tmp_path, monkeypatch, capsys):
+    from nanoae import workbook  # noqa: PLC0415
+    from nanoae.fashion import data  # noqa: PLC0415
+
+    exercises = generate.exercises()[:2]
+    status, loaded, compared, raised = ["passes", "passes"], [], [], []
+    monkeypatch.setattr(grade, "check_all", lambda directory, seed: (
+        f"mods {directory.name} {seed}", [grade.Row(e, s) for e, s in zip(exercises, status)]))
+    monkeypatch.setattr(data, "load_fashion_mnist", lambda split, data_dir, verify: (
+        loaded.append((split, data_dir, verify)), (np.full((5 if split == "train" else 3, 2, 2), 255, np.uint8), None))[1])
+
+    def compare(mods, x_train, x_test, seed):
+        compared.append((mods, x_train.tolist(), x_test.shape, seed))
+        if raised:
+            raise raised[0]
+        return {"yours": 0.5, "nanoae": 0.5, "agree": len(compared) == 1, "steps": 1, "parted_at": None,
+                "step_losses": ([0.5], [0.5])}
+
+    monkeypatch.setattr(grade, "compare_training", compare)
+    assert workbook.check(tmp_path, data_dir="d", verify=False, seed=3, images=2) is None
+    assert loaded == [("train", "d", False), ("test", "d", False)]
+    assert compared == [(f"mods {tmp_path.name} 3", [[1.0] * 4] * 2, (3, 4), 3)]  # the first 2 images, flat
+    out = capsys.readouterr().out
+    assert out.startswith(f"workbook {tmp_path}: each backward")  # the table, then the training run
+    assert out.endswith("\nall 2 exercises pass\n"
+                        "reference autoencoder 784-128-64-32-64-128-784, one epoch on 2 training images (1 steps), "
+                        "same seed, test BCE on 3 test images:\n"
+                        "    with your classes   0.50000000\n"
+                        "    with nanoae's       0.50000000\n"
+                        "    |difference| 0 <= 1e-05: they agree\n")
+
+    with pytest.raises(grade.WorkbookError) as err:  # the second run disagrees
+        workbook.check(tmp_path)
+    assert str(err.value) == "every exercise passes, but training with your classes differs from nanoae's (see above)"
+    assert loaded[2:] == [("train", None, True), ("test", None, True)] and compared[1][3] == 0
+    assert len(compared[1][1]) == 5  # IMAGES (10,000) is more than there are
+    raised.append(ValueError("shapes do not fit"))
+    with pytest.raises(grade.WorkbookError) as err:
+        workbook.check(tmp_path)
+    assert str(err.value) == ("every exercise passes, but training the reference autoencoder with your classes raised "
+                              "ValueError: shapes do not fit")
+    assert isinstance(err.value.__cause__, ValueError)
+    status[:] = ["fails", "todo"]
+    capsys.readouterr()
+    with pytest.raises(grade.WorkbookError) as err:
+        workbook.check(tmp_path)
+    assert str(err.value) == ("2 of 2 exercises not passing yet (Dense.backward, ReLU.backward); the training run "
+                              "comes when all pass")
+    assert len(loaded) == 6 and capsys.readouterr().out.endswith("0 of 2 exercises pass, 1 fail, 1 to do\n")
+    status[:] = ["passes", "todo"]
+    with pytest.raises(grade.WorkbookError, match=r"^1 of 2 exercises not passing yet \(ReLU\.backward\);"):
+        workbook.check(tmp_path)
