@@ -317,6 +317,7 @@ def test_train_classifier_hands_its_options_on_and_scores_both_models(calls, tmp
     commands.train_classifier(parse("train-classifier", "--ae", ae, "--out", str(out)))  # no --finetune: not read
     assert len(frozen_calls) == 2
 
+    out.write_bytes(b"")  # both checkpoints there: --force replaces them
     result = commands.train_classifier(parse("train-classifier", "--ae", ae, "--out", str(out), "--force",
                                              "--finetune", "2", "--watch"))
     assert result == {"checkpoint": str(out), "clf_frozen_test_accuracy": "frozen",
@@ -442,6 +443,55 @@ def test_train_classifier_fine_tunes_without_watching_when_not_asked(calls, tmp_
     out = tmp_path / "clf.npz"
     result = commands.train_classifier(parse("train-classifier", "--ae", str(tmp_path / "ae.npz"), "--out", str(out),
                                              "--finetune", "1"))
-    assert result == {"checkpoint": str(out), "clf_frozen": "frozen", "finetune_checkpoint": str(tmp_path / "clf.finetuned.npz"),
-                      "clf_finetune": "t"}
+    assert result == {"checkpoint": str(out), "clf_frozen": "frozen",
+                      "finetune_checkpoint": str(tmp_path / "clf.finetuned.npz"), "clf_finetune": "t"}
     assert tuned == [{"checkpoint": tmp_path / "clf.finetuned.npz", "watch": False, "callbacks": []}]
+
+
+def test_workbook_writes_or_checks_with_the_options_given(monkeypatch):
+    from nanoae import workbook  # noqa: PLC0415
+
+    seen = []
+    monkeypatch.setattr(workbook, "check", lambda directory, **kw: seen.append(("check", directory, kw)))
+    monkeypatch.setattr(workbook, "write", lambda directory, **kw: seen.append(("write", directory, kw)))
+    commands.workbook(parse("workbook", "wb", "--check", "--images", "7", "--seed", "3", "--data-dir", "d",
+                            "--no-verify"))
+    commands.workbook(parse("workbook", "wb", "--solved", "--force"))
+    commands.workbook(parse("workbook", "wb"))
+    assert seen == [("check", Path("wb"), {"data_dir": "d", "verify": False, "seed": 3, "images": 7}),
+                    ("write", Path("wb"), {"solved": True, "force": True}),
+                    ("write", Path("wb"), {"solved": False, "force": False})]
+
+
+def test_evaluate_loads_the_data_with_the_default_seed_and_batches(calls, monkeypatch, tmp_path):
+    (tmp_path / "ae.npz").write_bytes(b"")
+    monkeypatch.setattr(commands, "load_model", lambda path, kinds, option="--ae": "the ae")
+    commands.evaluate_checkpoints(parse("evaluate", "--ae", str(tmp_path / "ae.npz"), "--data-dir", "d", "--no-verify"))
+    assert calls["load_splits"] == [((Settings(seed=0, data_dir="d", verify=False, backend="numpy", batch_size=256,
+                                               progress=None),), {})]
+    assert calls["autoencoder_metrics"] == [(("the ae", "xte"), {})]
+
+
+def test_the_diagnostics_figure_is_titled_with_the_model_and_its_records(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(commands, "plot_diagnostics", lambda records, path, title: (
+        drawn.append((records, path, title)), path)[1])
+    monkeypatch.setattr(commands, "summarize", lambda records: ["summary of", records])
+    out = commands.write_diagnostics({"watch": {"every": 2}}, tmp_path / "clf.npz", "classifier head on codes")
+    assert drawn == [({"every": 2}, tmp_path / "clf.diagnostics.png", "classifier head on codes: clf.watch.json")]
+    assert out == {"watch_records": str(tmp_path / "clf.watch.json"),
+                   "diagnostics": str(tmp_path / "clf.diagnostics.png"),
+                   "diagnostics_summary": ["summary of", {"every": 2}]}
+
+
+def test_train_ae_and_demo_hand_on_the_learning_rate_code_backend_and_progress_given(calls, tmp_path):
+    out = tmp_path / "ae.npz"
+    commands.train_ae(parse("train-ae", "--out", str(out), "--lr", "0.25", "--code", "relu", "--backend", "auto",
+                            "--no-progress"))
+    settings = calls["train_autoencoder"][0][0][1]
+    assert (settings.ae_lr, settings.code_activation, settings.backend, settings.progress) == (0.25, "relu", "auto",
+                                                                                              False)
+    commands.train_ae(parse("train-ae", "--out", str(out), "--force", "--progress"))
+    assert calls["train_autoencoder"][1][0][1].progress is True
+    commands.demo(parse("demo", "--out", str(tmp_path / "demo"), "--backend", "auto"))
+    assert calls["run_demo"][0][0][1].backend == "auto"
