@@ -1125,14 +1125,22 @@ def test_an_input_on_relus_kink_is_redrawn_from_the_next_seed_then_screened_in_f
     assert screened[3][1].dtype == np.float32 and len(screened) == 4
     np.testing.assert_array_equal(screened[3][1], grade._layer_inputs(layers.ReLU, np.float32, 4, True)[1])
 
+    built = []
+
+    class Dense(layers.Dense):  # the learner's, as built by the check
+        def __init__(self, in_features, out_features, *, dtype, rng):
+            built.append(dtype)
+            super().__init__(in_features, out_features, dtype=dtype, rng=rng)
+
     drawn.clear(), screened.clear()
     ok = False  # always on a kink, and failing: five draws, no float32 screen
-    assert grade._gradient_row(dense, {"layers": layers}, 0).kinks is True
+    assert grade._gradient_row(dense, {"layers": types.SimpleNamespace(Dense=Dense)}, 0).kinks is True
     assert len(drawn) == 5 and len(screened) == 5 and {w for _, _, w in screened} == {(5, 5)}
     ok, kinks = True, [False]
-    screened.clear()
-    grade._gradient_row(dense, {"layers": layers}, 0)
+    screened.clear(), built.clear()
+    grade._gradient_row(dense, {"layers": types.SimpleNamespace(Dense=Dense)}, 0)
     assert [(x.dtype, w) for _, x, w in screened] == [(np.float64, (5, 5)), (np.float32, (5, 3))]  # square, then not
+    assert built == [np.float64, np.float32]
 
 
 def test_the_learners_files_are_imported_first_and_everything_put_back_after(solved, tmp_path, monkeypatch):
