@@ -761,3 +761,31 @@ def test_under_mpiexec_only_the_training_commands_run_and_every_rank_refuses_ali
     monkeypatch.setattr(backend, "get_backend", lambda: "cupy")
     cli._check_data_parallel(gpu, "demo")
     assert gpu.gpu == [True]  # one GPU per rank asked for
+
+
+GRADCHECK_BROKEN = '''
+import nanoae as nn
+from nanoae.backend import get_array_module
+
+
+class ForgotSlope(nn.Layer):
+    def forward(self, x):
+        self.pos = x > 0
+        return get_array_module(x).where(self.pos, x, 0.01 * x)
+
+    def backward(self, grad_out, *, input_grad=True):
+        return grad_out * self.pos
+'''
+
+
+@pytest.mark.subprocess
+def test_in_a_combined_log_the_gradcheck_table_comes_before_the_verdict(tmp_path):
+    # stdout into a pipe is block-buffered (PYTHONUNBUFFERED unset, as in a user's `2>&1 | tee log`):
+    # the table is flushed before the error goes to stderr
+    (tmp_path / "mine.py").write_text(GRADCHECK_BROKEN)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    r = subprocess.run([sys.executable, "-m", "nanoae.cli", "gradcheck", f"{tmp_path / 'mine.py'}:ForgotSlope"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=120)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 1 and lines[0].startswith("gradient check in float64: ") and lines[-2] == "the check FAILED"
+    assert lines[-1] == "nanoae: error: gradients disagree in ForgotSlope() (see the table above)"

@@ -272,3 +272,226 @@ def test_a_run_saved_without_a_record_of_its_epochs_resumes(tmp_path, monkeypatc
     with pytest.raises(UsageError, match=r"\(2 epochs done, --epochs 2\)"):
         commands._check_resume(tmp_path / "x.npz", 2)
     commands._check_resume(tmp_path / "x.npz", 3)
+
+
+def test_train_classifier_hands_its_options_on_and_scores_both_models(calls, tmp_path, monkeypatch):
+    (tmp_path / "ae.npz").write_bytes(b"")
+    out = tmp_path / "clf.npz"
+    loaded, frozen_calls, tuned_calls, scored, diagnostics = [], [], [], [], []
+    monkeypatch.setattr(commands, "load_model", lambda path, kinds: (loaded.append((path, kinds)), "the ae")[1])
+    monkeypatch.setattr(commands, "train_frozen_classifier", lambda ae, splits, settings, **kw: (
+        frozen_calls.append((ae, splits, settings, kw)), ("frozen", "frozen history", None))[1])
+    monkeypatch.setattr(commands, "fine_tune", lambda frozen, splits, settings, **kw: (
+        tuned_calls.append((frozen, splits, settings, kw)), ("tuned", "tuned history"))[1])
+    monkeypatch.setattr(commands, "score_classifier", lambda clf, splits, prefix, test_mirror: (
+        scored.append((clf, splits, prefix, test_mirror)), {f"{prefix}_test_accuracy": clf})[1])
+    monkeypatch.setattr(commands, "write_diagnostics", lambda history, checkpoint, title: (
+        diagnostics.append((history, checkpoint, title)), {"watch_records": f"{title} records"})[1])
+    ae = str(tmp_path / "ae.npz")
+
+    result = commands.train_classifier(parse("train-classifier", "--ae", ae, "--out", str(out), "--epochs", "3",
+                                             "--lr", "0.5", "--hidden", "7", "5", "--seed", "4",
+                                             "--batch-size", "32", "--no-verify", "--data-dir", "d"))
+    assert result == {"checkpoint": str(out), "clf_frozen_test_accuracy": "frozen"}
+    assert loaded == [(Path(ae), ("autoencoder",))]
+    settings = calls["load_splits"][0][0][0]
+    assert settings == Settings(seed=4, data_dir="d", verify=False, backend="numpy", batch_size=32, progress=None,
+                                head_epochs=3, head_lr=0.5, head_hidden=(7, 5), finetune_epochs=0)
+    assert calls["check_output_dir"][0][0] == (tmp_path, f"--out {out}")
+    splits = frozen_calls[0][1]
+    assert splits.x_train == "xtr"  # what load_splits returned
+    assert frozen_calls == [("the ae", splits, settings, {"checkpoint": out, "watch": False, "callbacks": []})]
+    assert scored == [("frozen", splits, "clf_frozen", True)]
+    assert tuned_calls == [] and diagnostics == []
+
+    out.write_bytes(b"")  # what the real training leaves there
+    assert refusal(commands.train_classifier, parse("train-classifier", "--ae", ae, "--out", str(out))) == (
+        f"--out {out} already holds a checkpoint; replace it with --force, or choose another --out")
+    tuned_out = tmp_path / "clf.finetuned.npz"
+    tuned_out.write_bytes(b"")
+    out.unlink()
+    assert refusal(commands.train_classifier, parse("train-classifier", "--ae", ae, "--out", str(out),
+                                                    "--finetune", "2")) == (
+        f"--out {tuned_out} already holds a checkpoint; replace it with --force, or choose another --out")
+    assert len(frozen_calls) == 1  # refused before anything was loaded or trained
+    commands.train_classifier(parse("train-classifier", "--ae", ae, "--out", str(out)))  # no --finetune: not read
+    assert len(frozen_calls) == 2
+
+    out.write_bytes(b"")  # both checkpoints there: --force replaces them
+    result = commands.train_classifier(parse("train-classifier", "--ae", ae, "--out", str(out), "--force",
+                                             "--finetune", "2", "--watch"))
+    assert result == {"checkpoint": str(out), "clf_frozen_test_accuracy": "frozen",
+                      "watch_records": "classifier head on codes records",
+                      "live_plot": str(tmp_path / "clf.live.png"),
+                      "finetune_checkpoint": str(tuned_out), "clf_finetune_test_accuracy": "tuned",
+                      "finetune_watch_records": "fine-tuned classifier records",
+                      "finetune_live_plot": str(tmp_path / "clf.finetuned.live.png")}
+    settings = frozen_calls[2][2]
+    assert settings.finetune_epochs == 2 and settings.head_epochs == 12 and settings.head_hidden == (512, 512)
+    kw = frozen_calls[2][3]
+    assert kw["checkpoint"] == out and kw["watch"] is True
+    assert [type(c).__name__ for c in kw["callbacks"]] == ["LivePlot"]
+    assert kw["callbacks"][0].path == tmp_path / "clf.live.png"
+    (frozen, tuned_splits, tuned_settings, kw), = tuned_calls
+    assert (frozen, tuned_splits, tuned_settings) == ("frozen", frozen_calls[2][1], settings)
+    assert kw["checkpoint"] == tuned_out and kw["watch"] is True
+    assert [c.path for c in kw["callbacks"]] == [tmp_path / "clf.finetuned.live.png"]
+    assert scored[-2:] == [("frozen", tuned_splits, "clf_frozen", True), ("tuned", tuned_splits, "clf_finetune", True)]
+    assert diagnostics == [("frozen history", out, "classifier head on codes"),
+                           ("tuned history", tuned_out, "fine-tuned classifier")]
+
+
+def test_gradcheck_checks_the_built_ins_or_the_named_layer_and_names_what_failed(monkeypatch, capsys):
+    from nanoae.cli import checks  # noqa: PLC0415
+    from nanoae.gradcheck import GradcheckError  # noqa: PLC0415
+
+    seen = []
+
+    def row(label, ok):
+        return types.SimpleNamespace(label=label, result=types.SimpleNamespace(ok=ok))
+
+    monkeypatch.setattr(checks, "builtin_cases", lambda: ["dense", "relu", "mse"])
+    monkeypatch.setattr(checks, "load_layer", lambda spec: (seen.append(("load", spec)), f"class {spec}")[1])
+    monkeypatch.setattr(checks, "layer_case", lambda cls, args, shape, seed: (
+        seen.append(("case", cls, args, shape, seed)), "mine")[1])
+    monkeypatch.setattr(checks, "run_case", lambda case, seed: (
+        seen.append(("run", case, seed)), row(case.upper(), case != "relu"))[1])
+    monkeypatch.setattr(checks, "format_table", lambda rows: "table of " + " ".join(r.label for r in rows))
+    with pytest.raises(GradcheckError) as err:
+        commands.gradcheck(parse("gradcheck", "--seed", "3"))
+    assert str(err.value) == "gradients disagree in RELU (see the table above)"
+    assert seen == [("run", "dense", 3), ("run", "relu", 3), ("run", "mse", 3)]
+    assert capsys.readouterr().out == "table of DENSE RELU MSE\n"
+
+    seen.clear()
+    monkeypatch.setattr(checks, "builtin_cases", lambda: ["relu", "dense", "relu"])
+    with pytest.raises(GradcheckError) as err:
+        commands.gradcheck(parse("gradcheck"))
+    assert str(err.value) == "gradients disagree in RELU, RELU (see the table above)"
+    capsys.readouterr()
+
+    seen.clear()
+    assert commands.gradcheck(parse("gradcheck", "m.py:Leaky", "--args", "slope=0.1", "--shape", "2x3",
+                                    "--seed", "4")) is None
+    assert seen == [("load", "m.py:Leaky"), ("case", "class m.py:Leaky", "slope=0.1", (2, 3), 4), ("run", "mine", 4)]
+    assert capsys.readouterr().out == "table of MINE\n"
+
+    def not_checkable(spec):
+        raise checks.NotCheckable(f"{spec}: no such file")
+
+    monkeypatch.setattr(checks, "load_layer", not_checkable)
+    assert refusal(commands.gradcheck, parse("gradcheck", "nothing.py:L")) == "nothing.py:L: no such file"
+
+
+def test_tsne_maps_the_test_codes_of_the_autoencoder_it_loads(calls, tmp_path, monkeypatch):
+    from nanoae.fashion import plots  # noqa: PLC0415
+    from nanoae.fashion.data import CLASS_NAMES  # noqa: PLC0415
+
+    encoded, mapped, drawn = [], [], []
+    monkeypatch.setattr(commands, "load_model", lambda path, kinds: "the ae")
+    monkeypatch.setattr(commands, "encode_splits", lambda ae, splits: (
+        encoded.append((ae, splits)), (None, None, [f"code {i}" for i in range(20)]))[1])
+    metrics = {"tsne_points": 11, "tsne_perplexity": 3.0, "tsne_seconds": 1.0, "tsne_trustworthiness": 0.5,
+               "tsne_knn_accuracy": 0.5}
+    monkeypatch.setattr(commands, "tsne_map", lambda codes, labels, **kw: (
+        mapped.append((codes, labels)), ("the map", metrics))[1])
+    monkeypatch.setattr(plots, "plot_tsne", lambda *a, **kw: (drawn.append(a), a[3])[1])
+    (tmp_path / "ae.npz").write_bytes(b"")
+    base = ["tsne", "--ae", str(tmp_path / "ae.npz"), "--out", str(tmp_path), "--perplexity", "3", "--seed", "6"]
+    for points in ("11", "20"):  # the smallest and the largest count allowed
+        commands.tsne(parse(*base, "--points", points))
+    settings = calls["load_splits"][0][0][0]
+    assert settings == Settings(seed=6, data_dir=None, verify=True, backend="numpy", batch_size=256, progress=None)
+    splits = encoded[0][1]
+    assert encoded == [("the ae", splits)] * 2 and splits.y_test == list(range(20))
+    assert mapped == [([f"code {i}" for i in range(20)], list(range(20)))] * 2
+    assert drawn[0] == ("the map", list(range(11)), CLASS_NAMES, tmp_path / "tsne.png")
+
+
+def test_a_classifier_that_is_no_checkpoint_is_named_by_its_option(monkeypatch):
+    from nanoae.errors import CheckpointError  # noqa: PLC0415
+
+    def unreadable(path):
+        raise CheckpointError(f"{path} is not a checkpoint")
+
+    monkeypatch.setattr(commands, "read_checkpoint_meta", unreadable)
+    assert refusal(lambda p: commands.check_same_autoencoder(p, None, "ae.npz"), "clf.npz") == (
+        "--classifier clf.npz is not a checkpoint")
+
+
+def test_a_checkpoint_without_user_metadata_or_unreadable_on_resume_is_named(tmp_path, monkeypatch):
+    from nanoae.errors import CheckpointError  # noqa: PLC0415
+
+    monkeypatch.setattr(commands, "read_checkpoint_meta", lambda path: {})
+    with pytest.raises(CheckpointError, match=r"^m\.npz: the checkpoint does not say which model it holds"):
+        commands.load_model("m.npz")
+
+    def unreadable(path):
+        raise CheckpointError(f"{path} is not a checkpoint")
+
+    monkeypatch.setattr(commands, "read_checkpoint_meta", unreadable)
+    assert refusal(lambda p: commands._check_resume(p, 3), "ae.npz") == "--resume: --out ae.npz is not a checkpoint"
+
+
+def test_train_classifier_fine_tunes_without_watching_when_not_asked(calls, tmp_path, monkeypatch):
+    (tmp_path / "ae.npz").write_bytes(b"")
+    tuned = []
+    monkeypatch.setattr(commands, "load_model", lambda path, kinds: "the ae")
+    monkeypatch.setattr(commands, "train_frozen_classifier", lambda ae, splits, settings, **kw: ("frozen", {}, None))
+    monkeypatch.setattr(commands, "fine_tune", lambda frozen, splits, settings, **kw: (tuned.append(kw), ("t", {}))[1])
+    monkeypatch.setattr(commands, "score_classifier", lambda clf, splits, prefix, test_mirror: {prefix: clf})
+    out = tmp_path / "clf.npz"
+    result = commands.train_classifier(parse("train-classifier", "--ae", str(tmp_path / "ae.npz"), "--out", str(out),
+                                             "--finetune", "1"))
+    assert result == {"checkpoint": str(out), "clf_frozen": "frozen",
+                      "finetune_checkpoint": str(tmp_path / "clf.finetuned.npz"), "clf_finetune": "t"}
+    assert tuned == [{"checkpoint": tmp_path / "clf.finetuned.npz", "watch": False, "callbacks": []}]
+
+
+def test_workbook_writes_or_checks_with_the_options_given(monkeypatch):
+    from nanoae import workbook  # noqa: PLC0415
+
+    seen = []
+    monkeypatch.setattr(workbook, "check", lambda directory, **kw: seen.append(("check", directory, kw)))
+    monkeypatch.setattr(workbook, "write", lambda directory, **kw: seen.append(("write", directory, kw)))
+    commands.workbook(parse("workbook", "wb", "--check", "--images", "7", "--seed", "3", "--data-dir", "d",
+                            "--no-verify"))
+    commands.workbook(parse("workbook", "wb", "--solved", "--force"))
+    commands.workbook(parse("workbook", "wb"))
+    assert seen == [("check", Path("wb"), {"data_dir": "d", "verify": False, "seed": 3, "images": 7}),
+                    ("write", Path("wb"), {"solved": True, "force": True}),
+                    ("write", Path("wb"), {"solved": False, "force": False})]
+
+
+def test_evaluate_loads_the_data_with_the_default_seed_and_batches(calls, monkeypatch, tmp_path):
+    (tmp_path / "ae.npz").write_bytes(b"")
+    monkeypatch.setattr(commands, "load_model", lambda path, kinds, option="--ae": "the ae")
+    commands.evaluate_checkpoints(parse("evaluate", "--ae", str(tmp_path / "ae.npz"), "--data-dir", "d", "--no-verify"))
+    assert calls["load_splits"] == [((Settings(seed=0, data_dir="d", verify=False, backend="numpy", batch_size=256,
+                                               progress=None),), {})]
+    assert calls["autoencoder_metrics"] == [(("the ae", "xte"), {})]
+
+
+def test_the_diagnostics_figure_is_titled_with_the_model_and_its_records(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(commands, "plot_diagnostics", lambda records, path, title: (
+        drawn.append((records, path, title)), path)[1])
+    monkeypatch.setattr(commands, "summarize", lambda records: ["summary of", records])
+    out = commands.write_diagnostics({"watch": {"every": 2}}, tmp_path / "clf.npz", "classifier head on codes")
+    assert drawn == [({"every": 2}, tmp_path / "clf.diagnostics.png", "classifier head on codes: clf.watch.json")]
+    assert out == {"watch_records": str(tmp_path / "clf.watch.json"),
+                   "diagnostics": str(tmp_path / "clf.diagnostics.png"),
+                   "diagnostics_summary": ["summary of", {"every": 2}]}
+
+
+def test_train_ae_and_demo_hand_on_the_learning_rate_code_backend_and_progress_given(calls, tmp_path):
+    out = tmp_path / "ae.npz"
+    commands.train_ae(parse("train-ae", "--out", str(out), "--lr", "0.25", "--code", "relu", "--backend", "auto",
+                            "--no-progress"))
+    settings = calls["train_autoencoder"][0][0][1]
+    assert (settings.ae_lr, settings.code_activation, settings.backend, settings.progress) == (0.25, "relu", "auto",
+                                                                                              False)
+    commands.train_ae(parse("train-ae", "--out", str(out), "--force", "--progress"))
+    assert calls["train_autoencoder"][1][0][1].progress is True
+    commands.demo(parse("demo", "--out", str(tmp_path / "demo"), "--backend", "auto"))
+    assert calls["run_demo"][0][0][1].backend == "auto"
