@@ -127,3 +127,21 @@ def test_a_classifier_predicts_the_most_probable_class_of_each_row():
     probs = to_numpy(clf(x))
     assert to_numpy(clf.predict(x)).tolist() == probs.argmax(axis=1).tolist()
     assert len(set(probs.argmax(axis=1).tolist())) > 1  # rows differ: not the argmax of a column
+
+
+def test_a_float64_finetuned_model_is_rebuilt_with_a_float64_scaler(rng):
+    """The fine-tuned config records the scaler's dtype; one saved before it did takes the encoder's."""
+    ae = Autoencoder((10, 6, 3), code_activation="linear", dtype=F64, seed=1)
+    x = rng.random((7, 10))
+    model = FineTuned(ae, Standardize.fit(ae.encode(x)), Classifier(3, (5,), 4, dtype=F64, seed=2))
+    assert model.config["dtype"] == "float64"
+    older = {k: v for k, v in model.config.items() if k != "dtype"}
+    for config in (model.config, older):
+        rebuilt = build_model(config)
+        assert rebuilt.scaler.mean.dtype == F64 and rebuilt(x).dtype == F64
+        numpy.testing.assert_allclose(to_numpy(rebuilt.scaler.mean), to_numpy(model.scaler.mean), rtol=1e-15)
+    f32 = FineTuned(Autoencoder((10, 6, 3), seed=1), Standardize.fit(x[:, :3].astype(numpy.float32)),
+                    Classifier(3, (5,), 4, seed=2))
+    assert f32.config["dtype"] == "float32" and build_model(f32.config).scaler.mean.dtype == numpy.float32
+    older["dtype"] = "float32"  # the recorded dtype wins over the encoder's
+    assert build_model(older).scaler.mean.dtype == numpy.float32
