@@ -642,3 +642,88 @@ def test_download_messages_in_full(monkeypatch, tmp_path):
         data.download_file("http://m/f.gz", tmp_path / "h.gz")
     assert str(err.value) == f"cannot write to the cache directory {tmp_path}: [Errno 28] No space"
     assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+# --- the download's progress bar and temporary file, load_idx_pair's checks ------------------
+
+class _RecordingBar:
+    """tqdm stand-in: records its keyword arguments and every update."""
+
+    made: list = []
+
+    def __init__(self, **kw):
+        self.kw, self.updates = kw, []
+        _RecordingBar.made.append(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        self.updates.append(n)
+
+
+class _WatchedResponse(FakeResponse):
+    """A FakeResponse that records the sizes asked for and what the destination folder held."""
+
+    def __init__(self, payload, folder, headers):
+        super().__init__(payload)
+        self.headers, self.folder, self.asked, self.seen = headers, folder, [], []
+
+    def read(self, n=-1):
+        self.asked.append(n)
+        self.seen.append(sorted(os.listdir(self.folder)))
+        return super().read(n)
+
+
+@pytest.mark.parametrize("headers, total", [({"Content-Length": "150000"}, 150000), ({}, None),
+                                            ({"Content-Length": "about 1 MB"}, None),
+                                            ({"Content-Length": ""}, None)])
+@pytest.mark.parametrize("progress, disable", [(None, None), (True, False), (False, True)])
+def test_the_download_bar_counts_the_bytes_of_each_chunk(monkeypatch, tmp_path, headers, total,
+                                                         progress, disable):
+    payload = bytes(range(256)) * 585 + b"xyz"  # 149,763 bytes: two whole chunks of 64 KiB and a part
+    dest = tmp_path / "cache" / "f"
+    responses = []
+
+    def opener(url, timeout=None):
+        responses.append(_WatchedResponse(payload, dest.parent, headers))
+        return responses[-1]
+
+    monkeypatch.setattr(data, "_urlopen", opener)
+    monkeypatch.setattr(data, "tqdm", _RecordingBar)
+    _RecordingBar.made = []
+    assert data.download_file("http://m/f", dest, progress=progress) == dest
+    (bar,) = _RecordingBar.made
+    assert bar.kw == {"total": total, "unit": "B", "unit_scale": True, "desc": "f", "disable": disable}
+    assert bar.updates == [65536, 65536, 149763 - 2 * 65536]
+    assert responses[0].asked == [65536] * 4  # the last read finds the end
+    (part,) = responses[0].seen[0]  # the temporary file, beside the destination
+    assert part.startswith(".f.") and part.endswith(".part") and len(part) > len(".f..part")
+    assert dest.read_bytes() == payload and os.listdir(dest.parent) == ["f"]
+
+
+def test_load_idx_pair_verifies_official_names_and_checks_each_files_count(tmp_path):
+    official = tmp_path / "t10k-images-idx3-ubyte"
+    write_idx(official, np.zeros((2, 28, 28), np.uint8), gz=False)
+    write_idx(tmp_path / "l2", np.array([3, 4], np.uint8), gz=False)
+    with pytest.raises(DatasetError, match=f"^{official}: content does not match the official"):
+        data.load_idx_pair(official, tmp_path / "l2")  # verified by default
+    official_labels = tmp_path / "t10k-labels-idx1-ubyte"
+    write_idx(official_labels, np.array([3, 4], np.uint8), gz=False)
+    with pytest.raises(DatasetError, match=f"^{official_labels}: content does not match the official"):
+        data.load_idx_pair(write_idx(tmp_path / "i2", np.zeros((2, 28, 28), np.uint8), gz=False), official_labels)
+    images, labels = data.load_idx_pair(official, official_labels, verify=False)
+    assert images.shape == (2, 28, 28) and labels.tolist() == [3, 4]
+    write_idx(tmp_path / "i3", np.zeros((3, 28, 28), np.uint8), gz=False)
+    write_idx(tmp_path / "l3", np.array([1, 2, 3], np.uint8), gz=False)
+    with pytest.raises(DatasetError, match=f"^{tmp_path / 'i3'}: expected 2 items, found 3$"):
+        data.load_idx_pair(tmp_path / "i3", tmp_path / "l3", expect_count=2)  # the images' count
+    with pytest.raises(DatasetError, match=f"^{tmp_path / 'l3'}: expected 2 items, found 3$"):
+        data.load_idx_pair(official, tmp_path / "l3", expect_count=2, verify=False)  # the labels' count
+    with pytest.raises(DatasetError) as err:
+        data.load_idx_pair(tmp_path / "i3", tmp_path / "l2")
+    assert str(err.value) == (f"{tmp_path / 'i3'} holds 3 images but {tmp_path / 'l2'} holds 2 labels: "
+                              "expected the same count")

@@ -145,3 +145,32 @@ def test_a_float64_finetuned_model_is_rebuilt_with_a_float64_scaler(rng):
     assert f32.config["dtype"] == "float32" and build_model(f32.config).scaler.mean.dtype == numpy.float32
     older["dtype"] = "float32"  # the recorded dtype wins over the encoder's
     assert build_model(older).scaler.mean.dtype == numpy.float32
+
+
+def test_build_model_keeps_the_dtype_init_and_dropout_of_a_config():
+    ae = Autoencoder((12, 6, 3), code_activation="linear", dtype=F64, init="glorot_uniform")
+    rebuilt = build_model(ae.config)
+    assert rebuilt.config == ae.config and repr(rebuilt) == repr(ae)
+    assert all(p.data.dtype == F64 for p in rebuilt.parameters())
+    older = {k: v for k, v in ae.config.items() if k not in ("init", "dtype")}  # saved before they were
+    assert build_model(older).config == {**ae.config, "init": "he", "dtype": "float32"}
+    head = Classifier(3, (5, 4), 7, dtype=F64, dropout=0.25)
+    rebuilt = build_model(head.config)
+    assert rebuilt.config == head.config == {"kind": "classifier", "in_features": 3, "hidden": [5, 4],
+                                             "classes": 7, "dtype": "float64", "dropout": 0.25}
+    assert [layer.p for layer in rebuilt.leaves() if isinstance(layer, nn.Dropout)] == [0.25, 0.25]
+    assert all(p.data.dtype == F64 for p in rebuilt.parameters())
+    plain = build_model({k: v for k, v in head.config.items() if k not in ("dropout", "dtype")})
+    assert "dropout" not in plain.config and plain.config["dtype"] == "float32"
+    assert not any(isinstance(layer, nn.Dropout) for layer in plain.leaves())
+
+
+def test_standardize_says_its_width_and_refuses_another_width_or_dtype():
+    s = Standardize(numpy.zeros(3, numpy.float32), numpy.ones(3))
+    assert repr(s) == "Standardize(3)"
+    assert repr(Standardize.__new__(Standardize)) == "Standardize()"  # before its mean is set
+    assert s.inv_std.dtype == numpy.float32  # the std in the mean's dtype
+    with pytest.raises(ValueError, match=r"expected \(N, 3\) float32, got \(2, 4\) float32"):
+        s(numpy.zeros((2, 4), numpy.float32))
+    with pytest.raises(ValueError, match=r"expected \(N, 3\) float32, got \(2, 3\) float64"):
+        s(numpy.zeros((2, 3)))
