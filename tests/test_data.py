@@ -727,3 +727,15 @@ def test_load_idx_pair_verifies_official_names_and_checks_each_files_count(tmp_p
         data.load_idx_pair(tmp_path / "i3", tmp_path / "l2")
     assert str(err.value) == (f"{tmp_path / 'i3'} holds 3 images but {tmp_path / 'l2'} holds 2 labels: "
                               "expected the same count")
+
+
+def test_the_idx_header_is_read_whole_and_each_file_by_its_own_magic(tmp_path):
+    big = bytes([0, 0, 8, 1]) + (2 ** 24 + 5).to_bytes(4, "big")  # a count that needs the dim's first byte
+    with pytest.raises(DatasetError, match=r"^B: expected 1 items, found 16777221$"):
+        data.parse_idx(big, name="B", expect_count=1)
+    images = write_idx(tmp_path / "i", np.zeros((2, 28, 28), np.uint8), gz=False)
+    with pytest.raises(DatasetError, match=f"^{images}: wrong magic number: expected 2049 "):
+        data._load_one(images, labels=True, verify=False)  # an images file where labels belong
+    with pytest.raises(DatasetError) as err:
+        data._check_pair(np.zeros((2, 28, 28), np.uint8), np.array([0, 10], np.uint8), "I", "L")
+    assert str(err.value) == "L: expected labels 0..9, found 1 out of range (first: 10 at index 1)"

@@ -370,6 +370,7 @@ def test_the_demos_small_pieces():
         "encoder + head fine-tuned"] == "train loss (flipped and masked inputs)"
     assert pipeline._one_per_class(numpy.array([3, 1, 0, 1, 2, 4, 5, 6, 7, 8, 9, 0])).tolist() == [
         2, 1, 4, 0, 5, 6, 7, 8, 9, 10]
+    assert pipeline._one_per_class(numpy.array([10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0])).tolist() == list(range(10, 0, -1))
     v = pipeline.versions()
     assert set(v) == {"nanoae", "numpy", "scikit-learn", "python", "machine"} and v["numpy"] == numpy.__version__
 
@@ -639,6 +640,9 @@ def test_the_frozen_classifier_trains_on_the_codes_of_the_images_and_of_their_mi
     assert f["callbacks"][3].meta["autoencoder"]["widths"] == [784, 5, 3]
     assert f["callbacks"][4].model is clf.head and f["callbacks"][5] is extra
 
+    train_frozen_classifier(ae, splits, settings)  # the defaults: no watch, the head's own name
+    assert [type(c).__name__ for c in fits[1]["callbacks"]] == ["LearningRateSchedule", "KeepBest", "Progress"]
+    assert fits[1]["callbacks"][2].desc == "head on codes"
     codes_only, labels = head_training_set(ae, splits, codes[0], _odd_settings(head_mirror=False))
     assert codes_only is codes[0] and labels is y
 
