@@ -739,3 +739,74 @@ def test_the_idx_header_is_read_whole_and_each_file_by_its_own_magic(tmp_path):
     with pytest.raises(DatasetError) as err:
         data._check_pair(np.zeros((2, 28, 28), np.uint8), np.array([0, 10], np.uint8), "I", "L")
     assert str(err.value) == "L: expected labels 0..9, found 1 out of range (first: 10 at index 1)"
+
+
+def test_the_loader_searches_downloads_and_reports_as_asked(monkeypatch, tmp_path):
+    """The bar shown or not as asked, for both files; what the cache keeps and the messages say."""
+    payloads = _serve_fake_fashion(monkeypatch, tmp_path, data.MIRRORS[0])
+    monkeypatch.setattr(data, "_urlopen", fake_opener(payloads))
+    monkeypatch.setattr(data, "tqdm", _RecordingBar)
+    cache = data.default_cache_dir()
+    cache.mkdir(parents=True)
+    (cache / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08")  # a broken raw copy, ignored
+    for progress, disable in ((True, False), (False, True)):
+        _RecordingBar.made = []
+        for name in FAKE_NAMES["test"]:
+            (cache / (name + ".gz")).unlink(missing_ok=True)
+        with pytest.warns(UserWarning) as rec:
+            data.load_fashion_mnist("test", progress=progress)
+        assert [bar.kw["disable"] for bar in _RecordingBar.made] == [disable, disable]  # images, labels
+        assert str(rec[0].message).endswith(f"; using {cache / 't10k-images-idx3-ubyte.gz'}")
+
+
+def test_a_download_of_the_wrong_content_is_refused_and_not_kept(monkeypatch, tmp_path):
+    size, sha = data.CHECKSUMS["t10k-labels-idx1-ubyte"]
+    wrong = idx_bytes(np.zeros(size - 8, np.uint8))  # the official size, not the official bytes
+    found = hashlib.sha256(wrong).hexdigest()
+    monkeypatch.setattr(data, "_urlopen", fake_opener({m + "t10k-labels-idx1-ubyte.gz": gzip.compress(wrong)
+                                                       for m in data.MIRRORS}))
+    with pytest.raises(DatasetError) as err:
+        data._find("t10k-labels-idx1-ubyte.gz", labels=True, dirs=[], download=True, progress=False, verify=True)
+    assert (f"  - download from {data.MIRRORS[2]}t10k-labels-idx1-ubyte.gz: downloaded content does not match: "
+            f"expected {size} bytes with sha256 {sha}, found {size} bytes with sha256 {found}\n") in str(err.value)
+    assert os.listdir(data.default_cache_dir()) == []
+
+
+def test_an_uncreatable_cache_and_two_broken_copies_are_all_reported(tmp_path):
+    (tmp_path / "xdg").write_text("")  # the cache cannot be made under a file
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    (d / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01")
+    with pytest.raises(DatasetError) as err:
+        data._find("t10k-labels-idx1-ubyte.gz", labels=True, dirs=[d], download=True, progress=False, verify=False)
+    msg = str(err.value)
+    assert f"  - download: cannot create the cache directory {data.default_cache_dir()}: " in msg
+    assert (f"  - remove or replace the invalid file(s): {d / 't10k-labels-idx1-ubyte.gz'} "
+            f"{d / 't10k-labels-idx1-ubyte'}\n") in msg
+    good = tmp_path / "good"
+    good.mkdir()
+    write_idx(good / "t10k-labels-idx1-ubyte", np.array([4], np.uint8), gz=False)
+    with pytest.warns(UserWarning) as rec:
+        data._find("t10k-labels-idx1-ubyte.gz", labels=True, dirs=[d, good], download=False, progress=False,
+                   verify=False)
+    problems = str(rec[0].message).split("; ")  # each broken copy and what is wrong with it, then the one used
+    assert problems[0].startswith(f"ignored invalid copies of t10k-labels-idx1-ubyte.gz: {d / 't10k-labels-idx1-ubyte.gz'}: ")
+    assert problems[1].startswith(f"{d / 't10k-labels-idx1-ubyte'}: truncated header")
+    assert problems[-1] == f"using {good / 't10k-labels-idx1-ubyte'}"
+
+
+def test_the_default_split_is_train_and_labels_are_verified_too(monkeypatch, tmp_path):
+    written = make_fake_fashion(tmp_path / "d", n_train=7)
+    images, labels = data.load_fashion_mnist(data_dir=tmp_path / "d", verify=False)
+    assert images.shape == (7, 28, 28) and labels.tolist() == written["train"][1].tolist()
+    raw = gzip.decompress((tmp_path / "d" / "t10k-images-idx3-ubyte.gz").read_bytes())
+    monkeypatch.setitem(data.CHECKSUMS, "t10k-images-idx3-ubyte", (len(raw), hashlib.sha256(raw).hexdigest()))
+    with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte.gz: content does not match the official"):
+        data.load_fashion_mnist("test", tmp_path / "d")  # the images verify, the labels do not
+
+
+def test_an_idx_header_reads_every_dim_whole():
+    header = bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (1, 1, 65536))
+    with pytest.raises(DatasetError, match=r"expected items of shape \(28, 28\), found \(1, 65536\)$"):
+        data.parse_idx(header, name="H", expect_shape=(28, 28))

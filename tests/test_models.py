@@ -218,3 +218,10 @@ def test_standardize_keeps_the_means_dtype_and_leaves_constant_units_unscaled():
     wide = Standardize(numpy.array([1.0, 2.0, 3.0], numpy.float32), numpy.ones(3))
     y = to_numpy(wide(numpy.ones((2, 5, 3), numpy.float32)))  # the features are the last axis
     assert y.shape == (2, 5, 3) and y[0, 0].tolist() == [0.0, -1.0, -2.0]
+
+
+def test_an_older_float32_finetuned_config_gets_a_float32_scaler():
+    ae = Autoencoder((10, 6, 3), code_activation="linear", seed=1)
+    model = FineTuned(ae, Standardize.fit(numpy.ones((4, 3), numpy.float32)), Classifier(3, (5,), 4, seed=2))
+    older = {k: v for k, v in model.config.items() if k != "dtype"}
+    assert build_model(older).scaler.mean.dtype == numpy.float32  # the encoder's, not the lists' float64

@@ -748,6 +748,9 @@ def test_a_quick_run_is_small_and_takes_overrides():
     assert q.as_dict() == {**Settings().as_dict(), "ae_epochs": 3, "reference": False, "head_epochs": 8,
                            "finetune_epochs": 2, "tsne_points": 2000, "quick_run": True}
     assert Settings.quick(ae_epochs=5, seed=2).ae_epochs == 5 and Settings.quick(seed=2).seed == 2
+    d = Settings(head_hidden=(7, 3)).as_dict()
+    assert d["head_hidden"] == [7, 3] and type(d["head_hidden"]) is list  # JSON-friendly in metrics
+    assert json.loads(json.dumps(d)) == d
 
 
 def test_the_demos_lines_go_to_standard_error(capsys):
@@ -910,3 +913,18 @@ def test_the_pca_figure_puts_both_reconstructions_under_the_test_images(monkeypa
     numpy.testing.assert_array_equal(rows["PCA (2)"], reconstruct_clipped(pca, images))
     assert path == tmp_path / "pca_reconstructions.png" and kw == {
         "title": "Test images, then 2 numbers each: the autoencoder (MSE 0.0123) against PCA (MSE 0.0543)"}
+
+
+def test_the_autoencoder_stages_score_by_default(monkeypatch, tmp_path):
+    import types  # noqa: PLC0415
+
+    from nanoae.fashion import pipeline  # noqa: PLC0415
+
+    monkeypatch.setattr(pipeline, "train_autoencoder", lambda x, s, **kw: (_AE([784, 16, 8], "linear"),
+                                                                           {"seconds": [2.0]}))
+    monkeypatch.setattr(pipeline, "autoencoder_metrics", lambda ae, x, prefix="ae": {f"{prefix}_test_bce": 0.5})
+    metrics, lines = {}, []
+    splits = types.SimpleNamespace(x_train=None, x_val=None, x_test=None)
+    pipeline._autoencoder_stages(tmp_path, Settings(reference=False), splits, pipeline._Stages(1, lines.append),
+                                 metrics, {})
+    assert metrics == {"ae_test_bce": 0.5, "ae_seconds_per_epoch": 2.0}  # root by default: it scores

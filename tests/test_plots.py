@@ -479,3 +479,15 @@ def test_label_anchors_islands_at_their_link_and_their_sample():
     cloud = np.insert(np.r_[half, -half], left_out, [0.0, 0.0], axis=0)
     np.testing.assert_array_equal(plots.label_anchors(cloud, np.zeros(1501, int), [0], sample=1501), [[0.0, 0.0]])
     assert plots.label_anchors(cloud, np.zeros(1501, int), [0]).tolist() != [[0.0, 0.0]]
+
+
+def test_integer_pixels_are_grey_levels_and_float32_fractions_stay_fractions():
+    np.testing.assert_allclose(plots._as_images(np.array([[[0, 1]]], np.uint8)), [[[0.0, 1 / 255]]])
+    np.testing.assert_allclose(plots._as_images(np.array([[[0.0, 0.5]]], np.float32)), [[[0.0, 0.5]]])
+
+
+def test_label_anchors_sample_distinct_points():
+    pts = np.random.default_rng(0).normal(size=(8, 2))
+    subset = np.random.default_rng(0).choice(8, 6, replace=False)  # the fixed sample: six different points
+    np.testing.assert_array_equal(plots.label_anchors(pts, np.zeros(8, int), [0], sample=6),
+                                  plots.label_anchors(pts[subset], np.zeros(6, int), [0]))
