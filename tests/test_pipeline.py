@@ -928,3 +928,14 @@ def test_the_autoencoder_stages_score_by_default(monkeypatch, tmp_path):
     pipeline._autoencoder_stages(tmp_path, Settings(reference=False), splits, pipeline._Stages(1, lines.append),
                                  metrics, {})
     assert metrics == {"ae_test_bce": 0.5, "ae_seconds_per_epoch": 2.0}  # root by default: it scores
+
+
+def test_pca_is_scored_in_batches_of_2048_by_default():
+    from nanoae.fashion.pca import PCAAutoencoder, pca_reconstruction_metrics  # noqa: PLC0415
+
+    line = PCAAutoencoder([[0.6, 0.8]], [0.5, 0.5])
+    images = numpy.random.default_rng(1).integers(0, 256, (2049, 2), dtype=numpy.uint8)
+    default = pca_reconstruction_metrics(line, images)
+    assert default == pca_reconstruction_metrics(line, images, batch_size=2048)
+    # float32 sums per batch: one batch of 2049 rounds differently, so the figures show the batching
+    assert default != pca_reconstruction_metrics(line, images, batch_size=2049)
