@@ -642,3 +642,171 @@ def test_download_messages_in_full(monkeypatch, tmp_path):
         data.download_file("http://m/f.gz", tmp_path / "h.gz")
     assert str(err.value) == f"cannot write to the cache directory {tmp_path}: [Errno 28] No space"
     assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+# --- the download's progress bar and temporary file, load_idx_pair's checks ------------------
+
+class _RecordingBar:
+    """tqdm stand-in: records its keyword arguments and every update."""
+
+    made: list = []
+
+    def __init__(self, **kw):
+        self.kw, self.updates = kw, []
+        _RecordingBar.made.append(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        self.updates.append(n)
+
+
+class _WatchedResponse(FakeResponse):
+    """A FakeResponse that records the sizes asked for and what the destination folder held."""
+
+    def __init__(self, payload, folder, headers):
+        super().__init__(payload)
+        self.headers, self.folder, self.asked, self.seen = headers, folder, [], []
+
+    def read(self, n=-1):
+        self.asked.append(n)
+        self.seen.append(sorted(os.listdir(self.folder)))
+        return super().read(n)
+
+
+@pytest.mark.parametrize("headers, total", [({"Content-Length": "150000"}, 150000), ({}, None),
+                                            ({"Content-Length": "about 1 MB"}, None),
+                                            ({"Content-Length": ""}, None)])
+@pytest.mark.parametrize("progress, disable", [(None, None), (True, False), (False, True)])
+def test_the_download_bar_counts_the_bytes_of_each_chunk(monkeypatch, tmp_path, headers, total,
+                                                         progress, disable):
+    payload = bytes(range(256)) * 585 + b"xyz"  # 149,763 bytes: two whole chunks of 64 KiB and a part
+    dest = tmp_path / "cache" / "f"
+    responses = []
+
+    def opener(url, timeout=None):
+        responses.append(_WatchedResponse(payload, dest.parent, headers))
+        return responses[-1]
+
+    monkeypatch.setattr(data, "_urlopen", opener)
+    monkeypatch.setattr(data, "tqdm", _RecordingBar)
+    _RecordingBar.made = []
+    assert data.download_file("http://m/f", dest, progress=progress) == dest
+    (bar,) = _RecordingBar.made
+    assert bar.kw == {"total": total, "unit": "B", "unit_scale": True, "desc": "f", "disable": disable}
+    assert bar.updates == [65536, 65536, 149763 - 2 * 65536]
+    assert responses[0].asked == [65536] * 4  # the last read finds the end
+    (part,) = responses[0].seen[0]  # the temporary file, beside the destination
+    assert part.startswith(".f.") and part.endswith(".part") and len(part) > len(".f..part")
+    assert dest.read_bytes() == payload and os.listdir(dest.parent) == ["f"]
+
+
+def test_load_idx_pair_verifies_official_names_and_checks_each_files_count(tmp_path):
+    official = tmp_path / "t10k-images-idx3-ubyte"
+    write_idx(official, np.zeros((2, 28, 28), np.uint8), gz=False)
+    write_idx(tmp_path / "l2", np.array([3, 4], np.uint8), gz=False)
+    with pytest.raises(DatasetError, match=f"^{official}: content does not match the official"):
+        data.load_idx_pair(official, tmp_path / "l2")  # verified by default
+    official_labels = tmp_path / "t10k-labels-idx1-ubyte"
+    write_idx(official_labels, np.array([3, 4], np.uint8), gz=False)
+    with pytest.raises(DatasetError, match=f"^{official_labels}: content does not match the official"):
+        data.load_idx_pair(write_idx(tmp_path / "i2", np.zeros((2, 28, 28), np.uint8), gz=False), official_labels)
+    images, labels = data.load_idx_pair(official, official_labels, verify=False)
+    assert images.shape == (2, 28, 28) and labels.tolist() == [3, 4]
+    write_idx(tmp_path / "i3", np.zeros((3, 28, 28), np.uint8), gz=False)
+    write_idx(tmp_path / "l3", np.array([1, 2, 3], np.uint8), gz=False)
+    with pytest.raises(DatasetError, match=f"^{tmp_path / 'i3'}: expected 2 items, found 3$"):
+        data.load_idx_pair(tmp_path / "i3", tmp_path / "l3", expect_count=2)  # the images' count
+    with pytest.raises(DatasetError, match=f"^{tmp_path / 'l3'}: expected 2 items, found 3$"):
+        data.load_idx_pair(official, tmp_path / "l3", expect_count=2, verify=False)  # the labels' count
+    with pytest.raises(DatasetError) as err:
+        data.load_idx_pair(tmp_path / "i3", tmp_path / "l2")
+    assert str(err.value) == (f"{tmp_path / 'i3'} holds 3 images but {tmp_path / 'l2'} holds 2 labels: "
+                              "expected the same count")
+
+
+def test_the_idx_header_is_read_whole_and_each_file_by_its_own_magic(tmp_path):
+    big = bytes([0, 0, 8, 1]) + (2 ** 24 + 5).to_bytes(4, "big")  # a count that needs the dim's first byte
+    with pytest.raises(DatasetError, match=r"^B: expected 1 items, found 16777221$"):
+        data.parse_idx(big, name="B", expect_count=1)
+    images = write_idx(tmp_path / "i", np.zeros((2, 28, 28), np.uint8), gz=False)
+    with pytest.raises(DatasetError, match=f"^{images}: wrong magic number: expected 2049 "):
+        data._load_one(images, labels=True, verify=False)  # an images file where labels belong
+    with pytest.raises(DatasetError) as err:
+        data._check_pair(np.zeros((2, 28, 28), np.uint8), np.array([0, 10], np.uint8), "I", "L")
+    assert str(err.value) == "L: expected labels 0..9, found 1 out of range (first: 10 at index 1)"
+
+
+def test_the_loader_searches_downloads_and_reports_as_asked(monkeypatch, tmp_path):
+    """The bar shown or not as asked, for both files; what the cache keeps and the messages say."""
+    payloads = _serve_fake_fashion(monkeypatch, tmp_path, data.MIRRORS[0])
+    monkeypatch.setattr(data, "_urlopen", fake_opener(payloads))
+    monkeypatch.setattr(data, "tqdm", _RecordingBar)
+    cache = data.default_cache_dir()
+    cache.mkdir(parents=True)
+    (cache / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08")  # a broken raw copy, ignored
+    for progress, disable in ((True, False), (False, True)):
+        _RecordingBar.made = []
+        for name in FAKE_NAMES["test"]:
+            (cache / (name + ".gz")).unlink(missing_ok=True)
+        with pytest.warns(UserWarning) as rec:
+            data.load_fashion_mnist("test", progress=progress)
+        assert [bar.kw["disable"] for bar in _RecordingBar.made] == [disable, disable]  # images, labels
+        assert str(rec[0].message).endswith(f"; using {cache / 't10k-images-idx3-ubyte.gz'}")
+
+
+def test_a_download_of_the_wrong_content_is_refused_and_not_kept(monkeypatch, tmp_path):
+    size, sha = data.CHECKSUMS["t10k-labels-idx1-ubyte"]
+    wrong = idx_bytes(np.zeros(size - 8, np.uint8))  # the official size, not the official bytes
+    found = hashlib.sha256(wrong).hexdigest()
+    monkeypatch.setattr(data, "_urlopen", fake_opener({m + "t10k-labels-idx1-ubyte.gz": gzip.compress(wrong)
+                                                       for m in data.MIRRORS}))
+    with pytest.raises(DatasetError) as err:
+        data._find("t10k-labels-idx1-ubyte.gz", labels=True, dirs=[], download=True, progress=False, verify=True)
+    assert (f"  - download from {data.MIRRORS[2]}t10k-labels-idx1-ubyte.gz: downloaded content does not match: "
+            f"expected {size} bytes with sha256 {sha}, found {size} bytes with sha256 {found}\n") in str(err.value)
+    assert os.listdir(data.default_cache_dir()) == []
+
+
+def test_an_uncreatable_cache_and_two_broken_copies_are_all_reported(tmp_path):
+    (tmp_path / "xdg").write_text("")  # the cache cannot be made under a file
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    (d / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01")
+    with pytest.raises(DatasetError) as err:
+        data._find("t10k-labels-idx1-ubyte.gz", labels=True, dirs=[d], download=True, progress=False, verify=False)
+    msg = str(err.value)
+    assert f"  - download: cannot create the cache directory {data.default_cache_dir()}: " in msg
+    assert (f"  - remove or replace the invalid file(s): {d / 't10k-labels-idx1-ubyte.gz'} "
+            f"{d / 't10k-labels-idx1-ubyte'}\n") in msg
+    good = tmp_path / "good"
+    good.mkdir()
+    write_idx(good / "t10k-labels-idx1-ubyte", np.array([4], np.uint8), gz=False)
+    with pytest.warns(UserWarning) as rec:
+        data._find("t10k-labels-idx1-ubyte.gz", labels=True, dirs=[d, good], download=False, progress=False,
+                   verify=False)
+    problems = str(rec[0].message).split("; ")  # each broken copy and what is wrong with it, then the one used
+    assert problems[0].startswith(f"ignored invalid copies of t10k-labels-idx1-ubyte.gz: {d / 't10k-labels-idx1-ubyte.gz'}: ")
+    assert problems[1].startswith(f"{d / 't10k-labels-idx1-ubyte'}: truncated header")
+    assert problems[-1] == f"using {good / 't10k-labels-idx1-ubyte'}"
+
+
+def test_the_default_split_is_train_and_labels_are_verified_too(monkeypatch, tmp_path):
+    written = make_fake_fashion(tmp_path / "d", n_train=7)
+    images, labels = data.load_fashion_mnist(data_dir=tmp_path / "d", verify=False)
+    assert images.shape == (7, 28, 28) and labels.tolist() == written["train"][1].tolist()
+    raw = gzip.decompress((tmp_path / "d" / "t10k-images-idx3-ubyte.gz").read_bytes())
+    monkeypatch.setitem(data.CHECKSUMS, "t10k-images-idx3-ubyte", (len(raw), hashlib.sha256(raw).hexdigest()))
+    with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte.gz: content does not match the official"):
+        data.load_fashion_mnist("test", tmp_path / "d")  # the images verify, the labels do not
+
+
+def test_an_idx_header_reads_every_dim_whole():
+    header = bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (1, 1, 65536))
+    with pytest.raises(DatasetError, match=r"expected items of shape \(28, 28\), found \(1, 65536\)$"):
+        data.parse_idx(header, name="H", expect_shape=(28, 28))

@@ -428,3 +428,66 @@ def test_label_anchors_are_medoids_of_the_largest_island():
     np.testing.assert_array_equal(plots.label_anchors(line, np.zeros(9, int), [0]), [[3.0, 0.0]])
     np.testing.assert_array_equal(plots.label_anchors(line, np.zeros(9, int), [0], link=100.0),
                                   [[4.0, 0.0]])
+
+
+def test_an_empty_or_all_missing_accuracy_series_is_shown_as_it_is():
+    assert plots._as_percent(np.array([])).shape == (0,)  # no values: no maximum to ask for
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert np.isnan(plots._as_percent(np.array([np.nan]))).all()
+
+
+def test_floats_up_to_1_5_are_fractions_and_above_it_grey_levels():
+    np.testing.assert_allclose(plots._as_images(np.array([[[0.0, 2.0]]])), [[[0.0, 2.0 / 255]]])
+
+
+def test_confusion_cells_of_a_single_count_and_of_no_classes():
+    values, vmax, label, acc = plots.confusion_cells(np.array([[1, 0], [0, 0]]))
+    assert values.tolist() == [[100.0, 0.0], [0.0, 0.0]] and acc == "100.00 %"  # one example is enough
+    assert plots.confusion_cells(np.zeros((0, 0)), normalize=False)[1] == 1.0  # nothing to count
+    assert plots.cell_text(0.55 * 100.0, 100.0, True)[1] == "black"  # exactly 55 % of the top: not dark
+
+
+def test_label_positions_one_pass_and_the_default_number_of_passes():
+    once = plots.label_positions([[0.0, 0.0], [0.1, 0.1], [0.2, 0.2]], (1.0, 0.4), iterations=1)
+    # pairs (0, 1), (0, 2), (1, 2) in turn, each pushed apart by half of its overlap each
+    np.testing.assert_allclose(once, [[0.0, -0.175], [0.1, 0.4375], [0.2, 0.0375]])
+    np.testing.assert_allclose(plots.label_positions([[0, 0], [0, 0]], (1, 1)), [[0, -0.5], [0, 0.5]])  # ints
+    pile = np.zeros((20, 2))  # twenty labels on one spot take more than 100 passes to settle
+    default = plots.label_positions(pile, (1.0, 0.4))
+    np.testing.assert_array_equal(default, plots.label_positions(pile, (1.0, 0.4), iterations=100))
+    assert not np.array_equal(default, plots.label_positions(pile, (1.0, 0.4), iterations=101))
+
+
+def test_label_anchors_islands_at_their_link_and_their_sample():
+    """Seven points a step apart and three 18 beyond: the spacing (median distance to the 5th
+    nearest point) is 4.5, so the three join the seven at a link of 4 (18 <= 4 x 4.5), not below."""
+    line = np.array([[x, 0.0] for x in (0, 1, 2, 3, 4, 5, 6, 24, 25, 26)])
+    zeros = np.zeros(10, int)
+    np.testing.assert_array_equal(plots.label_anchors(line, zeros, [0]), [[3.0, 0.0]])  # link 3
+    np.testing.assert_array_equal(plots.label_anchors(line, zeros, [0], link=3.5), [[3.0, 0.0]])
+    np.testing.assert_array_equal(plots.label_anchors(line, zeros, [0], link=4.0), [[4.0, 0.0]])  # joined
+    anchors = plots.label_anchors(np.array([[1, 2], [3, 4]]), np.zeros(2, int), [0])
+    assert anchors.dtype == float and anchors.tolist() == [[1.0, 2.0]]
+    # as many points as the sample: all of them, in their order (a tie goes to the first)
+    square = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    np.testing.assert_array_equal(plots.label_anchors(square, np.zeros(4, int), [0], sample=4), [[0.0, 0.0]])
+    # 1,501 points, symmetric about a centre that is their medoid: the fixed sample of 1,500 leaves it out
+    rng = np.random.default_rng(7)
+    half = np.sqrt(rng.uniform(0, 1, 750))[:, None] * np.c_[np.cos(a := rng.uniform(0, 2 * np.pi, 750)), np.sin(a)]
+    left_out = np.setdiff1d(np.arange(1501), np.random.default_rng(0).choice(1501, 1500, replace=False))[0]
+    cloud = np.insert(np.r_[half, -half], left_out, [0.0, 0.0], axis=0)
+    np.testing.assert_array_equal(plots.label_anchors(cloud, np.zeros(1501, int), [0], sample=1501), [[0.0, 0.0]])
+    assert plots.label_anchors(cloud, np.zeros(1501, int), [0]).tolist() != [[0.0, 0.0]]
+
+
+def test_integer_pixels_are_grey_levels_and_float32_fractions_stay_fractions():
+    np.testing.assert_allclose(plots._as_images(np.array([[[0, 1]]], np.uint8)), [[[0.0, 1 / 255]]])
+    np.testing.assert_allclose(plots._as_images(np.array([[[0.0, 0.5]]], np.float32)), [[[0.0, 0.5]]])
+
+
+def test_label_anchors_sample_distinct_points():
+    pts = np.random.default_rng(0).normal(size=(8, 2))
+    subset = np.random.default_rng(0).choice(8, 6, replace=False)  # the fixed sample: six different points
+    np.testing.assert_array_equal(plots.label_anchors(pts, np.zeros(8, int), [0], sample=6),
+                                  plots.label_anchors(pts[subset], np.zeros(6, int), [0]))

@@ -181,7 +181,7 @@ class FineTuned(ImageClassifier):
     def __init__(self, ae: Autoencoder, scaler: Standardize, head: Classifier):
         super().__init__(ae, scaler, head)
         self.config = {"kind": "finetuned", "autoencoder": ae.config, "scaler": scaler.config,
-                       "head": head.config}
+                       "head": head.config, "dtype": numpy.dtype(scaler.mean.dtype).name}
 
 
 def build_model(config: dict):
@@ -194,9 +194,10 @@ def build_model(config: dict):
     if kind == "classifier":
         return Classifier(config["in_features"], config["hidden"], config["classes"], dtype=dtype,
                           dropout=config.get("dropout", 0.0))
-    if kind == "finetuned":
-        return FineTuned(build_model(config["autoencoder"]),
-                         Standardize.from_config(config["scaler"], dtype), build_model(config["head"]))
+    if kind == "finetuned":  # the scaler in its own dtype: configs saved before it was recorded, the encoder's
+        ae = build_model(config["autoencoder"])
+        scaler = Standardize.from_config(config["scaler"], config.get("dtype", ae.config["dtype"]))
+        return FineTuned(ae, scaler, build_model(config["head"]))
     raise ValueError(f"build_model: unknown model kind {kind!r}")
 
 
