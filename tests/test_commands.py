@@ -142,6 +142,25 @@ def test_paths_beside_a_checkpoint_and_the_diagnostics_written_there(tmp_path):
     assert (tmp_path / "m.diagnostics.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_classifier_checkpoint_comes_back_with_its_scaler_in_the_heads_dtype(tmp_path, dtype):
+    """The scaler in front of a saved head is rebuilt in the head's dtype (it was always float32,
+    so a float64 head refused its own codes)."""
+    import numpy  # noqa: PLC0415
+
+    from nanoae.fashion.models import Classifier, Standardize  # noqa: PLC0415
+    from nanoae.sequential import Sequential  # noqa: PLC0415
+    from nanoae.train.checkpoint import save_checkpoint  # noqa: PLC0415
+
+    codes = numpy.random.default_rng(0).normal(size=(6, 4)).astype(dtype)
+    scaler, head = Standardize.fit(codes), Classifier(4, (5,), 10, seed=0, dtype=dtype)
+    save_checkpoint(tmp_path / "c.npz", Sequential(scaler, head),
+                    meta={"model": head.config, "scaler": scaler.config})
+    model = commands.load_model(tmp_path / "c.npz", ("classifier",), "--classifier")
+    assert model.layers[0].mean.dtype == numpy.dtype(dtype)
+    numpy.testing.assert_array_equal(model(codes), Sequential(scaler, head)(codes))
+
+
 def test_evaluate_and_gradcheck_refuse_what_is_missing():
     assert refusal(commands.evaluate_checkpoints, parse("evaluate")) == "give --ae, --classifier, or both"
     assert refusal(commands.gradcheck, parse("gradcheck", "--args", "1")) == (

@@ -69,8 +69,8 @@ def load_model(path, kinds=tuple(KINDS), option="--ae"):
                          + " or ".join(KINDS[k] for k in kinds))
     try:
         model = build_model(config)
-        if kind == "classifier":  # a head saved with the scaler in front of it
-            model = Sequential(Standardize.from_config(user["scaler"]), model)
+        if kind == "classifier":  # a head saved with the scaler in front of it, in the head's dtype
+            model = Sequential(Standardize.from_config(user["scaler"], config.get("dtype", "float32")), model)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: its model config cannot be rebuilt: {exc}") from exc
     load_checkpoint(path, model)
