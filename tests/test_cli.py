@@ -627,6 +627,54 @@ def test_a_full_disk_is_refused_before_the_work_and_the_probe_is_gone(tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("reference", [False, True])
+def test_train_ae_on_a_disk_too_small_for_its_checkpoint_is_refused_before_the_data(
+        tmp_path, capsys, monkeypatch, reference):
+    """The checkpoint's arrays alone need more than is free: refused in the first second."""
+    import shutil  # noqa: PLC0415
+
+    from nanoae.cli.commands import autoencoder_checkpoint_bytes  # noqa: PLC0415
+    from nanoae.fashion.pipeline import Settings  # noqa: PLC0415
+
+    widths = (784, 128, 64, 32) if reference else Settings().ae_widths
+    needs = autoencoder_checkpoint_bytes(widths)
+    seen = []
+
+    def disk_usage(path):
+        seen.append(path)
+        return shutil._ntuple_diskusage(10 ** 9, 10 ** 9 - needs + 1, needs - 1)
+
+    monkeypatch.setattr("nanoae.cli.commands.load_splits", _no_data)
+    monkeypatch.setattr("nanoae.cli.outputs.shutil.disk_usage", disk_usage)
+    out = tmp_path / "new" / "ae.npz"
+    err = refused(capsys, ["train-ae", "--out", str(out)] + (["--reference"] if reference else []),
+                  "train-ae")
+    assert err == (f"nanoae train-ae: error: --out {out}: {tmp_path} has {needs - 1:,} bytes free, and the "
+                   f"checkpoint of a {'-'.join(map(str, widths))} autoencoder needs at least {needs:,}; "
+                   "free some space there or choose another place")
+    assert seen == [tmp_path]  # the deepest part of --out that exists
+    assert not out.parent.exists()
+
+
+def test_the_checkpoint_bound_is_the_arrays_of_the_weights_and_adams_moments(tmp_path):
+    """A lower bound of the file train-ae writes (so that nothing is refused that would fit), and
+    close to it: what the file adds is its metadata."""
+    import nanoae as nn  # noqa: PLC0415
+    from nanoae.cli.commands import autoencoder_checkpoint_bytes  # noqa: PLC0415
+    from nanoae.fashion.models import Autoencoder  # noqa: PLC0415
+    from nanoae.fashion.pipeline import Settings  # noqa: PLC0415
+    from nanoae.train.checkpoint import save_checkpoint  # noqa: PLC0415
+
+    widths = (300, 64, 16)
+    model = Autoencoder(widths, seed=0)
+    params = sum(p.data.size for p in model.parameters())
+    assert params == 301 * 64 + 65 * 16 + 17 * 64 + 65 * 300
+    assert autoencoder_checkpoint_bytes(widths) == 3 * 4 * params
+    path = save_checkpoint(tmp_path / "ae.npz", model, nn.Adam(model.parameters()),
+                           meta={"model": model.config, "settings": Settings().as_dict()})
+    assert 0 < path.stat().st_size - autoencoder_checkpoint_bytes(widths) < 16 * 1024
+
+
 def test_the_option_types_say_what_was_wrong():
     import argparse  # noqa: PLC0415
 

@@ -38,7 +38,7 @@ from nanoae.fashion.pipeline import (
     train_frozen_classifier,
     tsne_map,
 )
-from nanoae.cli.outputs import check_output_dir
+from nanoae.cli.outputs import check_free_space, check_output_dir
 from nanoae.fashion.plots import plot_diagnostics
 from nanoae.sequential import Sequential
 from nanoae.train.checkpoint import load_checkpoint, read_checkpoint_meta
@@ -179,6 +179,9 @@ def train_ae(args):
                          ae_mask=recipe.get("mask", defaults.ae_mask),
                          code_activation=recipe.get("code", defaults.code_activation),
                          **_ae_widths(args))
+    widths = REFERENCE_AE["widths"] if args.reference else settings.ae_widths
+    check_free_space(args.out.parent, autoencoder_checkpoint_bytes(widths), f"--out {args.out}",
+                     f"the checkpoint of a {'-'.join(map(str, widths))} autoencoder")
     splits = load_splits(settings)
     model, history = train_autoencoder(splits.x_train, settings, validation=splits.x_val,
                                        reference=args.reference, checkpoint=args.out,
@@ -189,6 +192,15 @@ def train_ae(args):
         result["live_plot"] = str(live_path(args.out))
         result.update(write_diagnostics(history, args.out, f"autoencoder {model.config['widths']}"))
     return result
+
+
+def autoencoder_checkpoint_bytes(widths) -> int:
+    """At least the bytes of train-ae's checkpoint: every weight and bias of the encoder
+    (``widths``) and its mirrored decoder, in float32, three times: the values and Adam's
+    two moments, m and v. The file adds its metadata on top."""
+    encoder = list(zip(widths, widths[1:]))
+    layers = encoder + [(b, a) for a, b in reversed(encoder)]
+    return 3 * 4 * sum((a + 1) * b for a, b in layers)
 
 
 def live_path(checkpoint) -> Path:

@@ -9,14 +9,36 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 from nanoae.errors import UsageError
 
-__all__ = ["check_output_dir"]
+__all__ = ["check_free_space", "check_output_dir"]
 
 PROBE_BYTES = 64 * 1024  # what the probe writes: less than any checkpoint, more than a full disk takes
+
+
+def _nearest_existing(directory: Path) -> Path:
+    """``directory`` or, if it does not exist yet, the deepest of its parents that does."""
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    return directory
+
+
+def check_free_space(directory, needs: int, option: str, what: str) -> None:
+    """UsageError (one line, exit 2) when the disk of ``directory`` has fewer than ``needs`` bytes free.
+
+    needs: a lower bound of what will be written (the arrays, not the file's metadata), so
+    that a run is never refused for want of space it would not have used. The space can
+    still run out later (other programs write too): the save then fails with its own message.
+    """
+    existing = _nearest_existing(Path(directory))
+    free = shutil.disk_usage(existing).free
+    if free < needs:
+        raise UsageError(f"{option}: {existing} has {free:,} bytes free, and {what} needs at least "
+                         f"{needs:,}; free some space there or choose another place")
 
 
 def check_output_dir(directory, option: str = "--out") -> None:
@@ -33,9 +55,7 @@ def check_output_dir(directory, option: str = "--out") -> None:
     option: how the user named the place, for the message ("--out runs/ae.npz").
     """
     directory = Path(directory)
-    existing = directory
-    while not existing.exists() and existing != existing.parent:  # the deepest part that exists
-        existing = existing.parent
+    existing = _nearest_existing(directory)
     if not existing.is_dir():
         raise UsageError(f"{option}: cannot create the directory {directory}: {existing} is a "
                          "file; choose another place")
