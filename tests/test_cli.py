@@ -654,6 +654,10 @@ def test_train_ae_on_a_disk_too_small_for_its_checkpoint_is_refused_before_the_d
                    "free some space there or choose another place")
     assert seen == [tmp_path]  # the deepest part of --out that exists
     assert not out.parent.exists()
+    from nanoae.cli.outputs import check_free_space  # noqa: PLC0415
+
+    monkeypatch.setattr("nanoae.cli.outputs.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(1, 0, needs))
+    check_free_space(out.parent, needs, "--out", "it")  # exactly enough is enough
 
 
 def test_the_checkpoint_bound_is_the_arrays_of_the_weights_and_adams_moments(tmp_path):

@@ -159,6 +159,11 @@ def test_a_classifier_checkpoint_comes_back_with_its_scaler_in_the_heads_dtype(t
     model = commands.load_model(tmp_path / "c.npz", ("classifier",), "--classifier")
     assert model.layers[0].mean.dtype == numpy.dtype(dtype)
     numpy.testing.assert_array_equal(model(codes), Sequential(scaler, head)(codes))
+    if dtype == "float32":  # a config that names no dtype: float32, as build_model reads it
+        older = {k: v for k, v in head.config.items() if k != "dtype"}
+        save_checkpoint(tmp_path / "old.npz", Sequential(scaler, head), meta={"model": older, "scaler": scaler.config})
+        model = commands.load_model(tmp_path / "old.npz", ("classifier",), "--classifier")
+        assert model.layers[0].mean.dtype == numpy.float32
 
 
 def test_evaluate_and_gradcheck_refuse_what_is_missing():
