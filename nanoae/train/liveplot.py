@@ -20,7 +20,7 @@ each epoch. Each panel is a cell of its own (a matplotlib subfigure, opaque whit
 The first frame draws everything once into a background image: axes, ticks, legends,
 the title; each later frame copies that image back and draws only the lines and the
 epoch over it ("blitting"). Only a panel whose curves leave its y limits is drawn anew
-into the background first, and its cell alone (a quarter of a full draw); the limits
+into the background first, and its cell alone (about a third of a full draw); the limits
 are chosen with room to spare (``_grown``), so that in the reference run this happens
 once, to the dead units at the second epoch.
 
@@ -153,7 +153,7 @@ class LivePlot(Callback):
         """New data into the lines. The first frame draws everything into the background (axes,
         ticks, legends); later frames copy it back and draw only the lines and the epoch over
         it ("blitting"), except in a panel whose y axis must grow to hold its lines: that
-        panel's cell is drawn anew into the background first (about a quarter of a full draw)."""
+        panel's cell is drawn anew into the background first (about a third of a full draw)."""
         grown_cells = []
         for cell, ax, name, lines, log, bounds in self._panels:
             for label, line in lines.items():
