@@ -20,6 +20,7 @@ from nanoae.errors import (  # UsageError: importable from here too
 from nanoae.fashion.data import CLASS_NAMES, IMAGE_SHAPE
 from nanoae.fashion.metrics import autoencoder_metrics, score_classifier
 from nanoae.fashion.models import (
+    Autoencoder,
     FineTuned,
     ImageClassifier,
     Standardize,
@@ -195,12 +196,9 @@ def train_ae(args):
 
 
 def autoencoder_checkpoint_bytes(widths) -> int:
-    """At least the bytes of train-ae's checkpoint: every weight and bias of the encoder
-    (``widths``) and its mirrored decoder, in float32, three times: the values and Adam's
-    two moments, m and v. The file adds its metadata on top."""
-    encoder = list(zip(widths, widths[1:]))
-    layers = encoder + [(b, a) for a, b in reversed(encoder)]
-    return 3 * 4 * sum((a + 1) * b for a, b in layers)
+    """At least the bytes of train-ae's checkpoint: the autoencoder's weights and biases three
+    times over (the values and Adam's two moments, m and v). The file adds its metadata on top."""
+    return 3 * sum(p.data.nbytes for p in Autoencoder(widths).parameters())
 
 
 def live_path(checkpoint) -> Path:
