@@ -3,7 +3,7 @@
 #
 # What it teaches: the ready-made steps of nanoae.fashion.pipeline (Settings,
 # train_autoencoder, tsne_map) that ``nanoae demo`` runs, with the demo's default
-# autoencoder (784-256-128-32, linear code, denoising), and how to read a t-SNE map without
+# autoencoder (784-512-128-32, unit-length code, denoising), and how to read a t-SNE map without
 # over-reading it: trustworthiness says whether the map's neighbours were
 # neighbours in the 32-d codes too, and 5-NN accuracy how well classes separate.
 #
@@ -42,8 +42,8 @@ x_test, y_test = load("test")
 
 # %%
 # Not the autoencoder of 01 and 03: the demo's default one, trained by the pipeline's step
-# (Settings' ae_*: 784-256-128-32 with a linear code, 10 % of the input pixels masked,
-# a cosine learning-rate schedule from 2e-3).
+# (Settings' ae_*: 784-512-128-32 with codes scaled to length 1 (layers.Normalize: only their
+# direction counts), 10 % of the input pixels masked, a cosine learning-rate schedule from 2e-3).
 ae, history = train_autoencoder(x, settings, watch=True, callbacks=[live("live_autoencoder.png")])
 
 # %% [markdown]
@@ -87,7 +87,7 @@ print(f"5-NN accuracy: {100 * m['tsne_knn_accuracy']:.1f} % on the map, "
 # ### 6. ... and the dead units
 # A ReLU unit that is 0 on every training image of an epoch passes no gradient: it has
 # stopped learning. The Watch that train_autoencoder ran (watch=True) counted them per
-# epoch; its records are in the history. (The code itself is linear here: it cannot die.)
+# epoch; its records are in the history. (The code itself has no ReLU here: it cannot die.)
 
 # %%
 for layer, rec in history["watch"]["layers"].items():

@@ -4,7 +4,7 @@ The core sits flat in this folder, the files to read first:
 
     backend.py     NumPy or CuPy: choose one, find the module of an array, move arrays
     parameter.py   Parameter: data and grad
-    layers.py      the Layer protocol, Dense, ReLU, Sigmoid, Softmax, Dropout
+    layers.py      the Layer protocol, Dense, ReLU, Sigmoid, Softmax, Normalize, Dropout
     losses.py      BinaryCrossEntropy, CrossEntropy, and their fused pairs
     optim.py       Adam, AdamW, SGD
     sequential.py  Sequential: forward, backward, parameters
@@ -30,7 +30,7 @@ __version__ = "0.1.0"  # first: modules imported below may read it
 from nanoae import backend
 from nanoae.errors import CheckpointError, DatasetError, NanoaeError, TrainingError
 from nanoae.gradcheck import GradcheckError, GradcheckResult, gradcheck
-from nanoae.layers import Dense, Dropout, Layer, ReLU, Sigmoid, Softmax, seek_draws, set_training
+from nanoae.layers import Dense, Dropout, Layer, Normalize, ReLU, Sigmoid, Softmax, seek_draws, set_training
 from nanoae.losses import BinaryCrossEntropy, CrossEntropy, Loss
 from nanoae.optim import SGD, Adam, AdamW, Optimizer
 from nanoae.parameter import Parameter
@@ -57,6 +57,7 @@ __all__ = [
     "ReLU",
     "Sigmoid",
     "Softmax",
+    "Normalize",
     "Dropout",
     "set_training",
     "seek_draws",

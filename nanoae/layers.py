@@ -1,4 +1,4 @@
-"""Layers: Dense, ReLU, Sigmoid, Softmax, Dropout, each with a forward and a backward pass.
+"""Layers: Dense, ReLU, Sigmoid, Softmax, Normalize, Dropout, each with a forward and a backward pass.
 
 The protocol every layer follows (the whole of it; a learner's layer needs nothing more):
 
@@ -36,7 +36,7 @@ import numpy
 from nanoae.backend import get_array_module, to_device
 from nanoae.parameter import Parameter
 
-__all__ = ["Layer", "HookHandle", "Dense", "ReLU", "Sigmoid", "Softmax", "Dropout", "set_training",
+__all__ = ["Layer", "HookHandle", "Dense", "ReLU", "Sigmoid", "Softmax", "Normalize", "Dropout", "set_training",
            "seek_draws", "keep_mask"]
 
 
@@ -309,6 +309,40 @@ class Softmax(Layer):
         self._check_grad(grad_out, self._y)
         y = self._y
         return y * (grad_out - (grad_out * y).sum(axis=-1, keepdims=True))
+
+
+class Normalize(Layer):
+    """Each row scaled to unit length: ``y = x / n`` with ``n = sqrt(sum_j x_j^2 + eps)``.
+
+    The row's direction is kept and its length dropped, so the outputs lie on
+    the unit sphere and the squared distance of two of them is 2 - 2 cos(angle):
+    Euclidean neighbours of y are the cosine neighbours of x. eps (1e-12) only
+    keeps a row of zeros finite.
+
+    Backward, per row, with y and n kept from forward: ``dn/dx_j = x_j / n``, so
+    ``dy_i/dx_j = (delta_ij - y_i y_j) / n`` and, for g = dL/dy::
+
+        dL/dx = (g - y * sum_i g_i y_i) / n
+
+    (g with its component along y removed: lengthening x changes nothing in y).
+    """
+
+    eps = 1e-12
+
+    def __init__(self):
+        self._y = self._n = None
+
+    def forward(self, x):
+        _check_float(self, x)
+        xp = get_array_module(x)
+        self._n = xp.sqrt((x * x).sum(axis=-1, keepdims=True) + x.dtype.type(self.eps))
+        self._y = x / self._n
+        return self._y
+
+    def backward(self, grad_out):
+        self._check_grad(grad_out, self._y)
+        y = self._y
+        return (grad_out - y * (grad_out * y).sum(axis=-1, keepdims=True)) / self._n
 
 
 def set_training(model, training: bool) -> None:

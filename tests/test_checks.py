@@ -122,7 +122,7 @@ def test_the_builtins_pass_and_the_table_shows_each(capsys, backend_name):
         assert case.label in out
     for column in ("check", "shapes", "elements", "max |a-n|", "max rel", "result", "seconds"):
         assert column in out
-    assert "all 15 checks passed" in out and "FAIL" not in out
+    assert "all 17 checks passed" in out and "FAIL" not in out
     for listed in ("Dropout(0.3), training", "CrossEntropy(label_smoothing=0.1)",
                    "Softmax + CrossEntropy(label_smoothing=0.1), fused", "dropout 0.3"):
         assert listed in out
@@ -265,16 +265,19 @@ def test_each_builtin_case_builds_its_object_and_inputs():
     come from (seed + 1), so the table's shapes and the checked points are the documented ones."""
     rng = numpy.random.default_rng
     built = {case.label: case.build(3) for case in suite.builtin_cases()}
-    assert list(built) == ["Dense(5, 3)", "ReLU()", "Sigmoid()", "Softmax()", "Dropout(0.3), training",
+    assert list(built) == ["Dense(5, 3)", "ReLU()", "Sigmoid()", "Softmax()", "Normalize()",
+                           "Dropout(0.3), training",
                            "Standardize(5)", "BinaryCrossEntropy()", "CrossEntropy()",
                            "CrossEntropy(label_smoothing=0.1)", "Sigmoid + BinaryCrossEntropy (fused)",
                            "Softmax + CrossEntropy (fused)",
                            "Softmax + CrossEntropy(label_smoothing=0.1), fused",
-                           "Autoencoder 12-6-4-3-4-6-12 + BCE", "Classifier 3-8-10 + CrossEntropy",
+                           "Autoencoder 12-6-4-3-4-6-12 + BCE",
+                           "Autoencoder 12-6-4-3-4-6-12, unit code (Normalize) + BCE",
+                           "Classifier 3-8-10 + CrossEntropy",
                            "Classifier 3-8-10, dropout 0.3 + CrossEntropy(label_smoothing=0.1)"]
     for label, scale, shape in (("Dense(5, 3)", 1.0, (4, 5)), ("ReLU()", 1.0, (4, 5)),
                                 ("Sigmoid()", 3.0, (4, 5)), ("Softmax()", 2.0, (4, 6)),
-                                ("Dropout(0.3), training", 1.0, (4, 5)),
+                                ("Normalize()", 1.0, (4, 5)), ("Dropout(0.3), training", 1.0, (4, 5)),
                                 ("Standardize(5)", 1.0, (4, 5))):
         obj, x, target = built[label]
         numpy.testing.assert_array_equal(nn.backend.to_numpy(x), scale * rng(3).standard_normal(shape))
@@ -311,6 +314,8 @@ def test_each_builtin_case_builds_its_object_and_inputs():
     numpy.testing.assert_array_equal(x, rng(3).standard_normal((6, 3)))
     numpy.testing.assert_array_equal(target, rng(4).integers(0, 10, size=6))
     assert all(p.data.dtype == numpy.float64 for p in model.parameters())
+    (model, loss), x, target = built["Autoencoder 12-6-4-3-4-6-12, unit code (Normalize) + BCE"]
+    assert model.config["code_activation"] == "unit" and repr(model.encoder.layers[-1]) == "Normalize()"
 
 
 def test_the_mini_autoencoder_has_small_positive_biases_and_its_input_as_target():

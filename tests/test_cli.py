@@ -138,7 +138,7 @@ def test_demo_quick_on_small_data_writes_everything(tmp_path, fake_data, capsys,
     stages = [line.split()[0] for line in capsys.readouterr().err.splitlines()
               if line[:1].isdigit() or line.strip().startswith("t-SNE done in")]
     assert stages == ["1/5", "2/5", "3/5", "t-SNE", "4/5", "5/5"]  # numbered from 1 without the reference
-    autoencoder = metrics["histories"]["autoencoder (linear code)"]
+    autoencoder = metrics["histories"]["autoencoder (unit code)"]
     assert len(autoencoder["val_loss"]) == 1  # on the held-out validation split, each epoch
     assert "autoencoder" in read_checkpoint_meta(out / "classifier.npz")["user"]
 
@@ -289,9 +289,9 @@ def test_a_classifier_given_another_autoencoder_is_refused_naming_both(trained, 
     assert made_by["widths"] == [784, 24, 16] and len(made_by["sha256"]) == 64
     err = refused(capsys, ["evaluate", "--ae", str(paths["other"]), "--classifier", str(paths["clf"]),
                            *data], "evaluate")
-    assert f"trained on the codes of the autoencoder 784-24-16 (linear code, encoder sha256 " \
+    assert f"trained on the codes of the autoencoder 784-24-16 (unit code, encoder sha256 " \
            f"{made_by['sha256'][:12]})" in err
-    assert f"--ae {paths['other']} is 784-24-16 (linear code, encoder sha256 " in err
+    assert f"--ae {paths['other']} is 784-24-16 (unit code, encoder sha256 " in err
     assert main(["evaluate", "--ae", str(paths["ae"]), "--classifier", str(paths["clf"]), *data]) == 0
 
 
@@ -321,7 +321,7 @@ def test_tsne_refuses_what_it_cannot_do_and_says_what_it_adjusted(trained, tmp_p
     args = ["tsne", "--ae", str(paths["ae"]), "--out", str(tmp_path / "t.png"), *data]
     err = refused(capsys, [*args, "--points", "61"], "tsne")  # the fake test set has 60 images
     assert "--points must be more than 10 and at most 60" in err and "got 61" in err
-    assert main([*args, "--points", "60"]) == 0
+    assert main([*args, "--points", "60", "--perplexity", "20"]) == 0
     captured = capsys.readouterr()
     assert "--perplexity 20 lowered to 19.67" in captured.err and "t-SNE done in" in captured.err
     assert "Warning" not in captured.err
@@ -390,9 +390,9 @@ def test_demo_figures_say_which_autoencoder_and_which_loss(tmp_path, fake_data, 
     settings = Settings.quick(reference=True, ae_epochs=1, head_epochs=1, finetune_epochs=1,
                               batch_size=100, data_dir=fake_data, verify=False, progress=False)
     run_demo(tmp_path / "demo", settings, log=lambda message: None)
-    assert "by the autoencoder 784-256-128-32 (linear code)" in calls["plot_reconstructions"][1]["title"]
+    assert "by the autoencoder 784-512-128-32 (unit code)" in calls["plot_reconstructions"][1]["title"]
     codes = calls["plot_codes_activity"][0][0]
-    assert list(codes) == ["autoencoder 784-256-128-32 (linear code)",
+    assert list(codes) == ["autoencoder 784-512-128-32 (unit code)",
                            "reference autoencoder 784-128-64-32 (relu code)"]
     losses = calls["plot_curves"][1]["loss_names"]
     assert losses["reference autoencoder (ReLU code)"] == "BCE per pixel"
@@ -525,7 +525,7 @@ def test_every_commands_options_and_defaults(monkeypatch, tmp_path):
     assert vars(parse(["evaluate"])) == {"command": "evaluate", **common, "ae": None, "classifier": None}
     assert vars(parse(["tsne", "--ae", str(ckpt)])) == {
         "command": "tsne", **common, "seed": 0, "ae": ckpt, "out": Path("runs/tsne.png"), "points": 10000,
-        "perplexity": 20.0}
+        "perplexity": 10.0}
     assert vars(parse(["gradcheck"])) == {"command": "gradcheck", "layer": None, "args": "", "shape": None,
                                           "seed": 0, "backend": "numpy"}
     assert vars(parse(["workbook", "wb"])) == {"command": "workbook", **common, "seed": 0, "dir": Path("wb"),

@@ -446,7 +446,7 @@ def test_demo_under_mpiexec_trains_on_every_rank_and_equals_one_process(tmp_path
         else:
             tolerance = dict(rel=2e-2)
         assert two[key] == pytest.approx(one[key], **tolerance), key
-    ae_stage = "autoencoder (linear code)"
+    ae_stage = "autoencoder (unit code)"
     np.testing.assert_allclose(two["histories"][ae_stage]["train_loss"],
                                one["histories"][ae_stage]["train_loss"], rtol=1e-5)
 

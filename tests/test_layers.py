@@ -76,10 +76,37 @@ def test_gradcheck_softmax(xp, rng):
     nn.gradcheck(nn.Softmax(), xp.asarray(2 * rng.standard_normal((4, 6))))
 
 
+def test_gradcheck_normalize(xp, rng):
+    nn.gradcheck(nn.Normalize(), xp.asarray(rng.standard_normal((4, 5))))
+
+
+def test_normalize_gives_unit_rows_in_the_same_direction(xp):
+    x = numpy.array([[3.0, 4.0], [0.0, -2.0], [0.5, 0.0]])
+    y = to_numpy(nn.Normalize()(xp.asarray(x)))
+    numpy.testing.assert_allclose(y, [[0.6, 0.8], [0.0, -1.0], [1.0, 0.0]], rtol=1e-9)
+
+
+def test_normalize_keeps_a_zero_row_finite(xp):
+    layer = nn.Normalize()
+    y = layer(xp.zeros((2, 3)))
+    g = layer.backward(xp.ones((2, 3)))
+    assert numpy.isfinite(to_numpy(y)).all() and numpy.isfinite(to_numpy(g)).all()
+    assert not to_numpy(y).any()
+
+
+def test_normalize_backward_drops_the_component_along_the_output(xp, rng):
+    """dL/dx is orthogonal to x: making a code longer does not change its direction."""
+    layer = nn.Normalize()
+    x = xp.asarray(rng.standard_normal((3, 4)))
+    layer(x)
+    g = to_numpy(layer.backward(xp.asarray(rng.standard_normal((3, 4)))))
+    numpy.testing.assert_allclose((g * to_numpy(x)).sum(axis=1), 0.0, atol=1e-12)
+
+
 # -- contracts every layer keeps ----------------------------------------------
 
 def all_layers(dtype):
-    return [nn.Dense(6, 4, dtype=dtype, rng=0), nn.ReLU(), nn.Sigmoid(), nn.Softmax()]
+    return [nn.Dense(6, 4, dtype=dtype, rng=0), nn.ReLU(), nn.Sigmoid(), nn.Softmax(), nn.Normalize()]
 
 
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])

@@ -192,7 +192,7 @@ def test_an_autoencoders_layers_are_drawn_as_asked_and_named_encoder_and_decoder
         numpy.testing.assert_array_equal(p.data, q.data)  # seed 0 by default; (input, code) is enough
     with pytest.raises(ValueError) as err:
         Autoencoder((12, 6), code_activation="tanh")
-    assert str(err.value) == "code_activation must be 'relu' or 'linear', got 'tanh'"
+    assert str(err.value) == "code_activation must be one of 'relu', 'linear', 'unit', got 'tanh'"
     with pytest.raises(ValueError) as err:
         Autoencoder((12,))
     assert str(err.value) == "Autoencoder: need at least (input, code) widths, got (12,)"

@@ -62,12 +62,13 @@ def test_autoencoder_widths_come_from_the_settings_and_the_reference_stays_fixed
     x = numpy.random.default_rng(0).integers(0, 256, (64, 784), dtype=numpy.uint8)
     settings = Settings(ae_widths=(784, 16, 8), ae_epochs=1, batch_size=32, progress=False)
     model, history = train_autoencoder(x, settings)
-    assert model.config["widths"] == [784, 16, 8] and model.config["code_activation"] == "linear"
+    assert model.config["widths"] == [784, 16, 8] and model.config["code_activation"] == "unit"
+    assert repr(model.encoder.layers[-1]) == "Normalize()"
     assert len(history["epoch"]) == 1
     reference, history = train_autoencoder(x, settings, reference=True)
     assert reference.config["widths"] == list(REFERENCE_AE["widths"]) == [784, 128, 64, 32]
     assert reference.config["code_activation"] == "relu" and len(history["epoch"]) == 20
-    assert Settings().as_dict()["ae_widths"] == [784, 256, 128, 32]  # JSON-friendly in metrics
+    assert Settings().as_dict()["ae_widths"] == [784, 512, 128, 32]  # JSON-friendly in metrics
 
 
 def test_autoencoder_validation_loss_is_on_the_clean_held_out_images():
@@ -288,7 +289,7 @@ def test_run_demo_runs_each_stage_in_order_and_says_so(monkeypatch, tmp_path):
         "data: 50 training images (45 train + 5 validation, held out for model selection and the learning "
         "curves), 30 test",
         "1/6 reference autoencoder (784-128-64-32, ReLU code)",
-        "2/6 autoencoder (linear code, 0.1 of the pixels masked)",
+        "2/6 autoencoder (unit code, 0.1 of the pixels masked)",
         "3/6 classifier on the frozen codes",
         f"4/6 t-SNE map of 12 test codes (scikit-learn; {pipeline.TSNE_DURATION})",
         "5/6 baselines: PCA with 8 components, and the raw pixels",
@@ -310,7 +311,7 @@ def test_run_demo_runs_each_stage_in_order_and_says_so(monkeypatch, tmp_path):
     assert calls[9][1] is True and calls[10][1:] == ("frozen", {"checkpoint": out / "finetuned.npz"})
     assert calls[12][1:] == ("tuned", True)  # the mirror the fine-tuned classifier chose
     assert calls[13][1:] == (30, "confusion.png", "Fine-tuned classifier on the test set")
-    stages = ["reference autoencoder (ReLU code)", "autoencoder (linear code)", "classifier on frozen codes",
+    stages = ["reference autoencoder (ReLU code)", "autoencoder (unit code)", "classifier on frozen codes",
               "encoder + head fine-tuned"]
     assert calls[14][1:] == (stages, "curves.png", pipeline._train_loss_labels(settings),
                              {stages[0]: "BCE per pixel", stages[1]: "BCE per pixel",
@@ -360,7 +361,7 @@ def test_the_demos_small_pieces():
         "autoencoder (x)": "BCE per pixel", "reference autoencoder (y)": "BCE per pixel", "head": "cross-entropy"}
     assert pipeline._train_loss_labels(Settings(ae_mask=0.25)) == {
         "encoder + head fine-tuned": "train loss (flipped and masked inputs)",
-        "autoencoder (linear code)": "train loss (on inputs with 25% of pixels masked)"}
+        "autoencoder (unit code)": "train loss (on inputs with 25% of pixels masked)"}
     assert pipeline._train_loss_labels(Settings(ae_mask=0.0, finetune_flip=False, finetune_mask=0.0,
                                                 code_activation="relu")) == {
         "encoder + head fine-tuned": "train loss"}
@@ -806,8 +807,8 @@ def test_tsne_map_passes_its_settings_to_scikit_learn_and_scores_the_map(monkeyp
         clock = iter([0.0, 1.0])
         made.clear()
         kw = {} if points is None else {"points": points}
-        _, m = tsne_map(many[:n], numpy.arange(n) % 10, **kw)  # the defaults: 10,000 points, perplexity 20
-        assert m["tsne_points"] == 10000 and made[0].kw["perplexity"] == 20.0 and made[0].kw["random_state"] == 0
+        _, m = tsne_map(many[:n], numpy.arange(n) % 10, **kw)  # the defaults: 10,000 points, perplexity 10
+        assert m["tsne_points"] == 10000 and made[0].kw["perplexity"] == 10.0 and made[0].kw["random_state"] == 0
         assert len(made[0].x) == 10000
     with pytest.raises(ValueError) as err:
         tsne_map(codes, numpy.r_[numpy.zeros(11, int), 1], points=12)

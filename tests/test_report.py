@@ -24,7 +24,7 @@ def test_readme_table_is_generated_from_the_metrics():
     assert lines[2] == ("| reference autoencoder 784-128-64-32 (ReLU code, Glorot-uniform init), 20 epochs at lr 1e-3, "
                         "test BCE | 0.2828 | <= 0.2880 (PyTorch 0.2878 / 0.2884) |")
     assert "| ... test MSE per pixel / dead code units of 32 | 0.0130 / 5 |" in lines[3]
-    assert lines[4].startswith("| default autoencoder 784-256-128-32 (linear code, denoising), "
+    assert lines[4].startswith("| default autoencoder 784-512-128-32 (unit code, denoising), "
                                "test BCE | 0.2712 |")
     assert "| encoder + head fine-tuned end to end, test accuracy | 90.14 % |" in lines[7]
     assert lines[8].startswith("| t-SNE of the 10,000 test codes (perplexity 20): trustworthiness "
@@ -150,7 +150,7 @@ def test_the_reports_computed_lines(tmp_path):
     assert lines[:2] == ["# nanoae demo report", ""]
     assert lines[2] == f"Backend **numpy**, seed 3, batch {metrics['settings']['batch_size']};"
     s = metrics["settings"]
-    assert lines[3] == "autoencoder 784-256-128-32-128-256-784 (linear code),"
+    assert lines[3] == "autoencoder 784-512-128-32-128-512-784 (unit code),"
     assert lines[4] == f"{s['ae_epochs']} epochs, lr {s['ae_lr']:g} cosine, {s['ae_mask']:g} of the input pixels masked;"
     assert lines[5] == (f"head {'-'.join(map(str, s['head_hidden']))} for {s['head_epochs']} epochs "
                         f"(label smoothing {s['head_label_smoothing']:g}); fine-tuning")

@@ -33,7 +33,7 @@ import numpy
 from nanoae.backend import get_array_module, to_device
 from nanoae.fashion.models import Autoencoder, Classifier, Standardize
 from nanoae.gradcheck import GradcheckResult, describe_element, gradcheck
-from nanoae.layers import Dense, Dropout, Layer, ReLU, Sigmoid, Softmax
+from nanoae.layers import Dense, Dropout, Layer, Normalize, ReLU, Sigmoid, Softmax
 from nanoae.losses import BinaryCrossEntropy, CrossEntropy
 from nanoae.sequential import Sequential
 
@@ -83,13 +83,14 @@ def _labels(seed, n, k):
     return numpy.random.default_rng(seed + 1).integers(0, k, size=n)
 
 
-def _mini_autoencoder(seed):
-    """The reference autoencoder's pattern (ReLU code, sigmoid out) at widths 12-6-4-3.
+def _mini_autoencoder(seed, code_activation="relu"):
+    """The autoencoder's pattern (ReLU between layers, sigmoid out) at widths 12-6-4-3,
+    with the reference's ReLU code, or another ``code_activation``.
 
     Biases are set small and positive: with b = 0, a sample whose ReLUs are all
     off feeds an exact 0 into the next ReLU, right on its kink.
     """
-    model = Autoencoder((12, 6, 4, 3), code_activation="relu", dtype=F64, seed=seed)
+    model = Autoencoder((12, 6, 4, 3), code_activation=code_activation, dtype=F64, seed=seed)
     rng = numpy.random.default_rng(seed)
     for p in model.parameters():
         if p.name == "b":
@@ -108,6 +109,7 @@ def builtin_cases() -> list[Case]:
         Case("ReLU()", layer(lambda s: ReLU(), (4, 5))),
         Case("Sigmoid()", layer(lambda s: Sigmoid(), (4, 5), 3.0)),
         Case("Softmax()", layer(lambda s: Softmax(), (4, 6), 2.0)),
+        Case("Normalize()", layer(lambda s: Normalize(), (4, 5))),
         # training mode: a forward draws the mask of its rows (the same on every call, so
         # the finite differences see one fixed function), which backward then uses
         Case("Dropout(0.3), training", layer(lambda s: Dropout(0.3), (4, 5))),
@@ -130,6 +132,8 @@ def builtin_cases() -> list[Case]:
             (Sequential(Softmax()), CrossEntropy(label_smoothing=0.1)),
             *_device(_normal(s, (5, 4), 2.0), _labels(s, 5, 4)))),
         Case("Autoencoder 12-6-4-3-4-6-12 + BCE", _mini_autoencoder),
+        Case("Autoencoder 12-6-4-3-4-6-12, unit code (Normalize) + BCE",
+             lambda s: _mini_autoencoder(s, code_activation="unit")),
         Case("Classifier 3-8-10 + CrossEntropy", lambda s: (
             (Classifier(3, (8,), 10, dtype=F64, seed=s), CrossEntropy()),
             *_device(_normal(s, (6, 3)), _labels(s, 6, 10)))),

@@ -109,7 +109,7 @@ def _common(p, *, training=True, seed="seed for weights and data order"):  # pra
 def _widths(p):  # pragma: no mutate block (help texts)
     p.add_argument("--widths", type=_positive_int, nargs="+", metavar="W",
                    help="the encoder's layer widths after the 784 pixels, the last being the code "
-                   "(default: 256 128 32; the reference is 128 64 32); the decoder mirrors them")
+                   "(default: 512 128 32; the reference is 128 64 32); the decoder mirrors them")
 
 
 def _add_demo(sub) -> None:  # pragma: no mutate block (help texts)
@@ -137,7 +137,8 @@ def _recipe(p, epochs: str) -> None:  # pragma: no mutate block (help texts)
                    "(default: 2e-3)")
     p.add_argument("--mask", type=_probability, help="fraction of input pixels zeroed while the "
                    "autoencoder learns to reconstruct them (default: 0.1)")
-    p.add_argument("--code", choices=("linear", "relu"), help="activation of the code (default: linear)")
+    p.add_argument("--code", choices=("unit", "linear", "relu"), help="what follows the code's Dense layer: "
+                   "unit (scaled to length 1), linear (nothing) or relu (default: unit)")
     _widths(p)
 
 
@@ -209,7 +210,7 @@ def _add_tsne(sub) -> None:  # pragma: no mutate block (help texts)
                    "(default: %(default)s)")
     p.add_argument("--points", type=_positive_int, default=10000,
                    help="test images to map, 11 to 10000 (default: %(default)s)")
-    p.add_argument("--perplexity", type=_positive_float, default=20.0,
+    p.add_argument("--perplexity", type=_positive_float, default=10.0,
                    help="t-SNE perplexity, about the number of neighbours that count (default: %(default)s)")
 
 

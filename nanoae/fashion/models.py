@@ -28,7 +28,7 @@ import hashlib
 import numpy
 
 from nanoae.backend import to_device, to_numpy
-from nanoae.layers import Dense, Dropout, Layer, ReLU, Sigmoid, Softmax
+from nanoae.layers import Dense, Dropout, Layer, Normalize, ReLU, Sigmoid, Softmax
 from nanoae.sequential import Sequential
 
 __all__ = ["Autoencoder", "Classifier", "Standardize", "ImageClassifier", "FineTuned", "build_model",
@@ -47,6 +47,10 @@ def _mlp(widths, dtype, rng, last_activation=None, init="he"):
     return layers
 
 
+# what may follow the encoder's last Dense: a ReLU, nothing, or ``Normalize`` (codes of length 1)
+CODE_ACTIVATIONS = ("relu", "linear", "unit")
+
+
 class Autoencoder(Sequential):
     """``Sequential(encoder, decoder)`` with ``encode`` and ``reconstruct``.
 
@@ -58,13 +62,14 @@ class Autoencoder(Sequential):
 
     def __init__(self, widths=(784, 128, 64, 32), *, code_activation: str = "relu",
                  dtype=numpy.float32, seed: int | None = 0, init: str = "he"):
-        if code_activation not in ("relu", "linear"):
-            raise ValueError(f"code_activation must be 'relu' or 'linear', got {code_activation!r}")
+        if code_activation not in CODE_ACTIVATIONS:
+            raise ValueError(f"code_activation must be one of {', '.join(map(repr, CODE_ACTIVATIONS))}, "
+                             f"got {code_activation!r}")
         widths = tuple(int(w) for w in widths)
         if len(widths) < 2:
             raise ValueError(f"Autoencoder: need at least (input, code) widths, got {widths}")
         rng = numpy.random.default_rng(seed)
-        code = [ReLU()] if code_activation == "relu" else []
+        code = {"relu": [ReLU()], "linear": [], "unit": [Normalize()]}[code_activation]
         # labelled, so that errors and diagnostics say where: "encoder layer 0 Dense(784, 128)"
         self.encoder = Sequential(*_mlp(widths, dtype, rng, init=init), *code, label="encoder")
         self.decoder = Sequential(*_mlp(widths[::-1], dtype, rng, Sigmoid(), init=init), label="decoder")

@@ -273,7 +273,7 @@ README_ROWS = [
      ["ref_ae_test_bce"], "<= 0.2880 (PyTorch 0.2878 / 0.2884)"),
     ("... test MSE per pixel / dead code units of 32", ["ref_ae_test_mse", "ref_ae_dead_code_units"],
      "(PyTorch 0.0148 / 6-7)"),
-    ("default autoencoder {widths} (linear code, denoising), test BCE", ["ae_test_bce"],
+    ("default autoencoder {widths} ({code} code, denoising), test BCE", ["ae_test_bce"],
      "lower than the reference"),
     ("... test MSE per pixel / dead code units", ["ae_test_mse", "ae_dead_code_units"], "0"),
     ("classifier on the frozen 32-d codes, test accuracy", ["clf_frozen_test_accuracy"],
@@ -296,7 +296,8 @@ README_ROWS = [
 def readme_table(metrics: dict) -> str:
     """The README's results table, every figure read from ``metrics`` (a run's metrics.json)."""
     s = metrics["settings"]
-    names = {"widths": "-".join(map(str, s["ae_widths"])), "points": metrics.get("tsne_points", 0),
+    names = {"widths": "-".join(map(str, s["ae_widths"])), "code": s["code_activation"],
+             "points": metrics.get("tsne_points", 0),
              "perplexity": metrics.get("tsne_perplexity", 0),
              "components": metrics.get("pca_components", 0)}
     lines = ["| result | nanoae | target (PyTorch reference, same work) |", "| --- | ---: | --- |"]

@@ -62,7 +62,8 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     n_components: the code's width (``fashion.models.Autoencoder``'s last width).
     hidden: the encoder's widths between the input and the code (the decoder mirrors them).
-    code_activation: "linear" (no unit can die) or "relu" (the reference's).
+    code_activation: "linear" (no unit can die), "relu" (the reference's) or "unit"
+        (codes scaled to length 1, ``layers.Normalize``).
     epochs, batch_size, learning_rate: ``nanoae.fit`` with Adam.
     mask: denoising: the fraction of input values zeroed in each training batch
         (``transform`` never masks: unseen data is encoded as it is).
