@@ -13,8 +13,9 @@ Each run is one subprocess training with ``fit`` on the real Fashion-MNIST train
 * ``flush``: nanoae as shipped (``flush_every=100``);
 * ``no-flush``: the same with ``flush_every=None``, to show what the flush prevents.
 
-Recipes: ``default`` is the demo's autoencoder (784-256-128-32, linear code, masking noise
-0.1, cosine schedule from 2e-3); ``reference`` the reference one (784-128-64-32, ReLU code,
+Recipes: ``default`` is the demo's autoencoder (``pipeline.Settings``: 784-512-128-32 with a
+unit-length code since 2026-12-06, 784-256-128-32 with a linear code in the runs before; masking
+noise 0.1, cosine schedule from 2e-3); ``reference`` the reference one (784-128-64-32, ReLU code,
 Glorot-uniform, constant lr 1e-3, clean inputs). Reported per run: every epoch's seconds,
 late/early = median of the last third of the epochs / median of epochs 2-4 (target <= 1.15),
 and the subnormal numbers left at the end in the optimizer state, the weights, and the last

@@ -9,7 +9,7 @@ docs/distributed.md models the step of a global batch B on N ranks, P parameters
 This script measures every term but t_comm on ONE process (the terms a rank computes
 alone; ``bench.py --workers N`` measures t_comm and the whole step under mpiexec), with
 T BLAS threads (default 1: one rank per core), for the reference autoencoder
-784-128-64-32-64-128-784 and the default one 784-256-128-32-128-256-784:
+784-128-64-32-64-128-784 and the default one until 2026-12-06, 784-256-128-32-128-256-784:
 
 * ``gather``   x[idx] for b = B/N random rows of the uint8 images, scaled to float32;
 * ``draw``     the masking noise's keep-bits of b rows (Philox, ``augment.mask_bits``),
