@@ -8,8 +8,9 @@
 # neighbours in the 32-d codes too, and 5-NN accuracy how well classes separate.
 #
 # Run:  .venv/bin/python examples/04_tsne_map.py
-# Run time: 14.6 s as a script (LivePlot included), real data, on a quiet 2-core Intel Xeon
-# (lscpu: family 6, model 167), 2026-12-02.
+# Run time: 22.2 s as a script (LivePlot included), real data, on a quiet 2-core AMD EPYC
+# (lscpu: family 25, model 17), 2026-12-06, with the 784-512-128-32 autoencoder (14.6 s with
+# the 784-256-128-32 one before it, on a quiet 2-core Intel Xeon, family 6, model 167).
 # Knobs (see _knobs.py): NANOAE_EXAMPLE_EPOCHS (default 5), NANOAE_EXAMPLE_LIMIT.
 # Writes examples/out/live_autoencoder.png, codes.png and tsne.png.
 # The order is the seed notebook's (t-SNE_Dimentionality_Reduction.ipynb, a Keras autoencoder):
