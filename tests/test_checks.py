@@ -331,6 +331,9 @@ def test_the_mini_autoencoder_has_small_positive_biases_and_its_input_as_target(
             numpy.testing.assert_array_equal(p.data, rng.uniform(0.05, 0.2, size=p.data.shape))
     weights = [p.data for p in model.parameters() if p.name == "W"]
     assert all((w < 0).any() for w in weights)  # the weights stay as the model drew them
+    drawn = suite.Autoencoder((12, 6, 4, 3), code_activation="relu", dtype=numpy.float64, seed=5)
+    for w, want in zip(weights, [p.data for p in drawn.parameters() if p.name == "W"], strict=True):
+        numpy.testing.assert_array_equal(w, want)  # drawn from the case's seed
 
 
 def test_run_case_draws_from_the_seed_and_times_the_check(monkeypatch):

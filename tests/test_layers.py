@@ -212,6 +212,21 @@ def test_softmax_works_on_the_last_axis_of_any_shape(rng):
         numpy.testing.assert_allclose(row_dx, jacobian.T @ row_g, rtol=1e-10, atol=1e-14)
 
 
+def test_normalize_works_on_the_last_axis_of_any_shape(rng):
+    """A (2, 3, 4) input is six rows of four: forward and backward as row by row."""
+    x = rng.standard_normal((2, 3, 4))
+    g = rng.standard_normal((2, 3, 4))
+    layer = nn.Normalize()
+    y = layer(x)
+    dx = layer.backward(g)
+    for row_x, row_g, row_y, row_dx in zip(x.reshape(6, 4), g.reshape(6, 4), y.reshape(6, 4),
+                                           dx.reshape(6, 4)):
+        n = numpy.linalg.norm(row_x)
+        numpy.testing.assert_allclose(row_y, row_x / n, rtol=1e-12)
+        jacobian = (numpy.eye(4) - numpy.outer(row_y, row_y)) / n  # dy_i/dx_j, symmetric
+        numpy.testing.assert_allclose(row_dx, jacobian @ row_g, rtol=1e-10, atol=1e-14)
+
+
 # -- what each refusal says ---------------------------------------------------
 
 def test_dense_input_errors_say_what_was_expected_and_found():
@@ -247,7 +262,7 @@ def test_dense_construction_errors():
         nn.Dense(2, 2, dtype=numpy.int32)
 
 
-@pytest.mark.parametrize("make", [lambda: nn.Dense(3, 2), nn.ReLU, nn.Sigmoid, nn.Softmax])
+@pytest.mark.parametrize("make", [lambda: nn.Dense(3, 2), nn.ReLU, nn.Sigmoid, nn.Softmax, nn.Normalize])
 def test_every_layer_refuses_backward_before_forward(make):
     layer = make()
     with pytest.raises(RuntimeError, match=rf"^{re.escape(layer.name)}: backward\(\) called before forward\(\)$"):
@@ -258,7 +273,7 @@ def test_a_fresh_sigmoid_has_no_logits_yet():
     assert nn.Sigmoid().logits is None
 
 
-@pytest.mark.parametrize("make", [nn.ReLU, nn.Sigmoid, nn.Softmax])
+@pytest.mark.parametrize("make", [nn.ReLU, nn.Sigmoid, nn.Softmax, nn.Normalize])
 def test_activations_name_themselves_when_given_integers_or_non_arrays(make):
     layer = make()
     with pytest.raises(TypeError, match=rf"^{make.__name__}\(\): expected a floating-point array, got int64$"):
