@@ -841,3 +841,18 @@ def test_in_a_combined_log_the_gradcheck_table_comes_before_the_verdict(tmp_path
     lines = r.stdout.splitlines()
     assert r.returncode == 1 and lines[0].startswith("gradient check in float64: ") and lines[-2] == "the check FAILED"
     assert lines[-1] == "nanoae: error: gradients disagree in ForgotSlope() (see the table above)"
+
+
+
+def test_the_code_choices_are_the_models():
+    """--code lists its choices itself (parsing imports no model code); they must be the
+    names ``Autoencoder`` accepts."""
+    import argparse  # noqa: PLC0415
+
+    from nanoae.cli.main import build_parser  # noqa: PLC0415
+    from nanoae.fashion.models import CODE_ACTIVATIONS  # noqa: PLC0415
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("demo", "train-ae"):
+        code = next(a for a in commands.choices[command]._actions if a.dest == "code")
+        assert sorted(code.choices) == sorted(CODE_ACTIVATIONS), command

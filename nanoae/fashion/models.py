@@ -47,8 +47,8 @@ def _mlp(widths, dtype, rng, last_activation=None, init="he"):
     return layers
 
 
-# what may follow the encoder's last Dense: a ReLU, nothing, or ``Normalize`` (codes of length 1)
-CODE_ACTIVATIONS = ("relu", "linear", "unit")
+# what may follow the encoder's last Dense, by name: a ReLU, nothing, or ``Normalize`` (codes of length 1)
+CODE_ACTIVATIONS = {"relu": ReLU, "linear": None, "unit": Normalize}
 
 
 class Autoencoder(Sequential):
@@ -69,7 +69,8 @@ class Autoencoder(Sequential):
         if len(widths) < 2:
             raise ValueError(f"Autoencoder: need at least (input, code) widths, got {widths}")
         rng = numpy.random.default_rng(seed)
-        code = {"relu": [ReLU()], "linear": [], "unit": [Normalize()]}[code_activation]
+        code_layer = CODE_ACTIVATIONS[code_activation]
+        code = [] if code_layer is None else [code_layer()]
         # labelled, so that errors and diagnostics say where: "encoder layer 0 Dense(784, 128)"
         self.encoder = Sequential(*_mlp(widths, dtype, rng, init=init), *code, label="encoder")
         self.decoder = Sequential(*_mlp(widths[::-1], dtype, rng, Sigmoid(), init=init), label="decoder")

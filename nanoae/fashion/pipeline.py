@@ -6,9 +6,10 @@
    by default 784-512-128-32 with codes of length 1 (``layers.Normalize``: only
    their direction counts, so near codes are those at a small angle), and a
    denoising one (it sees 10 % of the pixels zeroed, and must reproduce the
-   clean image), whose codes place images of a class closer. The reference 784-128-64-32 with a ReLU code
-   (``REFERENCE_AE``) is trained too: its figures sit beside the default's in
-   the report, and its code units (dead ones marked) in ``codes.png``.
+   clean image), whose codes place images of a class closer. The reference
+   784-128-64-32 with a ReLU code (``REFERENCE_AE``) is trained too: its figures
+   sit beside the default's in the report, and its code units (dead ones marked)
+   in ``codes.png``.
 3. ``train_frozen_classifier`` (``encode_splits``, ``head_training_set``,
    ``train_head``): a dense softmax head on the frozen codes.
 4. ``fine_tune``: encoder and head trained together on the labels.
