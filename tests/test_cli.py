@@ -141,6 +141,15 @@ def test_demo_quick_on_small_data_writes_everything(tmp_path, fake_data, capsys,
     autoencoder = metrics["histories"]["autoencoder (unit code)"]
     assert len(autoencoder["val_loss"]) == 1  # on the held-out validation split, each epoch
     assert "autoencoder" in read_checkpoint_meta(out / "classifier.npz")["user"]
+    from nanoae.cli.commands import demo_checkpoint_bytes
+    from nanoae.fashion.pipeline import Settings
+
+    # the free space the demo asks for before it starts: a lower bound of its checkpoints, and
+    # close to them (what they add: metadata, and each classifier's best epoch's weights)
+    written = sum((out / name).stat().st_size for name in ("autoencoder.npz", "classifier.npz",
+                                                           "finetuned.npz"))
+    needs = demo_checkpoint_bytes(Settings.quick())
+    assert needs <= written < 1.25 * needs
 
 
 def test_train_evaluate_and_resume_commands(tmp_path, fake_data, capsys, backend_name):
@@ -658,6 +667,56 @@ def test_train_ae_on_a_disk_too_small_for_its_checkpoint_is_refused_before_the_d
 
     monkeypatch.setattr("nanoae.cli.outputs.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(1, 0, needs))
     check_free_space(out.parent, needs, "--out", "it")  # exactly enough is enough
+
+
+@pytest.mark.parametrize("finetune", [False, True])
+def test_train_classifier_on_a_disk_too_small_for_its_checkpoints_is_refused_before_the_data(
+        trained, capsys, monkeypatch, finetune):
+    import shutil  # noqa: PLC0415
+
+    from nanoae import Sequential  # noqa: PLC0415
+    from nanoae.cli.commands import checkpoint_bytes, load_model  # noqa: PLC0415
+    from nanoae.fashion.models import Classifier  # noqa: PLC0415
+
+    paths, data = trained
+    head = Classifier(16, (8,), 10)  # the classifier of the tiny autoencoder's codes, --hidden 8
+    needs = checkpoint_bytes(head)
+    if finetune:
+        needs += checkpoint_bytes(Sequential(load_model(paths["ae"]).encoder, head))
+    monkeypatch.setattr("nanoae.cli.commands.load_splits", _no_data)
+    monkeypatch.setattr("nanoae.cli.outputs.shutil.disk_usage",
+                        lambda path: shutil._ntuple_diskusage(10 ** 9, 10 ** 9 - needs + 1, needs - 1))
+    out = paths["clf"].parent / "new.npz"
+    err = refused(capsys, ["train-classifier", "--ae", str(paths["ae"]), "--out", str(out), "--hidden",
+                           "8", *data] + (["--finetune", "1"] if finetune else []), "train-classifier")
+    what = ("saving the checkpoints of the head and the fine-tuned model" if finetune
+            else "the checkpoint of the head")
+    assert err == (f"nanoae train-classifier: error: --out {out}: {out.parent} has {needs - 1:,} bytes "
+                   f"free, and {what} needs at least {needs:,}; free some space there or choose "
+                   "another place")
+
+
+def test_a_demo_on_a_disk_too_small_for_its_checkpoints_is_refused_before_the_data(
+        tmp_path, capsys, monkeypatch):
+    """Its four checkpoints take about 30 MB; the probe of check_output_dir writes 64 KiB."""
+    import shutil  # noqa: PLC0415
+
+    from nanoae.cli.commands import demo_checkpoint_bytes  # noqa: PLC0415
+    from nanoae.fashion.pipeline import Settings  # noqa: PLC0415
+
+    needs = demo_checkpoint_bytes(Settings())
+    assert needs > 25 * 10 ** 6
+    monkeypatch.setattr("nanoae.cli.commands.run_demo", _no_data)
+    monkeypatch.setattr("nanoae.cli.outputs.shutil.disk_usage",
+                        lambda path: shutil._ntuple_diskusage(10 ** 9, 10 ** 9 - needs + 1, needs - 1))
+    out = tmp_path / "new" / "demo"
+    err = refused(capsys, ["demo", "--out", str(out)], "demo")
+    assert err == (f"nanoae demo: error: --out {out}: {tmp_path} has {needs - 1:,} bytes free, and "
+                   f"saving the demo's checkpoints needs at least {needs:,}; free some space there or choose "
+                   "another place")
+    assert not out.parent.exists()
+    # without the reference autoencoder, less
+    assert demo_checkpoint_bytes(Settings(reference=False)) < needs
 
 
 def test_the_checkpoint_bound_is_the_arrays_of_the_weights_and_adams_moments(tmp_path):

@@ -21,6 +21,7 @@ from nanoae.fashion.data import CLASS_NAMES, IMAGE_SHAPE
 from nanoae.fashion.metrics import autoencoder_metrics, score_classifier
 from nanoae.fashion.models import (
     Autoencoder,
+    Classifier,
     FineTuned,
     ImageClassifier,
     Standardize,
@@ -142,6 +143,8 @@ def demo(args):
     base = dict(seed=args.seed, data_dir=args.data_dir, verify=args.verify, backend=args.backend,
                 batch_size=args.batch_size, progress=args.progress, **overrides)
     settings = Settings.quick(**base) if args.quick else Settings(**base)
+    check_free_space(args.out, demo_checkpoint_bytes(settings), f"--out {args.out}",
+                     "saving the demo's checkpoints")
     metrics = run_demo(args.out, settings)
     return {k: v for k, v in metrics.items() if k not in ("histories", "settings", "versions")}
 
@@ -195,10 +198,31 @@ def train_ae(args):
     return result
 
 
+def checkpoint_bytes(model) -> int:
+    """At least the bytes of the checkpoint of ``model`` trained by Adam: its weights and biases
+    three times over (the values and Adam's two moments, m and v). The file adds its metadata on
+    top, and a classifier's checkpoint the weights of its best epoch."""
+    return 3 * sum(p.data.nbytes for p in model.parameters())
+
+
 def autoencoder_checkpoint_bytes(widths) -> int:
-    """At least the bytes of train-ae's checkpoint: the autoencoder's weights and biases three
-    times over (the values and Adam's two moments, m and v). The file adds its metadata on top."""
-    return 3 * sum(p.data.nbytes for p in Autoencoder(widths).parameters())
+    """At least the bytes of train-ae's checkpoint of an autoencoder of these widths."""
+    return checkpoint_bytes(Autoencoder(widths))
+
+
+def classifier_checkpoint_bytes(ae: Autoencoder, settings: Settings, finetune: bool) -> int:
+    """At least the bytes of the head on ``ae``'s codes and, with ``finetune``, of the fine-tuned
+    encoder + head: what train-classifier (and the demo after its autoencoders) writes."""
+    head = Classifier(ae.code_size, settings.head_hidden, 10)
+    return checkpoint_bytes(head) + (checkpoint_bytes(Sequential(ae.encoder, head)) if finetune else 0)
+
+
+def demo_checkpoint_bytes(settings: Settings) -> int:
+    """At least the bytes of the demo's checkpoints: its autoencoder (and the reference one), the
+    head and the fine-tuned model. Its figures and metrics.json come on top."""
+    ae = Autoencoder(settings.ae_widths, code_activation=settings.code_activation)
+    reference = autoencoder_checkpoint_bytes(REFERENCE_AE["widths"]) if settings.reference else 0
+    return checkpoint_bytes(ae) + reference + classifier_checkpoint_bytes(ae, settings, finetune=True)
 
 
 def live_path(checkpoint) -> Path:
@@ -231,6 +255,10 @@ def train_classifier(args):
     settings = _settings(args, head_epochs=args.epochs, head_lr=args.lr,
                          head_hidden=tuple(args.hidden), finetune_epochs=args.finetune)
     ae = load_model(args.ae, ("autoencoder",))
+    check_free_space(args.out.parent, classifier_checkpoint_bytes(ae, settings, bool(args.finetune)),
+                     f"--out {args.out}",
+                     "saving the checkpoints of the head and the fine-tuned model" if args.finetune
+                     else "the checkpoint of the head")
     splits = load_splits(settings)
     live = [LivePlot(live_path(args.out))] if args.watch else []
     frozen, history, _ = train_frozen_classifier(ae, splits, settings, checkpoint=args.out,
