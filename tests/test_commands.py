@@ -40,6 +40,8 @@ def calls(monkeypatch):
     record("train_autoencoder", (types.SimpleNamespace(config={"widths": [784, 8]}), {"watch": {}}))
     record("autoencoder_metrics", {"ae_test_bce": 0.5})
     record("check_output_dir", None)
+    record("check_free_space", None)
+    record("classifier_checkpoint_bytes", 12345)
     return seen
 
 
@@ -54,6 +56,8 @@ def test_demo_hands_its_options_to_the_settings(calls, tmp_path):
     assert settings == Settings(seed=4, data_dir="d", verify=False, backend="numpy", batch_size=32,
                                 progress=False, ae_epochs=2, ae_lr=0.5, ae_mask=0.25, code_activation="relu",
                                 ae_widths=(784, 16, 8), reference=False)
+    assert calls["check_free_space"][0][0] == (out, commands.demo_checkpoint_bytes(settings), f"--out {out}",
+                                               "saving the demo's checkpoints")
     commands.demo(parse("demo", "--out", str(out), "--quick"))
     assert calls["run_demo"][1][0][1] == Settings.quick(seed=0, data_dir=None, verify=True, backend="numpy",
                                                         batch_size=256, progress=None)
@@ -94,6 +98,7 @@ def test_train_ae_hands_the_recipe_on_and_reports_the_checkpoint(calls, tmp_path
                                 code_activation=defaults.code_activation, ae_widths=(784, 32))
     assert calls["load_splits"][0][0] == (settings,)
     assert calls["check_output_dir"][0][0] == (tmp_path, f"--out {out}")
+    assert calls["check_free_space"][0][0][:2] == (tmp_path, commands.autoencoder_checkpoint_bytes((784, 32)))
     commands.train_ae(parse("train-ae", "--out", str(out), "--reference", "--force"))
     (x, settings), kw = calls["train_autoencoder"][1]
     assert settings.ae_epochs == REFERENCE_AE["epochs"] and kw["reference"] is True
@@ -322,6 +327,8 @@ def test_train_classifier_hands_its_options_on_and_scores_both_models(calls, tmp
     assert settings == Settings(seed=4, data_dir="d", verify=False, backend="numpy", batch_size=32, progress=None,
                                 head_epochs=3, head_lr=0.5, head_hidden=(7, 5), finetune_epochs=0)
     assert calls["check_output_dir"][0][0] == (tmp_path, f"--out {out}")
+    assert calls["classifier_checkpoint_bytes"][0][0] == ("the ae", settings, False)
+    assert calls["check_free_space"][0][0] == (tmp_path, 12345, f"--out {out}", "the checkpoint of the head")
     splits = frozen_calls[0][1]
     assert splits.x_train == "xtr"  # what load_splits returned
     assert frozen_calls == [("the ae", splits, settings, {"checkpoint": out, "watch": False, "callbacks": []})]
@@ -470,6 +477,7 @@ def test_train_classifier_fine_tunes_without_watching_when_not_asked(calls, tmp_
     assert result == {"checkpoint": str(out), "clf_frozen": "frozen",
                       "finetune_checkpoint": str(tmp_path / "clf.finetuned.npz"), "clf_finetune": "t"}
     assert tuned == [{"checkpoint": tmp_path / "clf.finetuned.npz", "watch": False, "callbacks": []}]
+    assert calls["classifier_checkpoint_bytes"][0][0][2] is True  # room for the fine-tuned model too
 
 
 def test_workbook_writes_or_checks_with_the_options_given(monkeypatch):
