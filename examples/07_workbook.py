@@ -2,7 +2,7 @@
 # # 07 - Write the core yourself: the workbook
 #
 # What it teaches: backpropagation, by writing it. `nanoae workbook DIR` writes a copy of
-# nanoae's core (the layers Dense, ReLU, Sigmoid, Softmax, the losses with their fused
+# nanoae's core (the layers Dense, ReLU, Sigmoid, Softmax, Normalize, the losses with their fused
 # gradients, and Adam's update) generated from nanoae's own source, with every `backward`
 # and the body of `adam_step` replaced by a stub that says what to return, its shape and the
 # formula. `nanoae workbook --check DIR` checks each exercise against finite differences (or
@@ -75,7 +75,8 @@ check()
 # %% [markdown]
 # ## 4. Fill in the rest
 # Dense (three products: which one needs `W^T`? the shapes in the docstring say), Sigmoid
-# (`y * (1 - y)`), Softmax (the Jacobian-vector product, no Jacobian), the two losses and their
+# (`y * (1 - y)`), Softmax (the Jacobian-vector product, no Jacobian), Normalize (the same
+# idea: take out of g its component along y, then divide by the length), the two losses and their
 # fused gradients (`logits_grad`: why is it so much simpler than `backward`?), and `adam_step`
 # (do not forget the bias correction: at t = 1 it multiplies the step by 10 for `m`).
 # Here the answers (`nanoae workbook --solved`) stand in for your work.

@@ -131,8 +131,8 @@ def test_a_fresh_workbook_is_all_todo(tmp_path, capsys, fake_data):
     for exercise in generate.exercises():
         line, under = row(out, exercise.label)
         assert line.split()[-2] == "todo" and under == []
-    assert "0 of 9 exercises pass, 0 fail, 9 to do" in out
-    assert "training" not in out and err.count("\n") == 1 and "9 of 9 exercises not passing" in err
+    assert "0 of 10 exercises pass, 0 fail, 10 to do" in out
+    assert "training" not in out and err.count("\n") == 1 and "10 of 10 exercises not passing" in err
 
 
 def test_the_solved_workbook_passes_and_trains_as_nanoae_does(solved, capsys, fake_data):
@@ -190,6 +190,10 @@ w -= lr * m / (get_array_module(w).sqrt(v) + eps)
      "ReLU.backward returned float64 for a float32 input; it must stay float32"),
     ("Softmax.backward", "y = self._y\nreturn y * (grad_out - (grad_out * y).sum(axis=2))",
      "raised AxisError: axis 2 is out of bounds for array of dimension 2 at {dir}/layers.py:"),
+    # the component along y not taken out: right shape and dtype, wrong numbers
+    ("Normalize.backward", "return grad_out / self._n", "input["),
+    ("Normalize.backward", "y = self._y\nreturn (grad_out - y * (grad_out * y).sum(axis=-1)) / self._n",
+     "raised ValueError: operands could not be broadcast together with shapes (4,6) (4,) "),
 ])
 def test_a_learners_mistake_is_one_line_not_a_crash(broken, capsys, fake_data, qualname, body,
                                                     says):
@@ -248,7 +252,7 @@ def test_training_that_parts_is_reported_with_the_step(broken, capsys, tmp_path)
     make_fake_fashion(tmp_path / "data", n_train=768, n_test=50)  # three steps of 256
     rewrite(broken / "layers.py", "ReLU.backward", STALE_MASK)
     code, out, err = check(broken, capsys, tmp_path / "data")
-    assert code == 1 and "all 9 exercises pass" in out
+    assert code == 1 and "all 10 exercises pass" in out
     assert re.search(r"they disagree; they part at step 2: your loss \S+, nanoae's \S+", out), out
     assert "training with your classes differs" in err
 
@@ -294,7 +298,7 @@ def test_the_generator_reads_names_not_lines():
     source = generate.module_source("layers").replace(
         "class ReLU(Layer):", "class ReLU(Layer):\n    note = 'a new line'  # moved everything down")
     text = generate.learner_module("layers", source=source)
-    assert "note = 'a new line'" in text and text.count("raise NotImplementedError(") == 4
+    assert "note = 'a new line'" in text and text.count("raise NotImplementedError(") == 5
     tree = ast.parse(text)
     relu = next(n for n in tree.body if getattr(n, "name", None) == "ReLU")
     backward = next(f for f in relu.body if getattr(f, "name", None) == "backward")
@@ -441,7 +445,7 @@ def test_fill_in_writes_a_body_as_a_learner_does(tmp_path):
     with pytest.raises(ValueError) as err:
         generate.fill_in(tmp_path, "Tanh.backward", "pass")
     assert str(err.value) == ("no exercise 'Tanh.backward'; the exercises: Dense.backward, ReLU.backward, "
-                              "Sigmoid.backward, Softmax.backward, BinaryCrossEntropy.backward, "
+                              "Sigmoid.backward, Softmax.backward, Normalize.backward, BinaryCrossEntropy.backward, "
                               "BinaryCrossEntropy.logits_grad, CrossEntropy.backward, CrossEntropy.logits_grad, "
                               "adam_step")
 
@@ -660,6 +664,7 @@ def test_each_exercise_is_checked_on_the_inputs_its_row_names(solved):
         ("ReLU.backward", "passes", "x 4x6", 24, []),
         ("Sigmoid.backward", "passes", "x 4x6", 24, []),
         ("Softmax.backward", "passes", "x 4x6", 24, []),
+        ("Normalize.backward", "passes", "x 4x6", 24, []),
         ("BinaryCrossEntropy.backward", "passes", "x 4x5", 20, []),
         ("BinaryCrossEntropy.logits_grad", "passes", "x 4x5", 20, []),
         ("CrossEntropy.backward", "passes", "x 5x4", 20, []),
@@ -732,7 +737,8 @@ def test_each_generated_file_keeps_the_cores_docstring_imports_and_names():
 
 def test_the_readme_lists_each_files_exercises_and_the_check_of_its_folder(tmp_path):
     text = generate.readme("my-core")
-    assert ("| `layers.py` | `Dense.backward`, `ReLU.backward`, `Sigmoid.backward`, `Softmax.backward` |\n"
+    assert ("| `layers.py` | `Dense.backward`, `ReLU.backward`, `Sigmoid.backward`, `Softmax.backward`, "
+            "`Normalize.backward` |\n"
             "| `losses.py` | `BinaryCrossEntropy.backward`, `BinaryCrossEntropy.logits_grad`, "
             "`CrossEntropy.backward`, `CrossEntropy.logits_grad` |\n"
             "| `optim.py` | `adam_step` |\n") in text
@@ -914,7 +920,7 @@ def test_the_stubs_replace_exactly_the_bodies_after_their_docstrings_in_a_small_
         '# not exercises: used as nanoae has them',
         'from nanoae.layers import LIMIT, helper, after  # noqa: F401',
         '',
-        "__all__ = ['Dense', 'ReLU', 'Sigmoid', 'Softmax']",
+        "__all__ = ['Dense', 'ReLU', 'Sigmoid']",  # the exercises this small core defines
         '',
         '',
         'class Dense(Layer):',
@@ -1319,8 +1325,8 @@ def test_in_a_combined_log_the_table_and_the_training_run_come_before_the_verdic
 
     generate.write_workbook(tmp_path / "todo")
     lines = combined(tmp_path / "todo")
-    assert lines[0].startswith(f"workbook {tmp_path / 'todo'}: ") and lines[-2] == "0 of 9 exercises pass, 0 fail, 9 to do"
-    assert lines[-1].startswith("nanoae: error: 9 of 9 exercises not passing yet")
+    assert lines[0].startswith(f"workbook {tmp_path / 'todo'}: ") and lines[-2] == "0 of 10 exercises pass, 0 fail, 10 to do"
+    assert lines[-1].startswith("nanoae: error: 10 of 10 exercises not passing yet")
     broken = shutil.copytree(solved, tmp_path / "broken")
     rewrite(broken / "layers.py", "ReLU.backward", STALE_MASK)  # passes every exercise, trains otherwise
     make_fake_fashion(tmp_path / "data", n_train=768, n_test=50)  # three steps: they part at step 2

@@ -37,7 +37,7 @@ __all__ = ["EXERCISES", "ALIASES", "Exercise", "exercises", "module_source", "wr
 # an empty tuple: a class copied whole, with nothing to write, e.g. Adam, which calls adam_step)}
 EXERCISES = {
     "layers": {"Dense": ("backward",), "ReLU": ("backward",), "Sigmoid": ("backward",),
-               "Softmax": ("backward",)},
+               "Softmax": ("backward",), "Normalize": ("backward",)},
     "losses": {"BinaryCrossEntropy": ("backward", "logits_grad"),
                "CrossEntropy": ("backward", "logits_grad")},
     "optim": {"adam_step": None, "Adam": ()},
@@ -217,7 +217,7 @@ def learner_module(module: str, *, solved: bool = False, source: str | None = No
     if imported:
         parts.append(f"# not exercises: used as nanoae has them\nfrom nanoae.{module} import "
                      f"{', '.join(imported)}  # noqa: F401\n")
-    parts.append(f"\n__all__ = {list(wanted)!r}\n")
+    parts.append(f"\n__all__ = {[name for name in wanted if name in _all_defined(tree)]!r}\n")
     for text in kept:
         parts.append("\n\n" + text)
     for alias, target in aliases.items():
