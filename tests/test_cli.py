@@ -715,8 +715,12 @@ def test_a_demo_on_a_disk_too_small_for_its_checkpoints_is_refused_before_the_da
                    f"saving the demo's checkpoints needs at least {needs:,}; free some space there or choose "
                    "another place")
     assert not out.parent.exists()
-    # without the reference autoencoder, less
-    assert demo_checkpoint_bytes(Settings(reference=False)) < needs
+    # without the reference autoencoder, less by exactly its checkpoint
+    from nanoae.cli.commands import autoencoder_checkpoint_bytes  # noqa: PLC0415
+    from nanoae.fashion.pipeline import REFERENCE_AE  # noqa: PLC0415
+
+    assert demo_checkpoint_bytes(Settings(reference=False)) == needs - autoencoder_checkpoint_bytes(
+        REFERENCE_AE["widths"])
 
 
 def test_the_checkpoint_bound_is_the_arrays_of_the_weights_and_adams_moments(tmp_path):
