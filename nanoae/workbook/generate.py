@@ -217,11 +217,12 @@ def learner_module(module: str, *, solved: bool = False, source: str | None = No
     if imported:
         parts.append(f"# not exercises: used as nanoae has them\nfrom nanoae.{module} import "
                      f"{', '.join(imported)}  # noqa: F401\n")
-    parts.append(f"\n__all__ = {[name for name in wanted if name in _all_defined(tree)]!r}\n")
+    defined = _all_defined(tree)
+    parts.append(f"\n__all__ = {[name for name in wanted if name in defined]!r}\n")
     for text in kept:
         parts.append("\n\n" + text)
     for alias, target in aliases.items():
-        if alias in _all_defined(tree):
+        if alias in defined:
             parts.append(f"\n\n# nanoae also has a faster form of {target} that computes the same "
                          f"numbers;\n# in the workbook there is one form: yours\n"
                          f"{alias} = {target}\n")
